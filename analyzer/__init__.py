@@ -1,0 +1,1 @@
+"""Analyzer: dirtying probabilities, rankings, heatmaps and ELF attribution from calm traces."""

@@ -1,0 +1,1 @@
+"""Collector: samples per-page dirtying of live processes into HDF5 traces."""

@@ -1,0 +1,286 @@
+"""Streaming reader of calm traces, the one API that the analyzer, replay and notebooks use.
+
+Why streaming: a trace of a large service holds hundreds of millions of dirty-page events. The
+per-sample and per-segment columns are small (samples x processes) and are loaded whole; the
+events are read in chunks of whole samples, decoded from their delta coding with vectorised numpy,
+and handed out as flat arrays. No reader builds a pages x samples matrix.
+
+A file cut short (SIGKILL, full disk) is trimmed to its longest consistent prefix of samples, so
+everything that was flushed can be read. Layout: `collector.trace_format` and FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from calm.errors import CalmError
+from collector import trace_format as tf
+from collector.procfs import MapsTable
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One followed process (a row of /processes)."""
+
+    row: int
+    pid: int
+    ppid: int
+    name: str
+    cmdline: list[str]
+    exe: str
+    start_time_unix: float
+    first_sample: int  # -1: never sampled
+    last_sample: int  # last sample holding a segment of it
+    exit_sample: int  # sample at which it was seen gone, -1 if alive at the end
+
+
+@dataclass(frozen=True)
+class TraceInfo:
+    """The root attributes of a trace."""
+
+    format_version: int
+    page_size: int
+    backend: str
+    interval: float
+    kernel_release: str
+    hostname: str
+    start_time: str
+    start_time_unix: float
+    tool_version: str
+    command: list[str]
+    status: str
+    end_reason: str
+
+
+@dataclass
+class TraceChunk:
+    """A run of whole samples [first_sample, stop_sample) with their segments and dirty pages.
+
+    Segment arrays have one entry per (sample, process); event arrays one entry per dirty page.
+    """
+
+    first_sample: int
+    stop_sample: int
+    segment_sample: np.ndarray  # int64
+    segment_process: np.ndarray  # uint32, row in Trace.processes
+    segment_n_dirty: np.ndarray  # uint32
+    segment_n_resident: np.ndarray  # uint64
+    event_sample: np.ndarray  # int64
+    event_process: np.ndarray  # uint32
+    vpn: np.ndarray  # uint64, sorted within each (sample, process)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Trace:
+    """An open, read-only calm trace. Use as a context manager or call `close()`."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = _open_trace_file(self.path)
+        try:
+            self.info = self._read_info()
+            self._load_index()
+            self.processes = self._read_processes()
+        except CalmError:
+            self._file.close()
+            raise
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            self._file.close()
+            raise CalmError(f"{self.path} is not a readable calm trace: {exc}") from exc
+
+    # -- metadata ------------------------------------------------------------------------------
+    def _read_info(self) -> TraceInfo:
+        a = self._file.attrs
+        version = int(a["format_version"])
+        if version > tf.FORMAT_VERSION:
+            raise CalmError(
+                f"{self.path} uses trace format {version}; this calm reads up to {tf.FORMAT_VERSION}"
+            )
+        command = a.get("command", "[]")
+        return TraceInfo(
+            format_version=version,
+            page_size=int(a["page_size"]),
+            backend=_text(a["backend"]),
+            interval=float(a["interval"]),
+            kernel_release=_text(a.get("kernel_release", "")),
+            hostname=_text(a.get("hostname", "")),
+            start_time=_text(a.get("start_time", "")),
+            start_time_unix=float(a.get("start_time_unix", 0.0)),
+            tool_version=_text(a.get("tool_version", "")),
+            command=json.loads(_text(command)) if command else [],
+            status=_text(a.get("status", "")),
+            end_reason=_text(a.get("end_reason", "")),
+        )
+
+    def _load_index(self) -> None:
+        """Loads sample and segment columns and trims to the longest consistent prefix."""
+        samples, segments = self._file["samples"], self._file["segments"]
+        n_s = min(samples[c].shape[0] for c in tf.SAMPLE_COLUMNS)
+        n_g = min(segments[c].shape[0] for c in tf.SEGMENT_COLUMNS)
+        n_e = self._file["events/vpn_delta"].shape[0]
+        segment_end = samples["segment_end"][:n_s].astype(np.int64)
+        event_end = segments["event_end"][:n_g].astype(np.int64)
+        # A sample is usable if its offsets only point at rows that exist and never go backwards
+        # (a half-written chunk reads as zeros).
+        ok = (segment_end <= n_g) & (np.diff(segment_end, prepend=0) >= 0)
+        sample_event_end = np.zeros(n_s, dtype=np.int64)
+        has = ok & (segment_end > 0)
+        sample_event_end[has] = event_end[segment_end[has] - 1]
+        ok &= (sample_event_end <= n_e) & (np.diff(sample_event_end, prepend=0) >= 0)
+        bad = np.flatnonzero(~ok)
+        n_s = int(bad[0]) if bad.size else n_s
+        n_g = int(segment_end[n_s - 1]) if n_s else 0
+        event_end = event_end[:n_g]
+        if n_g and np.any(np.diff(event_end, prepend=0) < 0):
+            raise CalmError(f"{self.path} is corrupt: event offsets go backwards")
+        self._sample_event_end = sample_event_end[:n_s]
+        self.n_samples = n_s
+        self.n_segments = n_g
+        self.n_events = int(event_end[-1]) if n_g else 0
+        self.trimmed = n_s < samples["t_end"].shape[0]
+        self.t_start = samples["t_start"][:n_s]
+        self.t_end = samples["t_end"][:n_s]
+        self._segment_end = segment_end[:n_s]
+        self._event_end = event_end
+        self.segment_sample = np.repeat(np.arange(n_s, dtype=np.int64),
+                                        np.diff(self._segment_end, prepend=0))
+        self.segment_process = segments["process"][:n_g]
+        self.segment_n_dirty = segments["n_dirty"][:n_g]
+        self.segment_n_resident = segments["n_resident"][:n_g]
+
+    def _read_processes(self) -> list[ProcessInfo]:
+        g = self._file["processes"]
+        n = min(g[c].shape[0] for c in tf.PROCESS_COLUMNS)
+        cols = {c: g[c][:n] for c in tf.PROCESS_COLUMNS}
+        out = []
+        for i in range(n):
+            last = int(cols["last_sample"][i])
+            out.append(ProcessInfo(
+                row=i, pid=int(cols["pid"][i]), ppid=int(cols["ppid"][i]),
+                name=_text(cols["name"][i]), cmdline=json.loads(_text(cols["cmdline"][i]) or "[]"),
+                exe=_text(cols["exe"][i]), start_time_unix=float(cols["start_time_unix"][i]),
+                first_sample=int(cols["first_sample"][i]),
+                last_sample=min(last, self.n_samples - 1) if last >= 0 else last,
+                exit_sample=int(cols["exit_sample"][i]),
+            ))
+        return out
+
+    # -- durations -------------------------------------------------------------------------------
+    @property
+    def page_size(self) -> int:
+        return self.info.page_size
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the samples (first interval start to last interval end)."""
+        return float(self.t_end[-1] - self.t_start[0]) if self.n_samples else 0.0
+
+    def sample_durations(self) -> np.ndarray:
+        return self.t_end - self.t_start
+
+    # -- events ----------------------------------------------------------------------------------
+    def iter_chunks(self, max_events: int = 1 << 22, first_sample: int = 0,
+                    stop_sample: int | None = None) -> Iterator[TraceChunk]:
+        """Yields chunks of whole samples holding about `max_events` dirty pages each."""
+        stop_sample = self.n_samples if stop_sample is None else min(stop_sample, self.n_samples)
+        events = self._file["events/vpn_delta"]
+        s = first_sample
+        while s < stop_sample:
+            g0 = int(self._segment_end[s - 1]) if s else 0
+            e0 = int(self._sample_event_end[s - 1]) if s else 0
+            # Whole samples up to the event budget, at least one.
+            n_fit = int(np.searchsorted(self._sample_event_end[s:stop_sample], e0 + max_events,
+                                        side="right"))
+            stop = s + max(1, n_fit)
+            g1 = int(self._segment_end[stop - 1])
+            e1 = int(self._sample_event_end[stop - 1])
+            deltas = events[e0:e1] if e1 > e0 else np.empty(0, np.uint64)
+            yield self._decode(s, stop, g0, g1, deltas)
+            s = stop
+
+    def _decode(self, s0: int, s1: int, g0: int, g1: int, deltas: np.ndarray) -> TraceChunk:
+        n_dirty = self.segment_n_dirty[g0:g1].astype(np.int64)
+        csum = np.cumsum(deltas, dtype=np.uint64)
+        seg_first = np.cumsum(n_dirty) - n_dirty  # index of each segment's first event
+        base = np.zeros(g1 - g0, dtype=np.uint64)
+        has_prev = seg_first > 0
+        base[has_prev] = csum[seg_first[has_prev] - 1]
+        vpn = csum - np.repeat(base, n_dirty)
+        seg_sample = self.segment_sample[g0:g1]
+        seg_process = self.segment_process[g0:g1]
+        return TraceChunk(
+            first_sample=s0, stop_sample=s1, segment_sample=seg_sample, segment_process=seg_process,
+            segment_n_dirty=self.segment_n_dirty[g0:g1],
+            segment_n_resident=self.segment_n_resident[g0:g1],
+            event_sample=np.repeat(seg_sample, n_dirty), event_process=np.repeat(seg_process, n_dirty),
+            vpn=vpn,
+        )
+
+    def iter_samples(self, max_events: int = 1 << 22) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        """Yields (sample, {process row: sorted dirty vpns}) for every sample, in order."""
+        for chunk in self.iter_chunks(max_events):
+            bounds = np.concatenate(([0], np.cumsum(chunk.segment_n_dirty, dtype=np.int64)))
+            g = 0
+            for s in range(chunk.first_sample, chunk.stop_sample):
+                per_process: dict[int, np.ndarray] = {}
+                while g < len(chunk.segment_sample) and chunk.segment_sample[g] == s:
+                    per_process[int(chunk.segment_process[g])] = chunk.vpn[bounds[g]:bounds[g + 1]]
+                    g += 1
+                yield s, per_process
+
+    # -- memory maps -----------------------------------------------------------------------------
+    def map_snapshots(self, process: int) -> list[tuple[int, MapsTable]]:
+        """[(first sample it is valid for, regions)] for one process row, in sample order."""
+        g = self._file["maps"]
+        n = min(g[c].shape[0] for c in tf.MAP_COLUMNS)
+        rows = np.flatnonzero(g["process"][:n] == process)
+        if rows.size == 0:
+            return []
+        sample = g["sample"][:n][rows]
+        cols = {c: g[c][:n][rows] for c in ("start", "end", "offset", "inode")}
+        perms = [_text(x) for x in g["perms"][:n][rows]]
+        paths = [_text(x) for x in g["path"][:n][rows]]
+        out = []
+        for snap in np.unique(sample):
+            idx = np.flatnonzero(sample == snap)
+            out.append((int(snap), MapsTable(cols["start"][idx], cols["end"][idx],
+                                              [perms[i] for i in idx], cols["offset"][idx],
+                                              cols["inode"][idx], [paths[i] for i in idx])))
+        return out
+
+    # -- lifetime --------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "Trace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_trace_file(path: Path) -> h5py.File:
+    if not path.exists():
+        raise CalmError(f"trace {path} does not exist")
+    if path.is_dir():
+        raise CalmError(f"trace {path} is a directory")
+    if not h5py.is_hdf5(path):
+        raise CalmError(f"{path} is not an HDF5 file (truncated or not a trace)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise CalmError(f"{path} is corrupt or truncated: {exc}") from exc
+    if _text(f.attrs.get("format", "")) != tf.FORMAT_NAME:
+        f.close()
+        raise CalmError(f"{path} is an HDF5 file but not a calm trace")
+    return f

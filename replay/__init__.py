@@ -1,0 +1,1 @@
+"""Replay: the CALM cost model, its baselines and trace-driven migration simulation."""
