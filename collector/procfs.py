@@ -76,7 +76,7 @@ class MapsTable:
         return np.array([p not in SKIPPED_PATHS for p in self.path], dtype=bool)
 
 
-def _raise_for(exc: OSError, pid: int, what: str) -> None:
+def raise_for(exc: OSError, pid: int, what: str) -> None:
     if exc.errno in (errno.ESRCH, errno.ENOENT):
         raise ProcessGone(pid) from exc
     if exc.errno in (errno.EACCES, errno.EPERM):
@@ -92,7 +92,7 @@ def read_maps(pid: int) -> MapsTable:
         with open(f"/proc/{pid}/maps", "rb") as f:
             text = f.read()
     except OSError as exc:
-        _raise_for(exc, pid, "the memory map")
+        raise_for(exc, pid, "the memory map")
     lines = text.splitlines()
     n = len(lines)
     start = np.empty(n, np.uint64)
@@ -121,7 +121,7 @@ class Pagemap:
         try:
             self.fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            _raise_for(exc, pid, "the pagemap")
+            raise_for(exc, pid, "the pagemap")
         self._buffer = np.empty(0, dtype=np.uint64)
 
     def close(self) -> None:
@@ -142,7 +142,7 @@ class Pagemap:
             try:
                 got = os.preadv(self.fd, [view[done:]], start_vpn * 8 + done)
             except OSError as exc:
-                _raise_for(exc, self.pid, "the pagemap")
+                raise_for(exc, self.pid, "the pagemap")
             if got == 0:
                 raise ProcessGone(self.pid)
             done += got
@@ -185,11 +185,11 @@ def clear_soft_dirty(pid: int) -> None:
     try:
         fd = os.open(f"/proc/{pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
-        _raise_for(exc, pid, "clear_refs")
+        raise_for(exc, pid, "clear_refs")
     try:
         os.write(fd, CLEAR_REFS_SOFT_DIRTY)
     except OSError as exc:
-        _raise_for(exc, pid, "clear_refs")
+        raise_for(exc, pid, "clear_refs")
     finally:
         os.close(fd)
 

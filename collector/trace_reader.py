@@ -53,6 +53,7 @@ class TraceInfo:
     hostname: str
     start_time: str
     start_time_unix: float
+    start_monotonic: float  # CLOCK_MONOTONIC seconds that t_start/t_end are relative to
     tool_version: str
     command: list[str]
     status: str
@@ -116,6 +117,7 @@ class Trace:
             hostname=_text(a.get("hostname", "")),
             start_time=_text(a.get("start_time", "")),
             start_time_unix=float(a.get("start_time_unix", 0.0)),
+            start_monotonic=float(a.get("start_monotonic", 0.0)),
             tool_version=_text(a.get("tool_version", "")),
             command=json.loads(_text(command)) if command else [],
             status=_text(a.get("status", "")),

@@ -1,0 +1,176 @@
+"""Compare a recorded trace of `collector.workload` against the workload's own truth.
+
+Why two comparisons:
+- *Exact*: the workload logs when each write round ran and which pages it wrote. A sample covers
+  the writes between `t_start` and `t_end`; every round that lies wholly inside that window must
+  show up, page for page, and nothing else may. Samples that a round straddles (it ran while the
+  collector was reading) are ambiguous and left out. This is immune to the two sides' intervals
+  not being synchronised.
+- *Statistical*: using only the true probabilities p_i and how many rounds fell in each sample,
+  the expected count of samples in which page i is dirty is sum_s 1 - prod_r (1 - p_i(r)); the
+  measured counts must lie within binomial (Poisson-binomial, normal approximation) bounds.
+Both work on arrays over pages; samples are grouped by their round pattern, so no pages x samples
+matrix is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from collector.trace_reader import Trace
+
+
+@dataclass
+class Truth:
+    base_vpn: int
+    pages: int
+    interval: float
+    p: np.ndarray  # (phases, pages)
+    phase_seconds: float
+    round_start: np.ndarray  # CLOCK_MONOTONIC seconds
+    round_end: np.ndarray
+    written: np.ndarray
+    written_end: np.ndarray
+
+    def round_pages(self, r: int) -> np.ndarray:
+        lo = int(self.written_end[r - 1]) if r else 0
+        return self.written[lo:int(self.written_end[r])].astype(np.int64)
+
+    def round_phase(self) -> np.ndarray:
+        if self.p.shape[0] == 1 or self.phase_seconds <= 0:
+            return np.zeros(self.round_start.size, dtype=np.int64)
+        elapsed = self.round_start - self.round_start[0]  # the workload's t0 is just before round 0
+        return (elapsed // self.phase_seconds).astype(np.int64) % self.p.shape[0]
+
+
+def load_truth(path: str | Path) -> Truth:
+    z = np.load(path)
+    return Truth(
+        base_vpn=int(z["base_vpn"]), pages=int(z["pages"]), interval=float(z["interval"]),
+        p=z["p"], phase_seconds=float(z["phase_seconds"]),
+        round_start=z["round_start"], round_end=z["round_end"], written=z["written"],
+        written_end=z["written_end"],
+    )
+
+
+@dataclass
+class SampleWindows:
+    """For each sample: the rounds wholly inside it, and whether a round straddles it."""
+
+    rounds_inside: list[np.ndarray]
+    ambiguous: np.ndarray  # bool per sample
+
+
+def sample_windows(trace: Trace, truth: Truth) -> SampleWindows:
+    t0 = trace.info.start_monotonic
+    a = trace.t_start + t0
+    b = trace.t_end + t0
+    rs, re_ = truth.round_start, truth.round_end
+    inside, ambiguous = [], np.zeros(trace.n_samples, dtype=bool)
+    for s in range(trace.n_samples):  # per sample, vectorised over rounds
+        within = (rs >= a[s]) & (re_ <= b[s])
+        overlapping = (re_ > a[s]) & (rs < b[s])
+        inside.append(np.flatnonzero(within))
+        ambiguous[s] = bool(np.any(overlapping & ~within))
+    # a round that ran between two samples (during a collector round) is also ambiguous for both
+    for s in range(trace.n_samples - 1):
+        between = (re_ > b[s]) & (rs < a[s + 1])
+        if np.any(between):
+            ambiguous[s] = ambiguous[s + 1] = True
+    return SampleWindows(inside, ambiguous)
+
+
+def measured_pages(trace: Trace, row: int, truth: Truth) -> list[np.ndarray]:
+    """Per sample, the workload page indices the trace says process `row` dirtied."""
+    out = [np.empty(0, np.int64) for _ in range(trace.n_samples)]
+    for s, per_process in trace.iter_samples():
+        vpns = per_process.get(row)
+        if vpns is None:
+            continue
+        idx = vpns.astype(np.int64) - truth.base_vpn
+        out[s] = idx[(idx >= 0) & (idx < truth.pages)]
+    return out
+
+
+@dataclass
+class ExactReport:
+    compared: int
+    ambiguous: int
+    matching: int
+    missed: int  # truly written, not reported
+    spurious: int  # reported, not written
+
+
+def exact_comparison(trace: Trace, row: int, truth: Truth, first_sample: int = 0) -> ExactReport:
+    windows = sample_windows(trace, truth)
+    measured = measured_pages(trace, row, truth)
+    compared = matching = missed = spurious = 0
+    for s in range(first_sample, trace.n_samples):
+        if windows.ambiguous[s]:
+            continue
+        rounds = windows.rounds_inside[s]
+        true = np.unique(np.concatenate([truth.round_pages(r) for r in rounds])) if rounds.size \
+            else np.empty(0, np.int64)
+        got = measured[s]
+        compared += 1
+        matching += int(np.array_equal(got, true))
+        missed += np.setdiff1d(true, got).size
+        spurious += np.setdiff1d(got, true).size
+    return ExactReport(compared, int(windows.ambiguous[first_sample:].sum()), matching, missed, spurious)
+
+
+@dataclass
+class BinomialReport:
+    pages_checked: int
+    outside: int  # pages whose count lies outside the two-sided bound
+    allowed: int  # how many outside pages chance alone explains at this confidence
+    worst_z: float
+    samples: int
+
+
+def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float = 0.999,
+                        first_sample: int = 0) -> BinomialReport:
+    """Counts per page vs their expectation from p_i and the rounds in each sample."""
+    windows = sample_windows(trace, truth)
+    measured = measured_pages(trace, row, truth)
+    phases = truth.round_phase()
+    n_phases = truth.p.shape[0]
+    samples = [s for s in range(first_sample, trace.n_samples) if not windows.ambiguous[s]]
+    counts = np.zeros(truth.pages, dtype=np.int64)
+    patterns: dict[tuple[int, ...], int] = {}
+    for s in samples:
+        np.add.at(counts, measured[s], 1)
+        key = tuple(np.bincount(phases[windows.rounds_inside[s]], minlength=n_phases).tolist())
+        patterns[key] = patterns.get(key, 0) + 1
+    log_q = np.log1p(-np.minimum(truth.p, 1 - 1e-12))  # (phases, pages)
+    mean = np.zeros(truth.pages)
+    var = np.zeros(truth.pages)
+    for key, n in patterns.items():
+        q_all = np.exp(np.asarray(key, dtype=float) @ log_q)  # P(page untouched in that sample)
+        mean += n * (1 - q_all)
+        var += n * q_all * (1 - q_all)
+    z_bound = _normal_quantile(1 - (1 - confidence) / 2)
+    matters = var >= 1.0  # pages with enough variance for the normal bound to mean something
+    z = np.abs(counts - mean)[matters] / np.sqrt(var[matters])
+    z_cc = np.maximum(np.abs(counts - mean)[matters] - 0.5, 0) / np.sqrt(var[matters])
+    outside = int(np.count_nonzero(z_cc > z_bound))
+    n = int(matters.sum())
+    expected_out = n * (1 - confidence)
+    allowed = int(math.ceil(expected_out + z_bound * math.sqrt(max(expected_out, 1e-9)) + 1))
+    return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, len(samples))
+
+
+def _normal_quantile(prob: float) -> float:
+    """Inverse standard normal CDF by bisection on erf (no SciPy needed)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < prob:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

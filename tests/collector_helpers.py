@@ -1,0 +1,73 @@
+"""Helpers for tests that run the real collector against real processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def calm(*args: str, timeout: float = 120, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Runs the real `calm` command (as `python -m calm`, so no PATH install is needed)."""
+    proc = subprocess.run([sys.executable, "-m", "calm", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=kwargs.pop("cwd", None), **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"calm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def workload_command(tmp: Path, *, pages: int = 1024, interval: float = 0.1,
+                     profile: str = "uniform:0.1", seed: int = 1, duration: float = 0.0,
+                     name: str = "w") -> tuple[list[str], Path, Path]:
+    truth = tmp / f"{name}-truth.npz"
+    ready = tmp / f"{name}.ready"
+    cmd = [sys.executable, "-m", "collector.workload", "--pages", str(pages), "--interval",
+           str(interval), "--profile", profile, "--seed", str(seed), "--truth", str(truth),
+           "--ready-file", str(ready)]
+    if duration:
+        cmd += ["--duration", str(duration)]
+    return cmd, truth, ready
+
+
+def start_workload(tmp: Path, **kwargs) -> tuple[subprocess.Popen, Path]:
+    """Starts the ground-truth workload and waits until its memory is resident."""
+    cmd, truth, ready = workload_command(tmp, **kwargs)
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    wait_for_file(ready, proc)
+    return proc, truth
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or path.stat().st_size == 0:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode} before {path} appeared")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear in {timeout} s")
+        time.sleep(0.02)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+    return proc.wait(timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The stderr of a failed command, asserting it is exactly one `calm: error:` line."""
+    assert result.returncode != 0, f"expected failure, got 0; stderr: {result.stderr}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("calm: error:")]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1, f"expected one error line, got:\n{result.stderr}"
+    return errors[0]
+
+
+def environment_without_tty() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("COLUMNS", None)
+    return env
