@@ -1,1 +1,10 @@
-"""Analyzer: dirtying probabilities, rankings, heatmaps and ELF attribution from calm traces."""
+"""Analyzer: dirtying probabilities, rankings, heatmaps and ELF attribution from calm traces.
+
+Python API: `analyze(trace_path) -> Analysis` (see `analyzer.model`); files and figures are
+written by `analyzer.outputs` and `analyzer.plots`; `calm analyze` is `analyzer.cli`.
+"""
+
+from analyzer.compute import analyze
+from analyzer.model import Analysis
+
+__all__ = ["Analysis", "analyze"]

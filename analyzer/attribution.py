@@ -57,7 +57,7 @@ def attribute(pages: PageTable, regions: list[Region], pmaps: dict[int, ProcessM
             if image.symbol_source == "":
                 out.skipped.setdefault(path, "stripped: no symbol table (sections only)")
     out.sections = sorted(sections.values(), key=lambda s: -s.dirty_page_samples)
-    out.symbols = sorted(symbols.values(), key=lambda s: (-s.dirty_page_samples, -s.max_p, s.name))
+    out.symbols = sorted(symbols.values(), key=lambda s: (-s.weighted_page_samples, -s.dirty_page_samples, s.name))
     return out
 
 

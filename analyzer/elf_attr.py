@@ -56,6 +56,9 @@ class SymbolStat:
     size: int
     pages: int = 0  # dirtied pages it overlaps (summed over processes)
     dirty_page_samples: int = 0  # sum of those pages' dirty counts
+    # the same, each page weighted by the share of its bytes the symbol covers: a big array that
+    # shares its edge page with a small variable gets the page, the variable only its bytes' share
+    weighted_page_samples: float = 0.0
     max_p: float = 0.0
     processes: set[int] = field(default_factory=set)
 
@@ -175,6 +178,8 @@ def attribute_symbols(image: ElfImage, pages: ElfPages, page_size: int, process:
     hi = np.searchsorted(vpns, last_vpn, side="right")
     csum = np.concatenate(([0], np.cumsum(pages.dirty)))
     n_pages, events = hi - lo, csum[hi] - csum[lo]
+    weighted = _overlap_weighted(image.symbol_bounds + pages.bias, first_vpn, last_vpn, lo, hi,
+                                 vpns, pages.dirty, events, page_size)
     hit = np.flatnonzero(n_pages > 0)
     if hit.size == 0:
         return
@@ -189,8 +194,26 @@ def attribute_symbols(image: ElfImage, pages: ElfPages, page_size: int, process:
             stats[(image.path, name, address)] = st
         st.pages += int(n_pages[sym])
         st.dirty_page_samples += int(events[sym])
+        st.weighted_page_samples += float(weighted[sym])
         st.max_p = max(st.max_p, exact)
         st.processes.add(process)
+
+
+def _overlap_weighted(bounds: np.ndarray, first_vpn: np.ndarray, last_vpn: np.ndarray,
+                      lo: np.ndarray, hi: np.ndarray, vpns: np.ndarray, dirty: np.ndarray,
+                      events: np.ndarray, page_size: int) -> np.ndarray:
+    """Dirty page-samples of each symbol with its first and last page weighted by byte overlap."""
+    start, end = bounds[:, 0], bounds[:, 1]  # run-time addresses
+    first_share = (np.minimum(end, (first_vpn + 1) * page_size) - start) / page_size
+    last_share = (end - np.maximum(start, last_vpn * page_size)) / page_size
+    has_first = (hi > lo) & (vpns[np.minimum(lo, vpns.size - 1)] == first_vpn)
+    has_last = (hi > lo) & (vpns[np.maximum(hi - 1, 0)] == last_vpn)
+    out = events.astype(np.float64)
+    out -= np.where(has_first, (1 - first_share) * dirty[np.minimum(lo, vpns.size - 1)], 0)
+    # a symbol inside one page: its first page is its last page, already weighted above
+    one_page = first_vpn == last_vpn
+    out -= np.where(has_last & ~one_page, (1 - last_share) * dirty[np.maximum(hi - 1, 0)], 0)
+    return out
 
 
 def section_of(image: ElfImage, address: int) -> str:

@@ -80,6 +80,7 @@ def summary_dict(a: Analysis) -> dict:
         "symbols": [
             {"path": s.path, "name": s.name, "section": s.section, "address": hex(s.address),
              "size": s.size, "pages": s.pages, "dirty_page_samples": s.dirty_page_samples,
+             "weighted_page_samples": round(s.weighted_page_samples, 3),
              "max_p": s.max_p}
             for s in a.symbols[:20]
         ],
@@ -125,9 +126,10 @@ def write_data(a: Analysis, out_dir: Path) -> list[Path]:
                     [(s.kind, s.label, len(s.processes), s.pages, s.dirty_page_samples, f"{s.max_p:.6g}")
                      for s in a.region_stats])
     write_table_csv(files[3], ["path", "symbol", "section", "address", "size_bytes", "pages",
-                               "dirty_page_samples", "max_p", "processes"],
+                               "dirty_page_samples", "weighted_page_samples", "max_p", "processes"],
                     [(s.path, s.name, s.section, hex(s.address), s.size, s.pages,
-                      s.dirty_page_samples, f"{s.max_p:.6g}", len(s.processes)) for s in a.symbols])
+                      s.dirty_page_samples, f"{s.weighted_page_samples:.6g}", f"{s.max_p:.6g}",
+                      len(s.processes)) for s in a.symbols])
     return files
 
 

@@ -219,8 +219,8 @@ def plot_symbols(a: Analysis, most: int = 20) -> Figure:
         _empty(ax, "no dirtied page lies in an ELF data symbol" + (f"\n({why})" if why else ""))
     else:
         _barh(ax, [f"{s.name} ({s.section}, {s.path.rsplit('/', 1)[-1]})" for s in syms],
-              _scaled_mb(a, np.array([s.dirty_page_samples for s in syms])),
-              "dirtied pages overlapping the symbol, average (MB/s)")
+              _scaled_mb(a, np.array([s.weighted_page_samples for s in syms])),
+              "dirtied memory in the symbol's pages, byte-share weighted (MB/s)")
     ax.set_title("Hottest ELF data symbols")
     fig.tight_layout()
     return fig
