@@ -34,7 +34,19 @@ Progress = Callable[[str, int, int], None]  # (stage, samples done, samples tota
 
 def analyze(trace_path: str | os.PathLike, *, pids: Sequence[int] | None = None,
             max_events: int = CHUNK_EVENTS, progress: Progress | None = None) -> Analysis:
-    """Analyses a trace; `pids` restricts it to those processes (default: the whole service)."""
+    """Analyses a trace; `pids` restricts it to those processes (default: the whole service).
+
+    HDF5 reports damaged files as OSError from whichever read first touches the damage (even
+    while opening), so those become one CalmError line here.
+    """
+    try:
+        return _analyze(trace_path, pids, max_events, progress)
+    except OSError as exc:
+        raise CalmError(f"{trace_path} is corrupt or truncated: {exc}") from exc
+
+
+def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_events: int,
+             progress: Progress | None) -> Analysis:
     with Trace(trace_path) as trace:
         if trace.n_samples == 0:
             raise CalmError(f"{trace_path} holds no complete sample to analyse")

@@ -1,0 +1,104 @@
+"""`calm analyze` as a user runs it: the real CLI in a subprocess, real files in and out."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import h5py
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from analyzer.plots import FIGURES, FORMATS
+from tests.analyzer_helpers import handcrafted_trace
+from tests.collector_helpers import calm, one_line_error
+
+
+@pytest.fixture(scope="module")
+def trace_path(tmp_path_factory):
+    return handcrafted_trace(tmp_path_factory.mktemp("cli") / "t.h5")
+
+
+def test_every_plot_and_data_file_is_written(trace_path, tmp_path):
+    out = tmp_path / "out"
+    result = calm("analyze", str(trace_path), "-o", str(out), check=True)
+    assert "10 samples over 5.0 s" in result.stdout
+    assert "dirtied pages: 7" in result.stdout
+    assert result.stderr == ""
+    for name in FIGURES:
+        for fmt in FORMATS:
+            path = out / f"{name}.{fmt}"
+            assert path.stat().st_size > 1000, path
+        image = mpimg.imread(out / f"{name}.png")
+        assert image.shape[0] > 100 and image.shape[1] > 100
+        assert float(np.std(image)) > 0.01, f"{name}.png is blank"
+        root = ET.parse(out / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg")
+        assert "time since start (s)" in (out / "over_time.svg").read_text() or name != "over_time"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["service"]["dirtied_pages"] == 7
+    assert summary["samples"] == 10
+    assert summary["processes"][1]["exited"] is True
+    assert summary["working_set_mib"]["1s"]["max"] == pytest.approx(5 * 4096 / 2**20)
+    rows = (out / "pages.csv").read_text().splitlines()
+    assert rows[0].startswith("rank,pid,address,dirty_samples,mapped_samples,p_per_sample")
+    assert len(rows) == 8
+    assert rows[1].split(",")[:7] == ["1", "10", "0x64000", "10", "10", "1", "1"]
+    assert "0.75" in rows[5]  # pid 10 page 101: p 0.5 per 0.5 s sample -> 0.75 per second
+
+
+def test_default_output_directory_and_no_plots(trace_path, tmp_path):
+    local = tmp_path / "mine.h5"
+    shutil.copy(trace_path, local)
+    calm("analyze", str(local), "--no-plots", "-q", check=True)
+    out = tmp_path / "mine-analysis"
+    assert sorted(p.name for p in out.iterdir()) == ["pages.csv", "regions.csv", "summary.json",
+                                                      "symbols.csv"]
+
+
+def _error(*args: str) -> str:
+    return one_line_error(calm("analyze", *args))
+
+
+def test_truncated_file(trace_path, tmp_path):
+    data = trace_path.read_bytes()
+    bad = tmp_path / "truncated.h5"
+    bad.write_bytes(data[: len(data) // 2])
+    line = _error(str(bad), "-o", str(tmp_path / "o"))
+    assert "truncated" in line or "corrupt" in line
+
+
+@pytest.mark.parametrize("start_fraction", [0.05, 0.5, 0.8])
+def test_corrupt_file(trace_path, tmp_path, start_fraction):
+    data = bytearray(trace_path.read_bytes())
+    rng = np.random.default_rng(0)
+    start = int(len(data) * start_fraction)
+    data[start:] = rng.integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(bytes(data))
+    line = _error(str(bad), "-o", str(tmp_path / "o"))
+    assert "corrupt" in line or "not a" in line
+
+
+def test_non_trace_hdf5(tmp_path):
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.arange(10)
+    assert _error(str(other), "-o", str(tmp_path / "o")) == \
+        f"calm: error: {other} is an HDF5 file but not a calm trace"
+
+
+def test_not_hdf5_and_missing(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    assert "is not an HDF5 file" in _error(str(text), "-o", str(tmp_path / "o"))
+    assert "does not exist" in _error(str(tmp_path / "nope.h5"), "-o", str(tmp_path / "o"))
+
+
+def test_bad_options(trace_path, tmp_path):
+    assert "pid 4242 is not in" in _error(str(trace_path), "--pid", "4242", "-o", str(tmp_path / "o"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "is not a directory" in _error(str(trace_path), "-o", str(blocker))
