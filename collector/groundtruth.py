@@ -35,6 +35,7 @@ class Truth:
     round_end: np.ndarray
     written: np.ndarray
     written_end: np.ndarray
+    ready_monotonic: float  # the initial fill (not in the log) was done by then
 
     def round_pages(self, r: int) -> np.ndarray:
         lo = int(self.written_end[r - 1]) if r else 0
@@ -53,13 +54,14 @@ def load_truth(path: str | Path) -> Truth:
         base_vpn=int(z["base_vpn"]), pages=int(z["pages"]), interval=float(z["interval"]),
         p=z["p"], phase_seconds=float(z["phase_seconds"]),
         round_start=z["round_start"], round_end=z["round_end"], written=z["written"],
-        written_end=z["written_end"],
+        written_end=z["written_end"], ready_monotonic=float(z["ready_monotonic"]),
     )
 
 
 @dataclass
 class SampleWindows:
-    """For each sample: the rounds wholly inside it, and whether a round straddles it."""
+    """For each sample: the rounds wholly inside it, and whether it cannot be judged exactly
+    (a round straddles it, or it began before the workload's memory was filled)."""
 
     rounds_inside: list[np.ndarray]
     ambiguous: np.ndarray  # bool per sample
@@ -71,16 +73,21 @@ def sample_windows(trace: Trace, truth: Truth) -> SampleWindows:
     b = trace.t_end + t0
     rs, re_ = truth.round_start, truth.round_end
     inside, ambiguous = [], np.zeros(trace.n_samples, dtype=bool)
+    # Samples reaching back before the workload had filled its memory hold the fill's writes.
+    ambiguous |= a < truth.ready_monotonic
     for s in range(trace.n_samples):  # per sample, vectorised over rounds
         within = (rs >= a[s]) & (re_ <= b[s])
         overlapping = (re_ > a[s]) & (rs < b[s])
         inside.append(np.flatnonzero(within))
         ambiguous[s] = bool(np.any(overlapping & ~within))
-    # a round that ran between two samples (during a collector round) is also ambiguous for both
-    for s in range(trace.n_samples - 1):
-        between = (re_ > b[s]) & (rs < a[s + 1])
-        if np.any(between):
-            ambiguous[s] = ambiguous[s + 1] = True
+    # A write round that ran while the collector was reading (between two samples, or during the
+    # baseline read that starts at time 0) may be in either sample, or partly in the baseline.
+    reading_begin = np.concatenate(([t0], b[:-1]))
+    for s in range(trace.n_samples):
+        if np.any((re_ > reading_begin[s]) & (rs < a[s])):
+            ambiguous[s] = True
+            if s:
+                ambiguous[s - 1] = True
     return SampleWindows(inside, ambiguous)
 
 
@@ -130,6 +137,13 @@ class BinomialReport:
     allowed: int  # how many outside pages chance alone explains at this confidence
     worst_z: float
     samples: int
+    total_z: float  # (all measured events - their expectation) / sd, over every page
+
+    @property
+    def total_ok(self) -> bool:
+        return abs(self.total_z) <= self.z_bound
+
+    z_bound: float = 3.29
 
 
 def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float = 0.999,
@@ -161,7 +175,9 @@ def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float 
     n = int(matters.sum())
     expected_out = n * (1 - confidence)
     allowed = int(math.ceil(expected_out + z_bound * math.sqrt(max(expected_out, 1e-9)) + 1))
-    return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, len(samples))
+    total_z = float((counts.sum() - mean.sum()) / math.sqrt(max(var.sum(), 1e-12)))
+    return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, len(samples),
+                          total_z, z_bound)
 
 
 def _normal_quantile(prob: float) -> float:

@@ -33,7 +33,7 @@ from calm.errors import CalmError
 from collector.backends import HashBackend, SoftDirtyBackend, choose_backend
 from collector.procfs import PAGE_SIZE, MapsTable, ProcessGone
 from collector.progress import Progress
-from collector.targets import ProcessIdentity, TargetSet, check_pid, describe
+from collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
 from collector.trace_writer import TraceWriter, check_output_path
 
 FLUSH_EVERY_SECONDS = 1.0
@@ -68,6 +68,15 @@ class RecordResult:
 class _Tracked:
     identity: ProcessIdentity
     row: int
+    backend: SoftDirtyBackend | HashBackend
+    maps: MapsTable
+
+
+@dataclass
+class _Pending:
+    """A process opened and baselined, not yet in the trace."""
+
+    details: ProcessDetails
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
 
@@ -141,8 +150,9 @@ class Recorder:
             raise CalmError(f"command not executable: {self.options.command[0]}") from None
         return [psutil.Process(self.popen.pid)]
 
-    def _attach(self, proc: psutil.Process, *, required: bool) -> None:
-        """Starts following one process: baseline now, its first sample at the next round."""
+    def _prepare(self, proc: psutil.Process, *, required: bool) -> _Pending | None:
+        """Opens a process and takes its baseline; None (with a note) for an optional one that
+        cannot be read, CalmError for a required one."""
         try:
             details = describe(proc)
             backend = self.backend_cls(proc.pid)
@@ -153,19 +163,24 @@ class Recorder:
             if required:
                 who = f"command {self.options.command[0]}" if self.popen else f"pid {proc.pid}"
                 raise CalmError(f"{who} exited before recording started") from None
-            return
+            return None
         except (CalmError, psutil.AccessDenied) as exc:
             if required:
                 raise CalmError(str(exc) or f"no permission to read pid {proc.pid}") from None
             self.progress.note(f"calm record: skipping pid {proc.pid}: {exc}")
-            return
+            return None
+        return _Pending(details, backend, maps)
+
+    def _register(self, pending: _Pending) -> None:
+        """Starts following a prepared process; its first sample is the next round's."""
         assert self.writer is not None
+        details = pending.details
         row = self.writer.open_process(
-            pid=proc.pid, ppid=details.ppid, start_time_unix=details.identity.create_time,
+            pid=details.identity.pid, ppid=details.ppid, start_time_unix=details.identity.create_time,
             name=details.name, cmdline=details.cmdline, exe=details.exe,
         )
-        self.writer.add_maps(row, self.writer.n_samples, maps)
-        self.tracked[details.identity] = _Tracked(details.identity, row, backend, maps)
+        self.writer.add_maps(row, self.writer.n_samples, pending.maps)
+        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps)
         self.n_processes += 1
 
     # -- the loop ------------------------------------------------------------------------------
@@ -177,12 +192,13 @@ class Recorder:
         try:
             roots = self._roots()
             targets = TargetSet(roots, options.children)
+            # Every initial target is opened before the file exists: a refusal leaves nothing.
+            prepared = [self._prepare(proc, required=proc in roots)
+                        for proc in (targets.current() or roots)]
             self.writer = TraceWriter(options.output, force=options.force, attrs=self._attrs(t0))
-            initial = targets.current() or roots
-            for proc in initial:
-                self._attach(proc, required=proc in roots)
-            if not self.tracked:
-                raise CalmError("no target process could be recorded")
+            for pending in prepared:
+                if pending is not None:
+                    self._register(pending)
             end_reason = self._loop(targets, stop, t0)
         except CalmError:
             status, end_reason = "failed", "error"
@@ -258,7 +274,9 @@ class Recorder:
             self._close(identity, next_sample)
         for identity, proc in live.items():
             if identity not in self.tracked:
-                self._attach(proc, required=False)
+                pending = self._prepare(proc, required=False)
+                if pending is not None:
+                    self._register(pending)
 
     def _close(self, identity: ProcessIdentity, sample: int) -> None:
         tracked = self.tracked.pop(identity)

@@ -194,12 +194,18 @@ class TraceWriter:
 
 def check_output_path(path: Path, *, force: bool) -> None:
     """Refuses an output we could not or should not write, before any recording starts."""
-    if path.exists() and path.is_dir():
-        raise CalmError(f"output {path} is a directory")
-    if path.exists() and not force:
-        raise CalmError(f"output {path} exists; use --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
+    try:
+        exists = path.exists()
+        is_dir = path.is_dir()
+        parent_is_dir = parent.is_dir()
+    except OSError as exc:
+        raise CalmError(f"cannot access output {path}: {exc.strerror}") from None
+    if is_dir:
+        raise CalmError(f"output {path} is a directory")
+    if exists and not force:
+        raise CalmError(f"output {path} exists; use --force to overwrite it")
+    if not parent_is_dir:
         raise CalmError(f"output directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CalmError(f"output directory {parent} is not writable")

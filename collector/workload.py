@@ -14,7 +14,7 @@ Profiles (`--profile`):
 - `service`                   the demo's service-like mix: phases of two zipf profiles.
 
 `--truth FILE.npz` writes the truth: `base_vpn`, `page_size`, `pages`, `interval`, `p` (phases x
-pages), `phase_seconds`, and at exit the exact write log: `round_start`, `round_end` (CLOCK_MONOTONIC
+pages), `phase_seconds`, `ready_monotonic` (when the fill was done), and at exit the exact write log: `round_start`, `round_end` (CLOCK_MONOTONIC
 seconds) and `written` (page indices, concatenated) with `written_end` (cumulative count per round).
 The write log is what makes an honest comparison possible although the collector's and the
 workload's intervals are not synchronised.
@@ -162,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    truth["ready_monotonic"] = np.float64(time.monotonic())  # memory filled; rounds follow
     if args.truth:
         np.savez(args.truth, **truth)
     if args.ready_file:

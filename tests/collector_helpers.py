@@ -67,7 +67,3 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-def environment_without_tty() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("COLUMNS", None)
-    return env

@@ -1,0 +1,72 @@
+"""The real collector against the real ground-truth workload: exact and statistical agreement.
+
+The workload writes every 0.13 s and the collector samples every 0.1 s: incommensurate periods, so
+the write rounds drift across the collector's windows instead of locking onto its reading spans
+(where they would be ambiguous). Samples hold zero, one or two rounds; both checks account for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
+from collector.trace_reader import Trace
+from tests.collector_helpers import calm, start_workload, stop
+
+
+def _row_of(trace: Trace, pid: int) -> int:
+    rows = [p.row for p in trace.processes if p.pid == pid]
+    assert rows, f"pid {pid} not in trace: {[p.pid for p in trace.processes]}"
+    return rows[0]
+
+
+@pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
+def test_hash_backend_matches_truth(tmp_path, profile):
+    workload, truth_path = start_workload(tmp_path, pages=2048, interval=0.13, profile=profile)
+    out = tmp_path / "trace.h5"
+    try:
+        calm("record", "--backend", "hash", "--pid", str(workload.pid), "--interval", "0.1",
+             "--duration", "5", "-q", "-o", str(out), check=True)
+    finally:
+        stop(workload)
+    truth = load_truth(truth_path)
+    with Trace(out) as trace:
+        assert trace.info.backend == "hash"
+        assert trace.info.status == "complete"
+        row = _row_of(trace, workload.pid)
+        exact = exact_comparison(trace, row, truth)
+        stats = binomial_comparison(trace, row, truth)
+    # Every round wholly inside a sample is seen page for page, and nothing else.
+    assert exact.compared >= 20, exact
+    assert exact.missed == 0 and exact.spurious == 0, exact
+    assert stats.pages_checked >= 300, stats
+    assert stats.outside <= stats.allowed, stats
+    assert stats.total_ok, stats
+
+
+@pytest.mark.parametrize("wrong", ["doubled", "shuffled"])
+def test_statistical_check_catches_a_wrong_truth(tmp_path, wrong):
+    """The checks are not vacuous: the same trace disagrees with a distorted truth."""
+    workload, truth_path = start_workload(tmp_path, pages=2048, interval=0.13,
+                                          profile="hotcold:0.2:0.5:0.02")
+    out = tmp_path / "trace.h5"
+    try:
+        calm("record", "--backend", "hash", "--pid", str(workload.pid), "--interval", "0.1",
+             "--duration", "4", "-q", "-o", str(out), check=True)
+    finally:
+        stop(workload)
+    truth = load_truth(truth_path)
+    with Trace(out) as trace:
+        row = _row_of(trace, workload.pid)
+        honest = binomial_comparison(trace, row, truth)
+        if wrong == "doubled":
+            truth.p = truth.p * 2
+        else:
+            truth.p = truth.p[:, np.random.default_rng(0).permutation(truth.pages)]
+        distorted = binomial_comparison(trace, row, truth)
+    assert honest.outside <= honest.allowed and honest.total_ok, honest
+    if wrong == "doubled":
+        assert not distorted.total_ok, distorted
+    else:
+        assert distorted.outside > distorted.allowed, distorted
