@@ -1,0 +1,56 @@
+"""Clark et al., NSDI 2005, dynamic rate limiting (the CALM model, "Baselines": Clark).
+
+Round 1 sends every page at the minimum rate. Each later round sends the pages dirtied during
+the previous round at that round's dirtying rate (distinct pages written while it ran / its
+length) plus the increment, never below the minimum (Clark's limiter works between the
+administrator's minimum and maximum). Stop-and-copy, at the maximum rate, when that rate would
+exceed the maximum or fewer than 256 KiB remain. Defaults: minimum 100 Mbit/s, increment
+50 Mbit/s (what the slides' totals suggest), maximum = the scenario's bandwidth.
+"""
+
+from __future__ import annotations
+
+from calm.errors import CalmError
+from replay.policies.base import MigrationContext, Policy, Stop, View
+from replay.units import format_rate
+
+
+class Clark(Policy):
+    name = "clark"
+
+    def __init__(self, min_bps: float = 100e6, max_bps: float | None = None, increment_bps: float = 50e6,
+                 stop_bytes: int = 256 * 1024) -> None:
+        if min_bps <= 0 or increment_bps < 0 or (max_bps is not None and max_bps <= 0):
+            raise CalmError("Clark's rates must be positive (the increment may be zero)")
+        self.min_bps, self.max_bps, self.increment_bps, self.stop_bytes = min_bps, max_bps, increment_bps, stop_bytes
+
+    def begin(self, ctx: MigrationContext) -> None:
+        super().begin(ctx)
+        self.max = ctx.bandwidth if self.max_bps is None else ctx.pages_per_step(self.max_bps)
+        self.min = ctx.pages_per_step(self.min_bps)
+        self.inc = ctx.pages_per_step(self.increment_bps)
+        if self.max > ctx.bandwidth * (1 + 1e-9):
+            raise CalmError(f"Clark's maximum rate {format_rate(self.max_bps)} exceeds the scenario's bandwidth")
+        if self.min > self.max * (1 + 1e-9):
+            raise CalmError(f"Clark's minimum rate {format_rate(self.min_bps)} exceeds its maximum "
+                            f"{format_rate(self.max * 8 * ctx.page_size / ctx.step_seconds)}")
+        self.rate = self.min
+
+    def decide(self, view: View) -> float | Stop:
+        if view.round_done:
+            if view.n_dirty * self.ctx.page_size < self.stop_bytes:
+                return Stop(f"Clark: fewer than {self.stop_bytes // 1024} KiB left")
+            dirtying = view.last_round_dirtied / max(view.last_round_steps, 1)
+            rate = max(dirtying + self.inc, self.min)
+            if rate > self.max:
+                return Stop("Clark: next round's rate would exceed the maximum")
+            self.rate = rate
+        return min(self.rate, self.max)
+
+    def final_rate(self) -> float:
+        return self.max
+
+    def describe(self) -> dict:
+        to_bps = 8 * self.ctx.page_size / self.ctx.step_seconds
+        return {"min_bps": self.min * to_bps, "max_bps": self.max * to_bps,
+                "increment_bps": self.inc * to_bps, "stop_bytes": self.stop_bytes}

@@ -1,0 +1,35 @@
+"""Xen's xc_domain_save pre-copy (the CALM model, "Baselines": Xen).
+
+Rounds at full bandwidth (no rate limiter by default). A round sends the pages dirty when it
+began, skipping those written again before their turn (they will go in the next round anyway).
+After a round Xen moves to stop-and-copy when fewer than `min_sent` (50) pages were sent in it,
+after `max_rounds` (29) rounds, or once more than `max_factor` (3) x RAM has been sent.
+"""
+
+from __future__ import annotations
+
+from calm.errors import CalmError
+from replay.policies.base import Policy, Stop, View
+
+
+class Xen(Policy):
+    name = "xen"
+    skip_redirtied = True
+
+    def __init__(self, min_sent: int = 50, max_rounds: int = 29, max_factor: float = 3.0) -> None:
+        if min_sent < 0 or max_rounds < 1 or max_factor <= 0:
+            raise CalmError("Xen needs min_sent >= 0, max_rounds >= 1 and max_factor > 0")
+        self.min_sent, self.max_rounds, self.max_factor = min_sent, max_rounds, max_factor
+
+    def decide(self, view: View) -> float | Stop:
+        if view.round_done:
+            if view.last_round_sent < self.min_sent:
+                return Stop(f"Xen: fewer than {self.min_sent} pages sent in the last round")
+            if view.rounds >= self.max_rounds:
+                return Stop(f"Xen: {self.max_rounds} rounds done")
+            if view.total_sent > self.max_factor * self.ctx.n_pages:
+                return Stop(f"Xen: more than {self.max_factor:g} x RAM sent")
+        return self.ctx.bandwidth
+
+    def describe(self) -> dict:
+        return {"min_sent": self.min_sent, "max_rounds": self.max_rounds, "max_factor": self.max_factor}

@@ -1,0 +1,108 @@
+"""Turns a calm trace into per-step sets of dirtied *footprint* pages, streaming.
+
+Why: the simulator needs, for every step, which pages were written. A trace names pages by
+(process row, virtual page number); the replay treats all followed processes together as the
+machine to migrate. Two streaming passes over `Trace.iter_chunks` (the trace is never loaded
+whole) build:
+
+1. the footprint: the sorted distinct (process, vpn) pairs ever dirtied, F of them;
+2. per step s, the footprint indices dirtied in s, stored compressed-sparse (offsets per step +
+   one int32/int64 index per dirty event: 4-8 bytes per event, never a pages x samples matrix).
+
+Mapping onto a RAM of M pages (`ram_index`) is then a vectorised formula, so one MappedTrace
+serves every scenario. Time: one step = one trace sample; its length in seconds is the trace's
+mean sample spacing (`step_seconds`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from calm.errors import CalmError
+from collector.trace_reader import Trace
+
+_VPN_BITS = 45  # x86-64 5-level paging: 57-bit addresses, 12-bit pages
+_MAX_ROWS = 1 << (64 - _VPN_BITS)
+
+
+@dataclass
+class MappedTrace:
+    """Per-step dirty footprint pages of a trace (CSR) and what the replay needs to know about it."""
+
+    path: str
+    page_size: int
+    step_seconds: float
+    n_steps: int
+    footprint: int  # F: distinct pages ever dirtied
+    step_offsets: np.ndarray  # int64[n_steps + 1]
+    pages: np.ndarray  # footprint indices, step by step (order within a step is irrelevant)
+    write_counts: np.ndarray  # int64[F]: steps in which each footprint page was dirtied
+
+    def step_pages(self, step: int) -> np.ndarray:
+        """Footprint indices dirtied in trace step `step` (0 <= step < n_steps)."""
+        return self.pages[self.step_offsets[step]:self.step_offsets[step + 1]]
+
+    @property
+    def n_events(self) -> int:
+        return int(self.step_offsets[-1])
+
+    def mean_p(self, n_pages: int) -> float:
+        """Uniform-equivalent p on a RAM of n_pages: dirty events / (pages x steps)."""
+        return self.n_events / (n_pages * self.n_steps) if self.n_steps else 0.0
+
+    def ram_index(self, n_pages: int) -> np.ndarray:
+        """Footprint index j -> RAM page floor(j M / F): spread evenly, order kept (see `check_fits`)."""
+        check_fits(self.footprint, n_pages, self.page_size)
+        return (np.arange(self.footprint, dtype=np.int64) * n_pages) // max(self.footprint, 1)
+
+    def describe(self) -> dict:
+        return {"path": self.path, "page_size": self.page_size, "step_seconds": self.step_seconds,
+                "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events}
+
+
+def check_fits(footprint: int, n_pages: int, page_size: int) -> None:
+    if footprint > n_pages:
+        need = footprint * page_size
+        raise CalmError(
+            f"RAM of {n_pages} pages ({n_pages * page_size} bytes) is smaller than the trace's dirtied "
+            f"footprint of {footprint} pages ({need / 2**20:.1f} MiB); give a RAM of at least that size"
+        )
+
+
+def _keys(chunk) -> np.ndarray:
+    vpn = chunk.vpn
+    if vpn.size and int(vpn.max()) >> _VPN_BITS:
+        raise CalmError(f"trace has a virtual page number above 2^{_VPN_BITS}; not a page number of this machine")
+    return (chunk.event_process.astype(np.uint64) << np.uint64(_VPN_BITS)) | vpn
+
+
+def map_trace(path: str | os.PathLike, max_events: int = 1 << 22) -> MappedTrace:
+    """Reads a trace in two streaming passes (see module docstring)."""
+    with Trace(path) as trace:
+        if trace.n_samples == 0:
+            raise CalmError(f"trace {path} has no samples to replay")
+        if len(trace.processes) > _MAX_ROWS:
+            raise CalmError(f"trace {path} follows more than {_MAX_ROWS} processes")
+        footprint = np.empty(0, np.uint64)
+        for chunk in trace.iter_chunks(max_events):
+            footprint = np.union1d(footprint, np.unique(_keys(chunk)))
+        index_type = np.int32 if footprint.size < 2**31 else np.int64
+        counts = np.zeros(trace.n_samples, dtype=np.int64)
+        parts = []
+        for chunk in trace.iter_chunks(max_events):
+            parts.append(np.searchsorted(footprint, _keys(chunk)).astype(index_type))
+            counts[chunk.first_sample:chunk.stop_sample] += np.bincount(
+                chunk.event_sample - chunk.first_sample, minlength=chunk.stop_sample - chunk.first_sample)
+        pages = np.concatenate(parts) if parts else np.empty(0, index_type)
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        step_seconds = trace.duration / trace.n_samples
+        if not step_seconds > 0:
+            step_seconds = trace.info.interval
+        if not step_seconds > 0:
+            raise CalmError(f"trace {path} has no usable sampling interval")
+        return MappedTrace(str(path), trace.page_size, float(step_seconds), trace.n_samples,
+                           int(footprint.size), offsets, pages,
+                           np.bincount(pages, minlength=footprint.size).astype(np.int64))
