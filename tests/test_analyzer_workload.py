@@ -1,0 +1,89 @@
+"""Statistical agreement: the analyzer's per-page p on a real recording of the ground-truth workload.
+
+The workload writes page i with probability p_i once per round and logs when each round ran. A
+sample of the trace sees page i dirty with probability 1 - (1 - p_i)**k, k = rounds in that
+sample (the two sides' intervals are not synchronised, so k varies). Summed over the samples in
+which the page was mapped, that is the expected dirty count, a Poisson-binomial variable; the
+analyzer's count must lie inside its 99.9% normal bound for all but the pages chance explains.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from analyzer import analyze
+from collector.groundtruth import load_truth
+from collector.trace_reader import Trace
+from tests.collector_helpers import calm, start_workload, stop
+
+CONFIDENCE = 0.999
+
+
+def _rounds_per_sample(trace_path, truth, first: int, stop_sample: int) -> np.ndarray:
+    with Trace(trace_path) as trace:
+        t0 = trace.info.start_monotonic
+        a, b = trace.t_start[first:stop_sample] + t0, trace.t_end[first:stop_sample] + t0
+    mid = (truth.round_start + truth.round_end) / 2
+    return np.searchsorted(mid, b) - np.searchsorted(mid, a)
+
+
+def _check(dirty: np.ndarray, p: np.ndarray, k: np.ndarray) -> tuple[int, int, int]:
+    """(pages checked, outside the bound, allowed by chance) for counts `dirty` given truth p."""
+    ks, n_with = np.unique(k, return_counts=True)
+    q = np.exp(np.outer(ks, np.log1p(-np.minimum(p, 1 - 1e-12))))  # (distinct k, pages)
+    mean = (n_with[:, None] * (1 - q)).sum(axis=0)
+    var = (n_with[:, None] * q * (1 - q)).sum(axis=0)
+    matters = var >= 1.0
+    z_bound = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)
+    dev = np.maximum(np.abs(dirty - mean) - 0.5, 0)[matters] / np.sqrt(var[matters])
+    n = int(matters.sum())
+    expected = n * (1 - CONFIDENCE)
+    allowed = int(math.ceil(expected + z_bound * math.sqrt(expected) + 1))
+    return n, int(np.count_nonzero(dev > z_bound)), allowed
+
+
+@pytest.mark.parametrize("profile", ["uniform:0.2", "zipf:0.3:0.9"])
+def test_analyzer_p_matches_the_workload_truth(tmp_path, profile):
+    workload, truth_path = start_workload(tmp_path, pages=2048, interval=0.1, profile=profile, seed=7)
+    trace = tmp_path / "t.h5"
+    try:
+        calm("record", "--backend", "hash", "--pid", str(workload.pid), "--interval", "0.2",
+             "--duration", "5", "-q", "-o", str(trace), check=True)
+    finally:
+        stop(workload)
+    truth = load_truth(truth_path)
+    a = analyze(trace, pids=[workload.pid])
+    proc = a.processes[0]
+    n_life = proc.last_sample - proc.first_sample + 1
+    assert n_life >= 20
+
+    # the analyzer's counts for the workload's pages (pages it never saw dirty have 0)
+    idx = a.pages.vpn.astype(np.int64) - truth.base_vpn
+    inside = (idx >= 0) & (idx < truth.pages)
+    dirty = np.zeros(truth.pages, dtype=np.int64)
+    dirty[idx[inside]] = a.pages.dirty[inside]
+    # the workload's region is mapped for the whole life of the process, per its map snapshots
+    assert np.all(a.pages.mapped[inside] == n_life)
+    assert inside.sum() >= 300
+
+    k = _rounds_per_sample(trace, truth, proc.first_sample, proc.last_sample + 1)
+    p_true = truth.p[0]
+    checked, outside, allowed = _check(dirty, p_true, k)
+    assert checked >= 300, (checked, profile)
+    assert outside <= allowed, (outside, allowed, checked)
+    # not vacuous: the same counts disagree with a truth 1.5 times as hot
+    _, outside_wrong, allowed_wrong = _check(dirty, np.minimum(p_true * 1.5, 1.0), k)
+    assert outside_wrong > allowed_wrong
+
+    # the per-sample p the analyzer reports is that count over the mapped samples
+    p_measured = dirty / n_life
+    expected_p = (1 - np.exp(np.log1p(-np.minimum(p_true, 1 - 1e-12))[None, :] * k[:, None])).mean(axis=0)
+    assert abs(p_measured.mean() - expected_p.mean()) < 0.02
+    if profile.startswith("zipf"):
+        hottest = np.argsort(-p_true)[:50]
+        coldest = np.argsort(p_true)[:1000]
+        assert p_measured[hottest].mean() > 2 * p_measured[coldest].mean()
