@@ -26,7 +26,7 @@ import numpy as np
 
 from calm.errors import CalmError
 from replay.scenario import pages_to_rate
-from replay.units import parse_duration, parse_rate, parse_size
+from replay.units import format_size, parse_duration, parse_rate, parse_size
 
 # Illustrative default (not the slides' Nutch measurement, which is lost): 12 requests/s of 1 MiB
 # each need ~100 Mbit/s, with a 1 s SLA. It makes migration expensive on 256 Mbit links and cheap
@@ -59,7 +59,7 @@ class MM1Cost(CostFunction):
 
     @property
     def spec(self) -> str:  # type: ignore[override]
-        return f"mm1:rate={self.rate:g},size={self.size_bytes:g},sla={self.sla_s:g}s"
+        return f"mm1:rate={self.rate:g},size={format_size(self.size_bytes)},sla={self.sla_s:g}s"
 
     def __call__(self, bs_bps):
         mu = np.asarray(bs_bps, dtype=float) / 8.0 / self.size_bytes

@@ -10,12 +10,14 @@ in every step stay dirty, so the clean count saturates near M - p M. Its discret
 stop once the dirty pages would all go within this step (n_dirty <= b_i*).
 
 Estimating p online (model.md leaves the estimator open): the dirty log shows which pages are
-written each step. The quantity the model needs is the chance that a *clean* page is written in a
-step, so CALM pools clean -> dirty transitions over clean page-steps seen so far. Early on few
-pages are clean, so the pooled estimate is shrunk towards the overall write fraction (pages
-written / (M x steps)) with the weight of one step of the whole memory (M page-steps):
-    p_hat = (clean_dirtied + M p_all) / (clean_exposure + M).
-Before the first step nothing is known and p_hat = 0. Passing `p` fixes it (an oracle, for tests).
+written each step. The quantity the model needs is the chance that a *clean* page (including the
+ones just sent) is written in a step, so CALM counts clean -> dirty transitions per clean
+page-step. It weights them exponentially over the last `window` steps (default 20): on a real,
+skewed trace the clean pool changes (first cold pages, later also hot pages just sent), and a
+pooled all-time estimate would keep CALM believing in progress after the clean count has
+saturated. The estimate starts from the overall write fraction (pages written / (M x steps)),
+weighted like one step of the whole memory (M page-steps), and is 0 before the first step.
+Passing `p` fixes it instead (an oracle, used by the tests against the uniform model).
 """
 
 from __future__ import annotations
@@ -28,15 +30,26 @@ class Calm(Policy):
     name = "calm"
     continuous = True
 
-    def __init__(self, p: float | None = None) -> None:
-        self.p = p
+    def __init__(self, p: float | None = None, window: float = 20.0) -> None:
+        if window < 1:
+            raise ValueError("CALM's estimation window must be at least one step")
+        self.p, self.window = p, window
+
+    def begin(self, ctx) -> None:
+        super().begin(ctx)
+        self._dirtied = self._exposure = 0.0  # exponentially weighted sums
+        self._seen = (0, 0)  # cumulative (clean_dirtied, clean_exposure) at the previous step
 
     def estimate_p(self, view: View) -> float:
         if self.p is not None:
             return self.p
+        decay = 1.0 - 1.0 / self.window
+        self._dirtied = decay * self._dirtied + (view.clean_dirtied - self._seen[0])
+        self._exposure = decay * self._exposure + (view.clean_exposure - self._seen[1])
+        self._seen = (view.clean_dirtied, view.clean_exposure)
         M = self.ctx.n_pages
         p_all = view.written_pages / (M * view.step) if view.step else 0.0
-        return min((view.clean_dirtied + M * p_all) / (view.clean_exposure + M), 0.999999)
+        return min((self._dirtied + M * p_all) / (self._exposure + M), 0.999999)
 
     def decide(self, view: View) -> float | Stop:
         ctx = self.ctx
@@ -49,4 +62,4 @@ class Calm(Policy):
         return b
 
     def describe(self) -> dict:
-        return {"p": self.p if self.p is not None else "online estimate"}
+        return {"p": self.p if self.p is not None else "online estimate", "window_steps": self.window}

@@ -5,7 +5,9 @@ the previous round at that round's dirtying rate (distinct pages written while i
 length) plus the increment, never below the minimum (Clark's limiter works between the
 administrator's minimum and maximum). Stop-and-copy, at the maximum rate, when that rate would
 exceed the maximum or fewer than 256 KiB remain. Defaults: minimum 100 Mbit/s, increment
-50 Mbit/s (what the slides' totals suggest), maximum = the scenario's bandwidth.
+50 Mbit/s (what the slides' totals suggest), maximum = the scenario's bandwidth; on links slower
+than 200 Mbit/s the default minimum and increment become B/2 and B/4 (explicit values that do
+not fit the scenario are refused instead).
 """
 
 from __future__ import annotations
@@ -14,21 +16,27 @@ from calm.errors import CalmError
 from replay.policies.base import MigrationContext, Policy, Stop, View
 from replay.units import format_rate
 
+DEFAULT_MIN_BPS = 100e6
+DEFAULT_INCREMENT_BPS = 50e6
+
 
 class Clark(Policy):
     name = "clark"
 
-    def __init__(self, min_bps: float = 100e6, max_bps: float | None = None, increment_bps: float = 50e6,
-                 stop_bytes: int = 256 * 1024) -> None:
-        if min_bps <= 0 or increment_bps < 0 or (max_bps is not None and max_bps <= 0):
+    def __init__(self, min_bps: float | None = None, max_bps: float | None = None,
+                 increment_bps: float | None = None, stop_bytes: int = 256 * 1024) -> None:
+        if ((min_bps is not None and min_bps <= 0) or (increment_bps is not None and increment_bps < 0)
+                or (max_bps is not None and max_bps <= 0)):
             raise CalmError("Clark's rates must be positive (the increment may be zero)")
         self.min_bps, self.max_bps, self.increment_bps, self.stop_bytes = min_bps, max_bps, increment_bps, stop_bytes
 
     def begin(self, ctx: MigrationContext) -> None:
         super().begin(ctx)
         self.max = ctx.bandwidth if self.max_bps is None else ctx.pages_per_step(self.max_bps)
-        self.min = ctx.pages_per_step(self.min_bps)
-        self.inc = ctx.pages_per_step(self.increment_bps)
+        B = ctx.bandwidth
+        self.min = min(ctx.pages_per_step(DEFAULT_MIN_BPS), B / 2) if self.min_bps is None else ctx.pages_per_step(self.min_bps)
+        self.inc = (min(ctx.pages_per_step(DEFAULT_INCREMENT_BPS), B / 4) if self.increment_bps is None
+                    else ctx.pages_per_step(self.increment_bps))
         if self.max > ctx.bandwidth * (1 + 1e-9):
             raise CalmError(f"Clark's maximum rate {format_rate(self.max_bps)} exceeds the scenario's bandwidth")
         if self.min > self.max * (1 + 1e-9):

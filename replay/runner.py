@@ -1,0 +1,188 @@
+"""Replays one workload (a trace or a synthetic uniform one) through policies in scenarios.
+
+This is the public entry point for notebooks and for `calm report` / `calm demo`:
+
+    from replay import run_replay, parse_scenario, parse_cost
+    report = run_replay("trace.h5", [parse_scenario("1GiB@1Gbit")], ["calm", "clark"])
+    report.table()            # rows like the slides' evaluation table
+    report.to_dict()          # what results.json holds
+
+A `ReplayReport` is plain data (JSON-serialisable through `to_dict`), so a report can be rebuilt
+from results.json without re-running anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calm import __version__
+from calm.errors import CalmError
+from replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_cost
+from replay.dirty import DirtySource, TraceSource, UniformSource
+from replay.model import fixed_cost_curve
+from replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
+from replay.scenario import SLIDE_SCENARIOS, Scenario, parse_scenario, pages_to_rate
+from replay.simulator import SimResult, simulate
+from replay.trace_map import MappedTrace, map_trace
+
+ALGORITHMS = ("calm", "clark", "xen", "qemu", "fixed")
+UNIFORM_PAGE_SIZE = 4096
+
+
+@dataclass
+class PolicyOptions:
+    """Baseline knobs a user can set (None: the defaults documented on each policy)."""
+
+    clark_min_bps: float | None = None
+    clark_max_bps: float | None = None
+    clark_increment_bps: float | None = None
+    qemu_max_bandwidth_bps: float | None = None
+    qemu_downtime_limit_s: float = 0.3
+
+    def make(self, name: str) -> Policy:
+        if name == "calm":
+            return Calm()
+        if name == "clark":
+            return Clark(self.clark_min_bps, self.clark_max_bps, self.clark_increment_bps)
+        if name == "xen":
+            return Xen()
+        if name == "qemu":
+            return Qemu(self.qemu_max_bandwidth_bps, self.qemu_downtime_limit_s)
+        if name == "fixed":
+            return Fixed()
+        raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
+
+
+def parse_algorithms(text: str | Sequence[str]) -> list[str]:
+    """'calm,clark' (or a list of such strings) -> validated names, in order, without repeats."""
+    items = [text] if isinstance(text, str) else list(text)
+    names: list[str] = []
+    for item in items:
+        for name in (n.strip().lower() for n in item.split(",")):
+            if not name:
+                raise CalmError(f"empty algorithm name in '{item}'")
+            if name not in POLICIES:
+                raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+@dataclass
+class SweepResult:
+    """Cost of fixed-bandwidth migrations against the bandwidth, simulated and analytic."""
+
+    bandwidth_bps: np.ndarray
+    simulated_cost: np.ndarray  # seconds; best stop point in hindsight along each run
+    analytic_cost: np.ndarray  # seconds; uniform model at the workload's mean p
+
+    def to_dict(self) -> dict:
+        return {"bandwidth_bps": self.bandwidth_bps.tolist(), "simulated_cost": self.simulated_cost.tolist(),
+                "analytic_cost": self.analytic_cost.tolist()}
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    n_pages: int
+    bandwidth_pages_per_step: float
+    mean_p: float
+    results: list[SimResult]
+    sweep: SweepResult | None = None
+
+    def to_dict(self) -> dict:
+        return {"name": self.scenario.name, "ram_bytes": self.scenario.ram_bytes,
+                "bandwidth_bps": self.scenario.bandwidth_bps, "n_pages": self.n_pages,
+                "bandwidth_pages_per_step": self.bandwidth_pages_per_step, "mean_p": self.mean_p,
+                "results": [r.to_dict() for r in self.results],
+                "sweep": self.sweep.to_dict() if self.sweep else None}
+
+
+@dataclass
+class ReplayReport:
+    workload: dict
+    cost: dict
+    step_seconds: float
+    page_size: int
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+
+    def table(self) -> list[dict]:
+        """One row per (scenario, algorithm): the slides' evaluation table and a bit more."""
+        return [{"scenario": s.scenario.name, "ram_bytes": s.scenario.ram_bytes,
+                 "bandwidth_bps": s.scenario.bandwidth_bps, "algorithm": r.algorithm, "cost_s": r.cost,
+                 "total_time_s": r.total_time, "downtime_s": r.downtime, "precopy_time_s": r.precopy_time,
+                 "pages_sent": r.pages_sent, "rounds": r.rounds, "forced": r.forced,
+                 "stop_reason": r.stop_reason} for s in self.scenarios for r in s.results]
+
+    def to_dict(self) -> dict:
+        return {"tool": "calm replay", "version": __version__, "workload": self.workload, "cost": self.cost,
+                "step_seconds": self.step_seconds, "page_size": self.page_size,
+                "units": {"cost": "seconds of violated SLA", "time": "seconds", "bandwidth": "bit/s"},
+                "scenarios": [s.to_dict() for s in self.scenarios]}
+
+
+def _max_steps(max_time_s: float | None, step_seconds: float) -> int | None:
+    return None if max_time_s is None else max(1, math.ceil(max_time_s / step_seconds))
+
+
+def sweep_fixed(source: DirtySource, bandwidth: float, cost_pages, n_points: int,
+                max_steps: int | None = None) -> SweepResult:
+    """Simulated fixed-bandwidth cost at `n_points` bandwidths (log-spaced from B/200 to B).
+
+    Each run keeps its bandwidth and is cut at the stop point that was best in hindsight
+    (min over steps of pre-copy cost so far + remaining pages / B), the trace analogue of the
+    model's C(b, N*(b)). Runs last 3 RAM transfers at that bandwidth (or `max_steps`)."""
+    M, s = source.n_pages, source.step_seconds
+    bs = np.geomspace(bandwidth / 200.0, bandwidth, n_points)
+    sim = np.empty(n_points)
+    for j, b in enumerate(bs):
+        horizon = math.ceil(3 * M / b) if max_steps is None else max_steps
+        r = simulate(source, Fixed(b, n_clean=None, precopy_time=None), bandwidth, cost_pages,
+                     max_steps=horizon)
+        stop_now = np.concatenate(([0.0], r.cost_so_far)) + np.concatenate(([M], r.dirty)) / bandwidth * s
+        sim[j] = stop_now.min()
+    analytic = fixed_cost_curve(bs, M, source.mean_p, bandwidth, cost_pages) * s
+    return SweepResult(pages_to_rate(bs, source.page_size, s), sim, analytic)
+
+
+def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scenario | str] | None = None,
+               algorithms: Sequence[str] = ALGORITHMS, cost: CostFunction | str = DEFAULT_COST_SPEC, *,
+               uniform_p: float | None = None, uniform_step_seconds: float = 0.1, extend: str = "loop",
+               seed: int = 0, options: PolicyOptions | None = None, sweep_points: int = 0,
+               max_time_s: float | None = None,
+               progress: Callable[[str], None] | None = None) -> ReplayReport:
+    """Replays a trace (path or MappedTrace) or, with `uniform_p`, a synthetic uniform workload."""
+    if (trace is None) == (uniform_p is None):
+        raise CalmError("give either a trace or a uniform dirtying probability (--uniform P), not both")
+    scenarios = [parse_scenario(s) if isinstance(s, str) else s for s in (scenarios or SLIDE_SCENARIOS)]
+    algorithms = parse_algorithms(list(algorithms))
+    cost_fn = parse_cost(cost) if isinstance(cost, str) else cost
+    options = options or PolicyOptions()
+    if trace is not None:
+        mapped = trace if isinstance(trace, MappedTrace) else map_trace(trace)
+        page_size, step_seconds, workload = mapped.page_size, mapped.step_seconds, {"kind": "trace", **mapped.describe()}
+        make_source = lambda n: TraceSource(mapped, n, extend, seed)  # noqa: E731
+    else:
+        page_size, step_seconds = UNIFORM_PAGE_SIZE, float(uniform_step_seconds)
+        make_source = lambda n: UniformSource(n, uniform_p, seed=seed, page_size=page_size,  # noqa: E731
+                                              step_seconds=step_seconds)
+        workload = {"kind": "uniform", "p": uniform_p, "step_seconds": step_seconds, "seed": seed}
+    cost_pages = in_pages(cost_fn, page_size, step_seconds)
+    report = ReplayReport(workload, cost_fn.describe(), step_seconds, page_size)
+    max_steps = _max_steps(max_time_s, step_seconds)
+    for scenario in scenarios:
+        n_pages = scenario.n_pages(page_size)
+        bandwidth = scenario.pages_per_step(page_size, step_seconds)
+        source = make_source(n_pages)
+        results = []
+        for name in algorithms:
+            if progress:
+                progress(f"{scenario.name}: {name}")
+            results.append(simulate(source, options.make(name), bandwidth, cost_pages, max_steps))
+        sweep = sweep_fixed(source, bandwidth, cost_pages, sweep_points, max_steps) if sweep_points else None
+        report.scenarios.append(ScenarioResult(scenario, n_pages, bandwidth, source.mean_p, results, sweep))
+    return report
