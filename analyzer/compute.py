@@ -27,7 +27,7 @@ TOP_SIZES = (100, 500)
 WINDOWS_S = (1.0, 10.0, 60.0)
 HEATMAP_ROWS = 256
 TIME_BINS = 300
-CHUNK_EVENTS = 1 << 22
+CHUNK_EVENTS = 1 << 20  # ~64 MiB of transient arrays per chunk
 
 Progress = Callable[[str, int, int], None]  # (stage, samples done, samples total)
 
@@ -62,8 +62,8 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
                          "the whole life of their process")
         t0 = float(trace.t_start[0])
         t = trace.t_end - t0
-        length = trace.sample_durations()
-        interval = float(np.mean(length)) if np.all(length > 0) else trace.info.interval
+        length = sample_periods(trace.t_start, trace.t_end, trace.info.interval)
+        interval = float(np.mean(length))
 
         counter, windows = _first_pass(trace, rows, max_events, t, interval, progress, notes)
         pages = _page_table(counter, pmaps, page_size, notes)
@@ -82,6 +82,22 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
             symbols=attr.symbols, elf_skipped=attr.skipped, timeline=timeline,
             working_sets=windows, heatmap=heatmap, top_raster=raster, notes=notes,
         )
+
+
+def sample_periods(t_start: np.ndarray, t_end: np.ndarray, requested: float) -> np.ndarray:
+    """Seconds of writes each sample stands for: the time between consecutive reads.
+
+    The collector's [t_start, t_end] is only the quiet window between two reading rounds; writes
+    made while a round reads land in that sample or the next, so a sample represents the whole
+    period from one round's start (t_end) to the next. The first sample has no previous round in
+    the file: it gets the median period of the others (the requested interval if it is alone).
+    """
+    period = np.diff(t_end, prepend=np.nan)
+    if period.size > 1:
+        period[0] = np.median(period[1:])
+    else:
+        period[0] = requested
+    return np.where(period > 0, period, requested)
 
 
 def _select_rows(trace: Trace, pids: Sequence[int] | None) -> list[int]:
@@ -129,8 +145,9 @@ def _first_pass(trace: Trace, rows: list[int], max_events: int, t: np.ndarray, i
     for chunk in trace.iter_chunks(max_events):
         sample, keys = _event_keys(chunk, rows, all_rows)
         counter.add(keys)
+        index = counter.index_of(keys) if windows else None
         for _w, wc in windows:
-            wc.add(sample, keys, counter)
+            wc.add(sample, index, counter)
         if progress:
             progress("counting", chunk.stop_sample, trace.n_samples)
     duration = float(t[-1])

@@ -5,7 +5,8 @@ files are views of them (`analyzer.plots`, `analyzer.outputs`).
 
 Probability conventions (stated in summary.json too):
 - `p` is per sample: dirty samples / mapped samples of that page.
-- `p_per_second` = 1 - (1 - p) ** (1 / interval), with `interval` the mean measured sample length:
+- `p_per_second` = 1 - (1 - p) ** (1 / interval), with `interval` the mean measured time between
+  reads (`compute.sample_periods`):
   the chance the page is dirtied at least once in a second if intervals are independent.
 """
 
@@ -51,7 +52,7 @@ class Timeline:
     """Per-sample series for the selected processes."""
 
     t: np.ndarray  # end of each sample, seconds since the first sample started
-    length: np.ndarray  # sample lengths, seconds
+    length: np.ndarray  # seconds each sample stands for (time between reads, see sample_periods)
     dirty_pages: np.ndarray  # int64 dirty pages in each sample (all selected processes)
     dirty_by_process: dict[int, np.ndarray]  # row -> dirty pages per sample
     writable_pages: np.ndarray  # int64 pages in writable mapped regions at each sample
@@ -132,7 +133,7 @@ class Analysis:
     processes: list[ProcessInfo]  # the analysed processes
     n_samples: int
     duration: float
-    interval: float  # mean measured sample length, seconds
+    interval: float  # mean measured time between reads, seconds
     page_size: int
     pages: PageTable
     regions: list[Region]

@@ -116,7 +116,7 @@ def plot_top_over_time(a: Analysis) -> Figure:
         _empty(ax, "no page was dirtied in this trace")
     else:
         mesh = ax.pcolormesh(r.time_edges, np.arange(r.counts.shape[0] + 1) + 0.5, r.fraction(),
-                             cmap="magma", vmin=0, vmax=1, shading="flat")
+                             cmap="magma", vmin=0, vmax=1, shading="flat", rasterized=True)
         ax.invert_yaxis()
         ax.set_xlabel("time since start (s)")
         ax.set_ylabel("page rank (overall)")
@@ -137,7 +137,7 @@ def plot_heatmap(a: Analysis) -> Figure:
         norm = LogNorm(vmin=max(positive.min(), 1e-6), vmax=max(positive.max(), 1e-5))
         edges = np.arange(h.counts.shape[0] + 1) * h.total_pages / h.counts.shape[0]
         mesh = ax.pcolormesh(h.time_edges, edges, np.ma.masked_equal(frac, 0), cmap="inferno",
-                             norm=norm, shading="flat")
+                             norm=norm, shading="flat", rasterized=True)
         ax.set_facecolor("black")
         ticks, labels = _range_ticks(a)
         ax.set_yticks(ticks, labels, fontsize=7)
@@ -247,7 +247,7 @@ def write_plots(a: Analysis, out_dir: Path) -> list[Path]:
         try:
             for fmt in FORMATS:
                 path = out_dir / f"{name}.{fmt}"
-                fig.savefig(path, dpi=110)
+                fig.savefig(path, dpi=110)  # meshes are rasterized, so SVGs stay small
                 written.append(path)
         finally:
             plt.close(fig)

@@ -26,7 +26,10 @@ CONFIDENCE = 0.999
 def _rounds_per_sample(trace_path, truth, first: int, stop_sample: int) -> np.ndarray:
     with Trace(trace_path) as trace:
         t0 = trace.info.start_monotonic
-        a, b = trace.t_start[first:stop_sample] + t0, trace.t_end[first:stop_sample] + t0
+        # a sample holds the writes since the previous round began reading (its t_end); the
+        # first one those since its own t_start (earlier writes went into the baseline)
+        b = trace.t_end[first:stop_sample] + t0
+        a = np.concatenate(([trace.t_start[first]], trace.t_end[first:stop_sample - 1])) + t0
     mid = (truth.round_start + truth.round_end) / 2
     return np.searchsorted(mid, b) - np.searchsorted(mid, a)
 
