@@ -44,7 +44,7 @@ def plot_top(a: Analysis, n: int) -> Figure:
     else:
         rank = np.arange(1, len(top) + 1)
         if n <= 100:
-            ax.bar(rank, top.p, width=0.9, color="tab:red")
+            ax.bar(rank, top.p, width=1.0, color="tab:red", edgecolor="white", linewidth=0.3)
         else:
             ax.plot(rank, top.p, color="tab:red", lw=1.5)
             ax.fill_between(rank, top.p, color="tab:red", alpha=0.25)
@@ -153,8 +153,13 @@ def plot_heatmap(a: Analysis) -> Figure:
 
 
 def _range_ticks(a: Analysis, most: int = 12) -> tuple[list[float], list[str]]:
-    """Tick at the start of the largest address ranges, labelled pid:address."""
-    ranges = sorted(a.heatmap.ranges, key=lambda r: r.end - r.start, reverse=True)[:most]
+    """Ticks at the starts of the largest address ranges, labelled pid:address, never closer
+    than 1/25 of the axis so labels do not overlap."""
+    gap = a.heatmap.total_pages / 25
+    ranges = []
+    for r in sorted(a.heatmap.ranges, key=lambda r: r.end - r.start, reverse=True):
+        if len(ranges) < most and all(abs(r.first_page - c.first_page) >= gap for c in ranges):
+            ranges.append(r)
     ranges.sort(key=lambda r: r.first_page)
     pid = {p.row: p.pid for p in a.processes}
     return ([float(r.first_page) for r in ranges],
