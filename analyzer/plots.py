@@ -202,33 +202,36 @@ def _scaled_mb(a: Analysis, page_samples: np.ndarray) -> np.ndarray:
     return page_samples * a.page_size / max(a.duration, 1e-12) / 1e6
 
 
-def plot_regions(a: Analysis, most: int = 15) -> Figure:
-    fig, ax = plt.subplots(figsize=(9, 5))
-    stats = a.region_stats[:most]
-    if not stats:
-        _empty(ax, "no page was dirtied in this trace")
+def _bar_figure(title: str, labels: list[str], page_samples: list[float], xlabel: str,
+                a: Analysis, empty_text: str) -> Figure:
+    """Horizontal bars of dirtied memory (as average MB/s over the trace), largest on top."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    if not labels:
+        _empty(ax, empty_text)
     else:
-        _barh(ax, [f"{s.label} [{s.kind}]" for s in stats],
-              _scaled_mb(a, np.array([s.dirty_page_samples for s in stats])),
-              "dirtied memory, average over the trace (MB/s)")
-    ax.set_title("Where memory is dirtied (by region)")
+        _barh(ax, labels, _scaled_mb(a, np.array(page_samples, dtype=float)), xlabel)
+    ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def plot_regions(a: Analysis, most: int = 15) -> Figure:
+    stats = a.region_stats[:most]
+    return _bar_figure("Where memory is dirtied (by region)",
+                       [f"{s.label} [{s.kind}]" for s in stats],
+                       [s.dirty_page_samples for s in stats],
+                       "dirtied memory, average over the trace (MB/s)", a,
+                       "no page was dirtied in this trace")
 
 
 def plot_symbols(a: Analysis, most: int = 20) -> Figure:
-    fig, ax = plt.subplots(figsize=(9, 5.5))
     syms = a.symbols[:most]
-    if not syms:
-        why = "; ".join(f"{p}: {r}" for p, r in list(a.elf_skipped.items())[:3])
-        _empty(ax, "no dirtied page lies in an ELF data symbol" + (f"\n({why})" if why else ""))
-    else:
-        _barh(ax, [f"{s.name} ({s.section}, {s.path.rsplit('/', 1)[-1]})" for s in syms],
-              _scaled_mb(a, np.array([s.weighted_page_samples for s in syms])),
-              "dirtied memory in the symbol's pages, byte-share weighted (MB/s)")
-    ax.set_title("Hottest ELF data symbols")
-    fig.tight_layout()
-    return fig
+    why = "; ".join(f"{p}: {r}" for p, r in list(a.elf_skipped.items())[:3])
+    return _bar_figure("Hottest ELF data symbols",
+                       [f"{s.name} ({s.section}, {s.path.rsplit('/', 1)[-1]})" for s in syms],
+                       [s.weighted_page_samples for s in syms],
+                       "dirtied memory in the symbol's pages, byte-share weighted (MB/s)", a,
+                       "no dirtied page lies in an ELF data symbol" + (f"\n({why})" if why else ""))
 
 
 FIGURES: dict[str, Callable[[Analysis], Figure]] = {

@@ -90,3 +90,33 @@ def test_analyzer_p_matches_the_workload_truth(tmp_path, profile):
         hottest = np.argsort(-p_true)[:50]
         coldest = np.argsort(p_true)[:1000]
         assert p_measured[hottest].mean() > 2 * p_measured[coldest].mean()
+
+
+def test_process_that_exits_mid_recording(tmp_path):
+    """Two real workloads, one exits half-way: its p is over its own life, not the whole trace."""
+    short, short_truth = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:1.0",
+                                        duration=2.0, name="short")
+    long, _ = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:0.5", name="long")
+    trace = tmp_path / "t.h5"
+    try:
+        calm("record", "--backend", "hash", "--pid", str(short.pid), "--pid", str(long.pid),
+             "--interval", "0.2", "--duration", "4", "-q", "-o", str(trace), check=True)
+    finally:
+        stop(short)
+        stop(long)
+    a = analyze(trace)
+    by_pid = {p.pid: p for p in a.processes}
+    gone, alive = by_pid[short.pid], by_pid[long.pid]
+    assert gone.exit_sample >= 0 and alive.exit_sample == -1
+    assert gone.last_sample < a.n_samples - 5  # it really ended early
+    truth = load_truth(short_truth)
+    rows = a.pages.process == gone.row
+    idx = a.pages.vpn[rows].astype(np.int64) - truth.base_vpn
+    mine = (idx >= 0) & (idx < truth.pages)
+    assert mine.sum() == truth.pages  # every page written every round
+    life = gone.last_sample - gone.first_sample + 1
+    assert np.all(a.pages.mapped[rows][mine] <= life)
+    # written in every round: dirty in every sample it was mapped (over the whole trace it would
+    # look like ~half)
+    assert np.median(a.pages.p[rows][mine]) == 1.0
+    assert a.timeline.dirty_by_process[gone.row][gone.last_sample + 1:].sum() == 0
