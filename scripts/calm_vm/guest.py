@@ -1,0 +1,230 @@
+"""Boot a guest under qemu, run one command in it, and return the command's exit status.
+
+The guest console (ttyS0) carries the command's stdout/stderr and is streamed to the host; a second
+serial port (ttyS1) written to a host file carries only the harness status lines (READY, EXIT n,
+FAIL why), so the exit status is never confused with output.
+
+KVM: on these machines KVM has failed ("failed to set MSR") or hung (a 10-minute hang burning a core
+was seen), so TCG is the default; `auto` tries KVM with a short boot deadline and falls back to TCG.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable
+
+from . import VmError
+from .initramfs import build_base, run_archive
+from .kernels import Kernel
+
+KVM_BOOT_DEADLINE = 20.0  # seconds for a KVM guest to reach READY before falling back to TCG
+EXIT_TIMEOUT = 124  # like timeout(1)
+
+
+@dataclass
+class GuestOptions:
+    """What a user can choose for one guest run (each maps to a calm-vm option)."""
+
+    accel: str = "tcg"  # tcg | kvm | auto (KVM with a boot deadline, then TCG)
+    memory_mib: int = 2048
+    cpus: int = 2
+    timeout: float = 600.0
+    cwd: str = field(default_factory=os.getcwd)
+    writable: list[str] = field(default_factory=list)  # host dirs mounted read-write at same path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class GuestResult:
+    returncode: int
+    accel: str
+    boot_seconds: float  # from qemu start to the guest's READY status line
+    total_seconds: float
+
+
+def _guest_environment(options: GuestOptions) -> dict[str, str]:
+    """The command's environment: host PATH (this Python's bin first), tmpfs HOME, extras."""
+    python_bin = os.path.dirname(os.path.realpath(sys.executable))
+    path = ":".join([python_bin, os.environ.get("PATH", "/usr/bin:/bin")])
+    env = {
+        "PATH": path,
+        "HOME": "/tmp/home",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "MPLCONFIGDIR": "/tmp/home/.mpl",
+        "CALM_VM_GUEST": "1",
+    }
+    for name in ("CI", "TERM", "PYTHONPATH"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(options.env)
+    return env
+
+
+def _run_script(command: list[str], options: GuestOptions) -> str:
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in _guest_environment(options).items())
+    return (
+        "mkdir -p /tmp/home\n"
+        f"{exports}"
+        f"cd {shlex.quote(options.cwd)} || exit 125\n"
+        f"exec {shlex.join(command)}\n"
+    )
+
+
+def _mounts_script(writable: list[str]) -> str:
+    lines = []
+    for index, directory in enumerate(writable):
+        target = shlex.quote("/mnt" + directory)
+        lines.append(
+            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rw{index} {target}"
+            f" || fail {shlex.quote('mounting ' + directory + ' read-write failed')}\n"
+        )
+    return "".join(lines)
+
+
+def _qemu_command(kernel: Kernel, initrd: Path, status: Path, accel: str, options: GuestOptions) -> list[str]:
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        raise VmError("qemu-system-x86_64 not found: run scripts/install-vm-deps")
+    cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
+    virtfs = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
+    for index, directory in enumerate(options.writable):
+        virtfs += ["-virtfs", f"local,path={directory},mount_tag=rw{index},security_model=none,multidevs=remap"]
+    return [
+        qemu, *cpu, "-m", str(options.memory_mib), "-smp", str(options.cpus),
+        "-nodefaults", "-display", "none", "-no-reboot",
+        "-serial", "stdio", "-serial", f"file:{status}",
+        "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
+        "-append", "console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init",
+        *virtfs,
+    ]
+
+
+def _status_value(status: Path) -> tuple[bool, int | None, str | None]:
+    """(ready, exit code, failure reason) from the guest's status channel."""
+    text = status.read_text(errors="replace") if status.exists() else ""
+    ready = "CALM-VM-READY" in text
+    code = None
+    failure = None
+    for line in text.splitlines():
+        if line.startswith("CALM-VM-EXIT "):
+            code = int(line.split()[1])
+        elif line.startswith("CALM-VM-FAIL "):
+            failure = line[len("CALM-VM-FAIL "):]
+    return ready, code, failure
+
+
+def _pump(stream: IO[bytes], sink: Callable[[bytes], None]) -> None:
+    """Copy the guest console to the sink, dropping the tty's carriage returns."""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        sink(chunk.replace(b"\r\n", b"\n"))
+
+
+def _boot_once(kernel: Kernel, initrd: Path, accel: str, options: GuestOptions,
+               sink: Callable[[bytes], None], boot_deadline: float | None) -> GuestResult | None:
+    """One qemu run. Returns None if `boot_deadline` passed before READY (caller falls back)."""
+    with tempfile.TemporaryDirectory(prefix="calm-vm-") as tmp:
+        status = Path(tmp) / "status"
+        status.touch()
+        cmd = _qemu_command(kernel, initrd, status, accel, options)
+        start = time.monotonic()
+        held: list[bytes] = []  # console output is held back until READY when a fallback may follow
+        gate = threading.Event()
+
+        def gated_sink(data: bytes) -> None:
+            if boot_deadline is not None and not gate.is_set():
+                held.append(data)
+            else:
+                sink(data)
+
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        pump = threading.Thread(target=_pump, args=(proc.stdout, gated_sink), daemon=True)
+        pump.start()
+        boot_seconds = float("nan")
+        timed_out = False
+        while proc.poll() is None:
+            elapsed = time.monotonic() - start
+            ready, _, _ = _status_value(status)
+            if ready and boot_seconds != boot_seconds:
+                boot_seconds = elapsed
+                if boot_deadline is not None:
+                    for data in held:
+                        sink(data)
+                    gate.set()
+            if not ready and boot_deadline is not None and elapsed > boot_deadline:
+                proc.kill()
+                proc.wait()
+                return None
+            if elapsed > options.timeout:
+                proc.kill()
+                timed_out = True
+                break
+            time.sleep(0.05)
+        proc.wait()
+        pump.join(timeout=5)
+        ready, code, failure = _status_value(status)
+        if ready and boot_seconds != boot_seconds:
+            boot_seconds = time.monotonic() - start
+        if not gate.is_set():
+            for data in held:
+                sink(data)
+        total = time.monotonic() - start
+        if timed_out:
+            sys.stderr.write(f"calm-vm: guest killed after the {options.timeout:g} s timeout\n")
+            return GuestResult(EXIT_TIMEOUT, accel, boot_seconds, total)
+        if code is None:
+            if failure:
+                raise VmError(f"guest boot failed: {failure}")
+            if not ready and boot_deadline is not None:
+                return None  # qemu died before READY (KVM refused to start): fall back
+            raise VmError(f"guest ended without an exit status (qemu exit {proc.returncode}; "
+                          "kernel panic?) - see the console output above")
+        return GuestResult(code, accel, boot_seconds, total)
+
+
+def run_in_guest(kernel: Kernel, command: list[str], options: GuestOptions,
+                 sink: Callable[[bytes], None] | None = None) -> GuestResult:
+    """Run `command` inside a guest booted on `kernel`; its console output goes to `sink`."""
+    if not command:
+        raise VmError("no command given: put it after --, e.g. calm-vm -- uname -r")
+    for directory in options.writable:
+        if not os.path.isdir(directory):
+            raise VmError(f"--rw {directory}: not a directory")
+    if options.accel not in ("auto", "kvm", "tcg"):
+        raise VmError(f"--accel {options.accel}: choose auto, kvm or tcg")
+    if sink is None:
+        def sink(data: bytes) -> None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+    base = build_base(kernel)
+    with tempfile.TemporaryDirectory(prefix="calm-vm-initrd-") as tmp:
+        initrd = Path(tmp) / "initrd.cpio"
+        initrd.write_bytes(base.read_bytes() + run_archive(_run_script(command, options),
+                                                           _mounts_script(options.writable)))
+        if options.accel in ("auto", "kvm") and _kvm_usable():
+            deadline = KVM_BOOT_DEADLINE if options.accel == "auto" else None
+            result = _boot_once(kernel, initrd, "kvm", options, sink, deadline)
+            if result is not None:
+                return result
+            sys.stderr.write("calm-vm: KVM guest did not boot; falling back to TCG\n")
+        elif options.accel == "kvm":
+            raise VmError("--accel kvm: /dev/kvm is not usable here")
+        result = _boot_once(kernel, initrd, "tcg", options, sink, None)
+        assert result is not None
+        return result
+
+
+def _kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
