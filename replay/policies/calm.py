@@ -7,7 +7,8 @@ saves). b_i* rises as clean pages accumulate: low bandwidth first, higher later.
 
 The model's other stop, "at i = M", is never reached literally in whole steps: the pages written
 in every step stay dirty, so the clean count saturates near M - p M. Its discrete reading is used:
-stop once the dirty pages would all go within this step (n_dirty <= b_i*).
+when a step can send every dirty page (n_dirty <= b_i*) CALM sends them; if the next step finds
+that true again (pages were written meanwhile), it stops.
 
 Estimating p online (model.md leaves the estimator open): the dirty log shows which pages are
 written each step. The quantity the model needs is the chance that a *clean* page (including the
@@ -39,6 +40,7 @@ class Calm(Policy):
         super().begin(ctx)
         self._dirtied = self._exposure = 0.0  # exponentially weighted sums
         self._seen = (0, 0)  # cumulative (clean_dirtied, clean_exposure) at the previous step
+        self._final_pass = False
 
     def estimate_p(self, view: View) -> float:
         if self.p is not None:
@@ -57,8 +59,12 @@ class Calm(Policy):
         b, c = best_step_one(i, 1, self.estimate_p(view), ctx.bandwidth, ctx.cost)
         if not c < 1.0 / ctx.bandwidth:
             return Stop("CALM: one more clean page costs more than the downtime it saves")
-        if view.n_dirty <= b:
-            return Stop("CALM: every dirty page would go within this step (i = M)")
+        if view.n_dirty <= b:  # this step can send every dirty page: i reaches M ...
+            if self._final_pass:  # ... which it already did one step ago: saturated, stop
+                return Stop("CALM: every dirty page would go within this step (i = M)")
+            self._final_pass = True
+        else:
+            self._final_pass = False
         return b
 
     def describe(self) -> dict:

@@ -1,0 +1,166 @@
+"""Each policy's stop rule, triggered by a trace built for it, and the trace-to-RAM mapping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from replay_helpers import hot_set, write_trace
+
+from calm.errors import CalmError
+from replay.cost import in_pages, parse_cost
+from replay.dirty import TraceSource
+from replay.policies import Calm, Clark, Fixed, Qemu, Xen
+from replay.simulator import simulate
+from replay.trace_map import map_trace
+
+STEP = 0.1
+PAGE_BPS = 8 * 4096 / STEP  # bit/s of one page per 0.1 s step
+F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), 4096, STEP)
+
+
+def source(tmp_path, steps, n_pages, n_steps=10, **kw):
+    path = write_trace(tmp_path / "t.h5", steps, n_steps=n_steps, interval=STEP, **kw)
+    return TraceSource(map_trace(path), n_pages, **({"extend": kw["extend"]} if "extend" in kw else {}))
+
+
+class Recording(Xen):
+    """Xen that keeps the views it was shown (to look at rounds from the policy's side)."""
+
+    def decide(self, view):
+        self.views = getattr(self, "views", []) + [view]
+        return super().decide(view)
+
+
+def test_xen_stops_after_29_rounds(tmp_path):
+    src = source(tmp_path, hot_set(0, 200), 4096)
+    r = simulate(src, Xen(), 1000.0, F)
+    assert r.rounds == 29 and r.stop_reason == "Xen: 29 rounds done"
+    assert r.pages_sent - r.final_pages < 3 * 4096
+
+
+def test_xen_stops_after_three_times_ram(tmp_path):
+    src = source(tmp_path, hot_set(0, 1800), 4096)
+    r = simulate(src, Xen(), 2500.0, F)
+    assert r.stop_reason == "Xen: more than 3 x RAM sent"
+    assert r.rounds < 29
+    assert r.pages_sent - r.final_pages > 3 * 4096
+
+
+def test_xen_stops_when_a_round_sends_fewer_than_50(tmp_path):
+    src = source(tmp_path, hot_set(0, 10), 4096)
+    r = simulate(src, Xen(), 1000.0, F)
+    assert r.stop_reason == "Xen: fewer than 50 pages sent in the last round"
+    assert r.final_pages <= 10 and r.rounds == 2
+
+
+def test_xen_skips_pages_dirtied_before_their_turn(tmp_path):
+    # 100 footprint pages on 1000 RAM pages sit at RAM pages 0, 10, ..., 990 and are written in
+    # every step. At 100 pages/step, the first step sends RAM pages 0-99; the 90 hot pages from
+    # 100 on are written before their turn, so round 1 skips them and sends the other 910.
+    src = source(tmp_path, hot_set(0, 100), 1000)
+    policy = Recording()
+    simulate(src, policy, 100.0, F)
+    first_end = next(v for v in policy.views if v.round_done)
+    assert (first_end.last_round_sent, first_end.last_round_skipped) == (910, 90)
+    assert first_end.last_round_dirtied == 100 and first_end.last_round_steps == 10
+
+
+def test_clark_stops_when_the_rate_would_exceed_its_maximum(tmp_path):
+    src = source(tmp_path, hot_set(0, 300), 4096)
+    clark = Clark(min_bps=300 * PAGE_BPS, max_bps=320 * PAGE_BPS, increment_bps=50 * PAGE_BPS)
+    r = simulate(src, clark, 1000.0, F)
+    assert r.stop_reason == "Clark: next round's rate would exceed the maximum"
+    assert r.rounds == 2
+    assert r.downtime == pytest.approx(r.final_pages / 320 * STEP)  # stop-and-copy at the maximum
+    assert np.allclose(r.rate_bps, 300 * PAGE_BPS)  # both rounds at the minimum
+
+
+def test_clark_rate_rises_by_dirtying_rate_plus_increment(tmp_path):
+    src = source(tmp_path, hot_set(0, 300), 4096)
+    clark = Clark(min_bps=100 * PAGE_BPS, max_bps=1000 * PAGE_BPS, increment_bps=50 * PAGE_BPS)
+    r = simulate(src, clark, 1000.0, F, max_steps=200)
+    rates = r.rate_bps / PAGE_BPS
+    # Round 1 sends 4096 pages at the minimum, 100/step: 41 steps, during which the 300 hot
+    # pages were written: 300/41 + 50 < 100, so round 2 (300 pages) runs at the minimum again, in
+    # 3 steps; then 300/3 + 50 = 150/step: 2 steps; then 300/2 + 50 = 200/step: 2 steps, ...
+    assert np.allclose(rates[:44], 100)
+    assert np.allclose(rates[44:46], 150)
+    assert np.allclose(rates[46:48], 200)
+
+
+def test_clark_stops_below_256_kib(tmp_path):
+    src = source(tmp_path, hot_set(0, 20), 4096)  # 20 pages = 80 KiB stay dirty
+    r = simulate(src, Clark(min_bps=500 * PAGE_BPS), 1000.0, F)
+    assert r.stop_reason == "Clark: fewer than 256 KiB left"
+    assert r.rounds == 1 and r.final_pages == 20
+
+
+def test_clark_refuses_options_that_do_not_fit(tmp_path):
+    src = source(tmp_path, hot_set(0, 20), 4096)
+    with pytest.raises(CalmError, match="exceeds its maximum"):
+        simulate(src, Clark(min_bps=500 * PAGE_BPS, max_bps=400 * PAGE_BPS), 1000.0, F)
+    with pytest.raises(CalmError, match="exceeds the scenario"):
+        simulate(src, Clark(max_bps=2000 * PAGE_BPS), 1000.0, F)
+
+
+def test_qemu_completes_within_the_downtime_limit(tmp_path):
+    src = source(tmp_path, hot_set(0, 100), 4096)
+    r = simulate(src, Qemu(downtime_limit_s=0.05), 1000.0, F)  # threshold: 1000 * 0.5 = 500 pages
+    assert r.stop_reason.startswith("QEMU: remaining dirty pages fit")
+    assert r.final_pages <= 500 and r.downtime <= 0.05
+    assert r.dirty[-2] > 500  # it did not stop a step earlier than it could
+
+
+def test_qemu_never_converges_when_dirtying_outruns_it(tmp_path):
+    src = source(tmp_path, hot_set(0, 1500), 4096)
+    r = simulate(src, Qemu(downtime_limit_s=0.05), 1000.0, F, max_steps=200)
+    assert r.forced and r.stop_reason == "time limit (200 steps)" and r.precopy_time == pytest.approx(20.0)
+
+
+def test_untouched_pages_are_copied_once(tmp_path):
+    src = source(tmp_path, lambda s: [], 4096)
+    for policy in (Xen(), Qemu(), Clark(min_bps=100 * PAGE_BPS), Calm(), Fixed()):
+        r = simulate(src, policy, 1000.0, F)
+        assert r.pages_sent == 4096, policy.name  # every page exactly once
+        if policy.name != "qemu":  # QEMU stops once 3000 pages fit in its 300 ms: that is its rule
+            assert r.final_pages == 0 and r.stop_reason == "all pages clean", policy.name
+        else:
+            assert r.final_pages == 2096 and r.stop_reason.startswith("QEMU")
+
+
+def test_footprint_mapping_two_processes_and_chunking(tmp_path):
+    steps = [[0, 1, 2, 3], [2, 3, 4], [5], [], [0, 7]]
+    path = write_trace(tmp_path / "t.h5", steps, interval=STEP, two_processes=True)
+    whole, chunked = map_trace(path), map_trace(path, max_events=1)
+    assert whole.footprint == 7  # pages 0..5 and 7, odd ones in the second process
+    assert np.array_equal(whole.pages, chunked.pages) and np.array_equal(whole.step_offsets, chunked.step_offsets)
+    # footprint order: process a's vpns (0,2,4) then b's (1,3,5,7)
+    order = {0: 0, 2: 1, 4: 2, 1: 3, 3: 4, 5: 5, 7: 6}
+    for s, pages in enumerate(steps):
+        assert sorted(whole.step_pages(s).tolist()) == sorted(order[p] for p in pages)
+    assert whole.write_counts.tolist() == [2, 2, 1, 1, 2, 1, 1]
+    assert whole.step_seconds == pytest.approx(STEP)
+    ram = whole.ram_index(70)
+    assert ram.tolist() == [0, 10, 20, 30, 40, 50, 60]  # spread evenly, order kept
+    assert whole.mean_p(70) == pytest.approx(10 / (70 * 5))
+    with pytest.raises(CalmError, match="smaller than the trace's dirtied footprint"):
+        TraceSource(whole, 6)
+
+
+def test_loop_and_resample_past_the_end(tmp_path):
+    steps = [[0, 1], [0], [0, 2], [0]]  # page 0 always, 1 and 2 once in 4 steps
+    path = write_trace(tmp_path / "t.h5", steps, interval=STEP)
+    mapped = map_trace(path)
+    loop = TraceSource(mapped, 3)
+    for s in range(12):
+        assert np.array_equal(loop.dirty(s), loop.dirty(s % 4))
+    resample = TraceSource(mapped, 3, extend="resample", seed=3)
+    assert np.array_equal(resample.dirty(2), loop.dirty(2))  # inside the trace: the trace itself
+    drawn = [resample.dirty(s) for s in range(4, 4004)]
+    counts = np.bincount(np.concatenate(drawn), minlength=3)
+    assert counts[0] == 4000  # p = 1
+    for page in (1, 2):
+        assert abs(counts[page] - 1000) < 4 * np.sqrt(4000 * 0.25 * 0.75)  # p = 1/4
+    assert np.array_equal(resample.dirty(500), TraceSource(mapped, 3, extend="resample", seed=3).dirty(500))
+    with pytest.raises(CalmError, match="unknown trace extension"):
+        TraceSource(mapped, 3, extend="mirror")
