@@ -52,6 +52,9 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
             raise CalmError(f"{trace_path} holds no complete sample to analyse")
         rows = _select_rows(trace, pids)
         notes: list[str] = []
+        if trace.info.status == "recording":
+            notes.append("the trace was not closed (recording still running, or the recorder was "
+                         "killed); analysed what had been flushed")
         if trace.trimmed:
             notes.append("the file was cut short; analysed the samples before the cut")
         page_size = trace.page_size

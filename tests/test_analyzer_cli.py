@@ -102,3 +102,25 @@ def test_bad_options(trace_path, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert "is not a directory" in _error(str(trace_path), "-o", str(blocker))
+
+
+def test_trace_without_dirty_pages_left_unclosed(tmp_path):
+    """An idle target and a recorder that never closed the file: still every file, and a note."""
+    from tests.analyzer_helpers import maps, vpns, writer
+
+    path = tmp_path / "idle.h5"
+    w = writer(path)
+    row = w.open_process(pid=5, ppid=1, start_time_unix=0, name="x", cmdline=[], exe="")
+    w.add_maps(row, 0, maps((10, 20, "rw-p", "")))
+    for s in range(5):
+        w.add_sample(s * 0.5, (s + 1) * 0.5, {row: (vpns(), 3)})
+    w.flush()
+    w._file.close()  # like a killed recorder: flushed, status still "recording"
+    out = tmp_path / "out"
+    result = calm("analyze", str(path), "-o", str(out), check=True)
+    assert "dirtied pages: 0 " in result.stdout
+    assert "note: the trace was not closed" in result.stdout
+    for name in FIGURES:
+        for fmt in FORMATS:
+            assert (out / f"{name}.{fmt}").stat().st_size > 1000
+    assert json.loads((out / "summary.json").read_text())["service"]["dirtied_pages"] == 0
