@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,6 @@ from calm.errors import CalmError
 from collector import page_hash, procfs
 from collector.procfs import MapsTable, Pagemap, ProcessGone
 
-# Pagemap is read in blocks of this many entries (8 MiB) so huge reserved regions stay cheap.
-PAGEMAP_BLOCK = 1 << 20
 # Memory is read and hashed in blocks of this many pages (16 MiB).
 MEM_BLOCK_PAGES = 4096
 
@@ -79,9 +78,21 @@ def _mmap_address(buf: mmap.mmap) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
 
-def _region_pages(maps: MapsTable) -> tuple[np.ndarray, np.ndarray]:
-    shift = np.uint64(procfs.PAGE_SHIFT)
-    return (maps.start >> shift).astype(np.int64), (maps.end >> shift).astype(np.int64)
+class _ScannedMaps:
+    """The regions a backend scans, recomputed only when the map changed."""
+
+    def __init__(self, pid: int, select: Callable[[MapsTable], np.ndarray]) -> None:
+        self.reader = procfs.MapsReader(pid)
+        self._select = select
+        self._maps: MapsTable | None = None
+        self._scan: MapsTable | None = None
+
+    def read(self) -> tuple[MapsTable, MapsTable]:
+        maps = self.reader.read()
+        if maps is not self._maps:
+            self._maps, self._scan = maps, maps.select(self._select(maps))
+        assert self._scan is not None
+        return maps, self._scan
 
 
 class SoftDirtyBackend:
@@ -92,26 +103,28 @@ class SoftDirtyBackend:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
+        self.maps = _ScannedMaps(pid, lambda m: m.scannable())
 
     def start(self) -> MapsTable:
-        maps = procfs.read_maps(self.pid)
+        maps, _ = self.maps.read()
         procfs.clear_soft_dirty(self.pid)
         return maps
 
     def sample(self) -> Sample:
-        maps = procfs.read_maps(self.pid)
-        scan = maps.select(maps.scannable())
+        maps, scan = self.maps.read()
         dirty: list[np.ndarray] = []
         n_resident = 0
+        # Reopened every sample: an fd opened before an exec would go on reading the old memory.
         with Pagemap(self.pid) as pagemap:
-            for lo, hi in zip(*(a.tolist() for a in _region_pages(scan))):
-                for block_lo in range(lo, hi, PAGEMAP_BLOCK):
-                    block_hi = min(hi, block_lo + PAGEMAP_BLOCK)
-                    entries = pagemap.read(block_lo, block_hi)
-                    n_resident += int(np.count_nonzero(procfs.resident_mask(entries)))
-                    idx = np.flatnonzero(procfs.soft_dirty_mask(entries))
-                    if idx.size:
-                        dirty.append(idx.astype(np.uint64) + np.uint64(block_lo))
+            for batch in procfs.iter_batches(pagemap, scan):
+                b6, b7 = procfs.flag_bytes(batch.entries)
+                resident = b7 >= procfs.B7_SWAPPED  # present or swapped
+                n_resident += int(np.count_nonzero(resident))
+                # bit 55 alone is not enough: a VMA created since the last clear reports
+                # soft-dirty on every entry, resident or not
+                idx = np.flatnonzero((b6 >= procfs.B6_SOFT_DIRTY) & resident)
+                if idx.size:
+                    dirty.append(batch.vpns(idx))
             procfs.clear_soft_dirty(self.pid)
         vpns = np.concatenate(dirty) if dirty else np.empty(0, np.uint64)
         return Sample(vpns, n_resident, maps)
@@ -124,16 +137,17 @@ class HashBackend:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.pagemap = Pagemap(pid)  # checks access now; reopened for every scan (exec)
-        self.pagemap.close()
+        Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
         self.mem_fd = -1
         self._open_mem()
         os.close(self.mem_fd)
+        self.mem_fd = -1
+        self.maps = _ScannedMaps(pid, lambda m: m.scannable() & m.writable())
         self.keys = page_hash.page_keys(procfs.PAGE_SIZE)
         self._buffer = np.empty(MEM_BLOCK_PAGES * procfs.PAGE_SIZE // 8, dtype=np.uint64)
         self._vpns = np.empty(0, np.uint64)  # sorted pages with a known hash
         self._hashes = np.empty(0, np.uint64)
-        self.unreadable_regions = 0
+        self.unreadable_pages = 0
 
     def start(self) -> MapsTable:
         maps, self._vpns, self._hashes, _, _ = self._scan()
@@ -148,6 +162,12 @@ class HashBackend:
         self._vpns, self._hashes = vpns, hashes
         return Sample(dirty, n_resident, maps)
 
+    def _open_mem(self) -> None:
+        try:
+            self.mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            procfs.raise_for(exc, self.pid, "the memory")
+
     def _scan(self) -> tuple[MapsTable, np.ndarray, np.ndarray, np.ndarray, int]:
         """Hashes every resident page of the writable regions.
 
@@ -155,83 +175,61 @@ class HashBackend:
         keep the hash they had when last seen; `fresh_clean` marks private file pages that are
         still the file's own page (bit 61 in a private mapping), which cannot have been written.
         """
-        maps = procfs.read_maps(self.pid)
-        self.pagemap = Pagemap(self.pid)
+        maps, scan = self.maps.read()
+        private = np.array([p[3] == "p" for p in scan.perms], dtype=bool)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        n_resident = 0
+        # Reopened every scan: fds opened before an exec would go on reading the old memory.
         self._open_mem()
         try:
-            return self._scan_regions(maps)
+            with Pagemap(self.pid) as pagemap:
+                for batch in procfs.iter_batches(pagemap, scan):
+                    b6, b7 = procfs.flag_bytes(batch.entries)
+                    n_resident += int(np.count_nonzero(b7 >= procfs.B7_SWAPPED))
+                    present_idx = np.flatnonzero(b7 >= procfs.B7_PRESENT)
+                    vpns = batch.vpns(present_idx)
+                    hashes, readable = self._hash_pages(vpns)
+                    file_page = (b7[present_idx] & procfs.B7_FILE) != 0
+                    fresh = file_page & private[batch.regions_of(present_idx)]
+                    parts.append((vpns[readable], hashes[readable], fresh[readable]))
+                    swapped_idx = np.flatnonzero((b7 & procfs.B7_SWAPPED) != 0)
+                    if swapped_idx.size:  # cannot change while swapped out: keep the old hash
+                        found, previous = _lookup(self._vpns, self._hashes, batch.vpns(swapped_idx))
+                        kept = batch.vpns(swapped_idx)[found]
+                        parts.append((kept, previous[found], np.zeros(kept.size, dtype=bool)))
         finally:
-            self.pagemap.close()
             os.close(self.mem_fd)
             self.mem_fd = -1
-
-    def _open_mem(self) -> None:
-        try:
-            self.mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            procfs.raise_for(exc, self.pid, "the memory")
-
-    def _scan_regions(self, maps: MapsTable) -> tuple[MapsTable, np.ndarray, np.ndarray, np.ndarray, int]:
-        scan = maps.select(maps.scannable() & maps.writable())
-        private = np.array([p[3] == "p" for p in scan.perms], dtype=bool)
-        out_vpns: list[np.ndarray] = []
-        out_hashes: list[np.ndarray] = []
-        out_fresh: list[np.ndarray] = []
-        n_resident = 0
-        for region, (lo, hi) in enumerate(zip(*(a.tolist() for a in _region_pages(scan)))):
-            for block_lo in range(lo, hi, PAGEMAP_BLOCK):
-                block_hi = min(hi, block_lo + PAGEMAP_BLOCK)
-                entries = self.pagemap.read(block_lo, block_hi)
-                present = (entries & procfs.PM_PRESENT) != 0
-                swapped = (entries & procfs.PM_SWAPPED) != 0
-                n_resident += int(np.count_nonzero(present | swapped))
-                present_idx = np.flatnonzero(present)
-                file_page = (entries[present_idx] & procfs.PM_FILE_OR_SHARED_ANON) != 0
-                hashes = self._hash_present(block_lo, present_idx)
-                if hashes is None:
-                    continue
-                vpns = present_idx.astype(np.uint64) + np.uint64(block_lo)
-                out_vpns.append(vpns)
-                out_hashes.append(hashes)
-                out_fresh.append(file_page & private[region])
-                swapped_idx = np.flatnonzero(swapped)
-                if swapped_idx.size:
-                    kept = self._known_hashes(swapped_idx.astype(np.uint64) + np.uint64(block_lo))
-                    out_vpns.append(kept[0])
-                    out_hashes.append(kept[1])
-                    out_fresh.append(np.zeros(kept[0].size, dtype=bool))
-        if not out_vpns:
+        if not parts:
             empty = np.empty(0, np.uint64)
             return maps, empty, empty, np.empty(0, dtype=bool), n_resident
-        vpns = np.concatenate(out_vpns)
+        vpns = np.concatenate([p[0] for p in parts])
         order = np.argsort(vpns, kind="stable")
-        return (maps, vpns[order], np.concatenate(out_hashes)[order],
-                np.concatenate(out_fresh)[order], n_resident)
+        return (maps, vpns[order], np.concatenate([p[1] for p in parts])[order],
+                np.concatenate([p[2] for p in parts])[order], n_resident)
 
-    def _known_hashes(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Previous hashes of swapped-out pages (they cannot change while swapped out)."""
-        found, previous = _lookup(self._vpns, self._hashes, vpns)
-        return vpns[found], previous[found]
-
-    def _hash_present(self, block_lo: int, present_idx: np.ndarray) -> np.ndarray | None:
-        """Reads runs of consecutive present pages and hashes them; None if unreadable."""
-        hashes = np.empty(present_idx.size, dtype=np.uint64)
-        if present_idx.size == 0:
-            return hashes
-        breaks = np.flatnonzero(np.diff(present_idx) != 1) + 1
-        run_starts = np.concatenate(([0], breaks))
-        run_ends = np.concatenate((breaks, [present_idx.size]))
+    def _hash_pages(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reads runs of consecutive pages and hashes them; also says which pages were readable."""
+        hashes = np.zeros(vpns.size, dtype=np.uint64)
+        readable = np.ones(vpns.size, dtype=bool)
+        if vpns.size == 0:
+            return hashes, readable
+        breaks = np.flatnonzero(np.diff(vpns) != 1) + 1
+        run_starts = np.concatenate(([0], breaks)).tolist()
+        run_ends = np.concatenate((breaks, [vpns.size])).tolist()
         page_size = procfs.PAGE_SIZE
         words_per_page = page_size // 8
-        for a, b in zip(run_starts.tolist(), run_ends.tolist()):
-            first_page = block_lo + int(present_idx[a])
+        for a, b in zip(run_starts, run_ends):
+            first_page = int(vpns[a])
             for k in range(a, b, MEM_BLOCK_PAGES):
                 n = min(MEM_BLOCK_PAGES, b - k)
                 view = self._buffer[: n * words_per_page]
-                if not self._read_mem((first_page + (k - a)) * page_size, view):
-                    return None
-                hashes[k:k + n] = page_hash.hash_pages(view, self.keys)
-        return hashes
+                if self._read_mem((first_page + (k - a)) * page_size, view):
+                    hashes[k:k + n] = page_hash.hash_pages(view, self.keys)
+                else:
+                    readable[k:k + n] = False
+                    self.unreadable_pages += n
+        return hashes, readable
 
     def _read_mem(self, address: int, out: np.ndarray) -> bool:
         raw = memoryview(out).cast("B")
@@ -241,7 +239,6 @@ class HashBackend:
                 got = os.preadv(self.mem_fd, [raw[done:]], address + done)
             except OSError as exc:
                 if exc.errno == errno.EIO:  # an unreadable region (device memory, guard pages)
-                    self.unreadable_regions += 1
                     return False
                 procfs.raise_for(exc, self.pid, "the memory")
             if got == 0:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,13 +88,38 @@ def raise_for(exc: OSError, pid: int, what: str) -> None:
     raise CalmError(f"cannot read {what} of pid {pid}: {exc.strerror}") from exc
 
 
-def read_maps(pid: int) -> MapsTable:
-    """Parses /proc/PID/maps (one line per region; the loop is per region, not per page)."""
+def read_maps_text(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/maps", "rb") as f:
-            text = f.read()
+            return f.read()
     except OSError as exc:
         raise_for(exc, pid, "the memory map")
+        raise  # unreachable: raise_for always raises
+
+
+def read_maps(pid: int) -> MapsTable:
+    """Parses /proc/PID/maps."""
+    return parse_maps(read_maps_text(pid))
+
+
+class MapsReader:
+    """Reads /proc/PID/maps every sample, parsing it again only when its text changed: most
+    samples see the same map, and parsing hundreds of lines in Python costs more than reading."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._text = b""
+        self._maps: MapsTable | None = None
+
+    def read(self) -> MapsTable:
+        text = read_maps_text(self.pid)
+        if self._maps is None or text != self._text:
+            self._text, self._maps = text, parse_maps(text)
+        return self._maps
+
+
+def parse_maps(text: bytes) -> MapsTable:
+    """Parses the text of /proc/PID/maps (one line per region; the loop is per region, not per page)."""
     lines = text.splitlines()
     n = len(lines)
     start = np.empty(n, np.uint64)
@@ -129,12 +156,19 @@ class Pagemap:
             os.close(self.fd)
             self.fd = -1
 
-    def read(self, start_vpn: int, end_vpn: int) -> np.ndarray:
-        """Entries for pages [start_vpn, end_vpn); a view into the internal buffer (copy to keep)."""
-        n = end_vpn - start_vpn
+    def buffer(self, n: int) -> np.ndarray:
+        """The reusable read buffer, at least n entries long (its first n entries)."""
         if self._buffer.size < n:
             self._buffer = np.empty(max(n, 2 * self._buffer.size), dtype=np.uint64)
-        out = self._buffer[:n]
+        return self._buffer[:n]
+
+    def read(self, start_vpn: int, end_vpn: int) -> np.ndarray:
+        """Entries for pages [start_vpn, end_vpn); a view into the internal buffer (copy to keep)."""
+        return self.read_into(start_vpn, end_vpn, self.buffer(end_vpn - start_vpn))
+
+    def read_into(self, start_vpn: int, end_vpn: int, out: np.ndarray) -> np.ndarray:
+        """Reads entries for pages [start_vpn, end_vpn) into `out` with as few syscalls as possible."""
+        n = end_vpn - start_vpn
         view = memoryview(out).cast("B")
         done = 0
         nbytes = n * 8
@@ -148,18 +182,6 @@ class Pagemap:
             done += got
         return out
 
-    def read_regions(self, maps: MapsTable) -> tuple[np.ndarray, np.ndarray]:
-        """All entries of the given regions, concatenated, with the vpn of each entry."""
-        starts = (maps.start >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        ends = (maps.end >> np.uint64(PAGE_SHIFT)).astype(np.int64)
-        total = int((ends - starts).sum())
-        entries = np.empty(total, dtype=np.uint64)
-        pos = 0
-        for lo, hi in zip(starts.tolist(), ends.tolist()):
-            entries[pos:pos + hi - lo] = self.read(lo, hi)
-            pos += hi - lo
-        return entries, vpns_of_regions(starts, ends)
-
     def __enter__(self) -> "Pagemap":
         return self
 
@@ -167,17 +189,73 @@ class Pagemap:
         self.close()
 
 
-def vpns_of_regions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenated arange(start, end) for each region, vectorised."""
-    lengths = ends - starts
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.uint64)
-    # Each output position = its region's start + index within the region.
-    region_first = np.cumsum(lengths) - lengths
-    out = np.arange(total, dtype=np.int64)
-    out -= np.repeat(region_first - starts, lengths)
-    return out.astype(np.uint64)
+@dataclass
+class PagemapBatch:
+    """Pagemap entries of several page ranges read back to back into one array.
+
+    Why batches: a process has hundreds of small regions; decoding each one separately costs more
+    in numpy call overhead than reading it. A batch holds ranges up to a budget of entries, so
+    flags are decoded in one vectorised pass, and huge reserved regions are split.
+    """
+
+    entries: np.ndarray  # uint64, all ranges concatenated (a view into the reader's buffer)
+    first_vpn: np.ndarray  # int64, first page of each range
+    offset: np.ndarray  # int64, where each range starts in `entries`
+    region: np.ndarray  # int64, index of the region (in the scanned MapsTable) of each range
+
+    def vpns(self, idx: np.ndarray) -> np.ndarray:
+        """Virtual page numbers of entry positions `idx` (sorted positions give sorted vpns)."""
+        r = np.searchsorted(self.offset, idx, side="right") - 1
+        return (idx - self.offset[r] + self.first_vpn[r]).astype(np.uint64)
+
+    def regions_of(self, idx: np.ndarray) -> np.ndarray:
+        return self.region[np.searchsorted(self.offset, idx, side="right") - 1]
+
+
+def iter_batches(pagemap: Pagemap, maps: MapsTable, budget: int = 1 << 21) -> Iterator[PagemapBatch]:
+    """Reads the pagemap of every region of `maps`, in batches of at most `budget` entries."""
+    starts = (maps.start >> np.uint64(PAGE_SHIFT)).astype(np.int64).tolist()
+    ends = (maps.end >> np.uint64(PAGE_SHIFT)).astype(np.int64).tolist()
+    ranges: list[tuple[int, int, int]] = []  # (region, lo, hi) pieces of at most `budget`
+    for region, (lo, hi) in enumerate(zip(starts, ends)):
+        ranges.extend((region, a, min(hi, a + budget)) for a in range(lo, hi, budget))
+    batch: list[tuple[int, int, int]] = []
+    size = 0
+    for piece in ranges:
+        n = piece[2] - piece[1]
+        if batch and size + n > budget:
+            yield _read_batch(pagemap, batch, size)
+            batch, size = [], 0
+        batch.append(piece)
+        size += n
+    if batch:
+        yield _read_batch(pagemap, batch, size)
+
+
+def _read_batch(pagemap: Pagemap, pieces: list[tuple[int, int, int]], size: int) -> PagemapBatch:
+    entries = pagemap.buffer(size)
+    offsets = np.empty(len(pieces), dtype=np.int64)
+    pos = 0
+    for i, (_, lo, hi) in enumerate(pieces):
+        offsets[i] = pos
+        pagemap.read_into(lo, hi, entries[pos:pos + hi - lo])
+        pos += hi - lo
+    return PagemapBatch(entries, np.array([p[1] for p in pieces], dtype=np.int64), offsets,
+                        np.array([p[0] for p in pieces], dtype=np.int64))
+
+
+def flag_bytes(entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bytes 6 and 7 of each entry (bits 48-63), as strided views: decoding flags from one byte
+    per entry touches an eighth of the data that whole-word masks would."""
+    as_bytes = entries.view(np.uint8).reshape(-1, 8)
+    if sys.byteorder == "little":
+        return as_bytes[:, 6], as_bytes[:, 7]
+    return as_bytes[:, 1], as_bytes[:, 0]
+
+
+# Flags within byte 7 (bits 56-63) and byte 6 (bits 48-55) of an entry.
+B7_PRESENT, B7_SWAPPED, B7_FILE, B7_EXCLUSIVE = 0x80, 0x40, 0x20, 0x01
+B6_SOFT_DIRTY = 0x80
 
 
 def clear_soft_dirty(pid: int) -> None:
@@ -192,14 +270,3 @@ def clear_soft_dirty(pid: int) -> None:
         raise_for(exc, pid, "clear_refs")
     finally:
         os.close(fd)
-
-
-def resident_mask(entries: np.ndarray) -> np.ndarray:
-    """Pages that hold data: present in RAM or swapped out."""
-    return (entries & (PM_PRESENT | PM_SWAPPED)) != 0
-
-
-def soft_dirty_mask(entries: np.ndarray) -> np.ndarray:
-    """Soft-dirty pages. Bit 55 alone is not enough: a VMA created since the last clear reports
-    soft-dirty on every entry, mapped or not, so only resident pages count."""
-    return ((entries & PM_SOFT_DIRTY) != 0) & resident_mask(entries)

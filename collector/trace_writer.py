@@ -67,7 +67,11 @@ class TraceWriter:
         self.path = Path(path)
         check_output_path(self.path, force=force)
         try:
-            self._file = h5py.File(self.path, "w")
+            # "aggregate": space freed while recording is never reused. With HDF5's default
+            # free-space manager, a chunk rewritten at one flush could land on the bytes of the
+            # chunk that the on-disk index still points to, and a SIGKILL before the next flush
+            # then corrupts flushed data (tests/test_trace_format.py kills writers to check).
+            self._file = h5py.File(self.path, "w", fs_strategy="aggregate")
         except OSError as exc:
             raise CalmError(f"cannot create trace file {self.path}: {exc}") from exc
         self._file.attrs["format"] = tf.FORMAT_NAME
@@ -184,12 +188,33 @@ class TraceWriter:
         self._file.attrs["status"] = status
         self._file.attrs["end_reason"] = end_reason
         self._file.close()
+        _compact(self.path)
 
     def file_size(self) -> int:
         try:
             return self.path.stat().st_size
         except OSError:
             return 0
+
+
+def _compact(path: Path) -> None:
+    """Rewrites a closed trace without the space that rewritten chunks left behind.
+
+    Recording never reuses freed space (crash safety, see __init__), so a long recording carries
+    several times its size in dead chunks. HDF5's object copy moves compressed chunks as they are,
+    so this costs about one read and write of the live data; the original stays until the atomic
+    rename, and if anything fails it is kept as it is (valid, only larger).
+    """
+    tmp = path.with_name(f".{path.name}.compact")
+    try:
+        with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+            for name in src:
+                src.copy(src[name], dst, name=name)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def check_output_path(path: Path, *, force: bool) -> None:

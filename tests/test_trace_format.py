@@ -1,0 +1,168 @@
+"""The trace writer and reader: exact round trips, streaming in chunks, damaged and foreign files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from calm.errors import CalmError
+from collector.procfs import read_maps
+from collector.trace_reader import Trace
+from collector.trace_writer import TraceWriter
+from tests.collector_helpers import REPO
+
+ATTRS = dict(page_size=4096, backend="hash", interval=0.1, kernel_release="test", hostname="h",
+             start_time="2026-01-01T00:00:00+00:00", start_time_unix=0.0, start_monotonic=0.0,
+             tool_version="test", command=["x"])
+
+
+def _write_random(path, n_samples=60, seed=0, flush_every=7):
+    rng = np.random.default_rng(seed)
+    writer = TraceWriter(path, force=True, attrs=ATTRS)
+    rows = [writer.open_process(pid=100 + i, ppid=1, start_time_unix=1.0, name=f"p{i}",
+                                cmdline=["p", str(i)], exe="/bin/p") for i in range(3)]
+    truth = []
+    for s in range(n_samples):
+        per = {}
+        for row in rows:
+            if row == 2 and s >= 40:
+                continue  # exited
+            n = int(rng.integers(0, 400))
+            base = np.uint64(0x7F0000000 + row * 10**6)
+            vpns = np.unique(rng.integers(0, 50_000, n).astype(np.uint64) + base)
+            per[row] = (vpns, 1000 + s)
+            truth.append((s, row, vpns))
+        writer.add_sample(s * 0.1, s * 0.1 + 0.09, per)
+        if s == 40:
+            writer.close_process(2, exit_sample=40)
+        if s % flush_every == 0:
+            writer.flush()
+    writer.add_maps(0, 0, read_maps(os.getpid()))
+    writer.close(status="complete", end_reason="test")
+    return truth
+
+
+@pytest.mark.parametrize("max_events", [1, 500, 1 << 22])
+def test_round_trip_in_chunks(tmp_path, max_events):
+    path = tmp_path / "t.h5"
+    truth = _write_random(path)
+    with Trace(path) as trace:
+        got = []
+        for chunk in trace.iter_chunks(max_events=max_events):
+            bounds = np.concatenate(([0], np.cumsum(chunk.segment_n_dirty, dtype=np.int64)))
+            for g, (s, row) in enumerate(zip(chunk.segment_sample, chunk.segment_process)):
+                got.append((int(s), int(row), chunk.vpn[bounds[g]:bounds[g + 1]]))
+                assert np.all(chunk.event_sample[bounds[g]:bounds[g + 1]] == s)
+        assert len(got) == len(truth)
+        for (s, row, vpns), (s2, row2, vpns2) in zip(truth, got):
+            assert (s, row) == (s2, row2)
+            np.testing.assert_array_equal(vpns, vpns2)
+        assert trace.n_samples == 60
+        assert trace.processes[2].exit_sample == 40 and trace.processes[2].last_sample == 39
+        assert trace.processes[0].cmdline == ["p", "0"]
+        assert trace.info.command == ["x"] and trace.info.status == "complete"
+        assert len(trace.map_snapshots(0)) == 1
+
+
+def test_plain_h5py_can_decode_it(tmp_path):
+    """The FORMAT.md recipe: cumsum of a segment's deltas gives its page numbers."""
+    path = tmp_path / "t.h5"
+    truth = _write_random(path, n_samples=5)
+    with h5py.File(path, "r") as f:
+        event_end = f["segments/event_end"][:]
+        deltas = f["events/vpn_delta"][:]
+        g = 4
+        vpns = np.cumsum(deltas[event_end[g - 1]:event_end[g]])
+    np.testing.assert_array_equal(vpns, truth[g][2])
+
+
+def test_half_written_tail_is_trimmed(tmp_path):
+    """Rows appended without their dependencies (as a kill mid-flush leaves them) are ignored."""
+    path = tmp_path / "t.h5"
+    _write_random(path, n_samples=20)
+    with h5py.File(path, "a") as f:
+        for name, value in (("t_start", 9.0), ("t_end", 9.1), ("segment_end", 10**6)):
+            ds = f["samples"][name]
+            ds.resize((ds.shape[0] + 1,))
+            ds[-1] = value
+    with Trace(path) as trace:
+        assert trace.n_samples == 20 and trace.trimmed
+        assert sum(1 for _ in trace.iter_samples()) == 20
+
+
+def test_a_writer_killed_at_random_moments_leaves_a_readable_file(tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from collector.trace_writer import TraceWriter\n"
+        "from tests.test_trace_format import ATTRS\n"
+        "w = TraceWriter(sys.argv[1], force=True, attrs=ATTRS)\n"
+        "r = w.open_process(pid=1, ppid=0, start_time_unix=0.0, name='a', cmdline=[], exe='')\n"
+        "rng = np.random.default_rng(0)\n"
+        "s = 0\n"
+        "while True:\n"
+        "    w.add_sample(s, s + 1, {r: (np.unique(rng.integers(0, 10**6, 3000)).astype(np.uint64), 5)})\n"
+        "    s += 1\n"
+        "    if s % 3 == 0: w.flush()\n"
+        "    if s == 30: open(sys.argv[1] + '.ready', 'w').close()\n"
+    )
+    rng = np.random.default_rng(1)
+    for attempt in range(15):
+        path = tmp_path / f"k{attempt}.h5"
+        proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO)
+        ready = tmp_path / f"k{attempt}.h5.ready"
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(float(rng.uniform(0, 0.25)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Trace(path) as trace:
+            assert trace.n_samples >= 27
+            n = sum(v.size for _, per in trace.iter_samples() for v in per.values())
+            assert n == trace.n_events > 0
+
+
+def test_not_hdf5(tmp_path):
+    path = tmp_path / "x.h5"
+    path.write_text("hello")
+    with pytest.raises(CalmError, match="not an HDF5 file"):
+        Trace(path)
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "t.h5"
+    _write_random(path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CalmError):
+        Trace(cut)
+
+
+def test_hdf5_but_not_a_trace(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(CalmError, match="not a calm trace"):
+        Trace(path)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "t.h5"
+    _write_random(path, n_samples=2)
+    with h5py.File(path, "a") as f:
+        f.attrs["format_version"] = 99
+    with pytest.raises(CalmError, match="trace format 99"):
+        Trace(path)
+
+
+def test_missing_trace(tmp_path):
+    with pytest.raises(CalmError, match="does not exist"):
+        Trace(tmp_path / "nope.h5")
