@@ -14,7 +14,7 @@ from analyzer.elf_attr import (ElfImage, ElfPages, SectionStat, SymbolStat, attr
                                attribute_symbols, in_image, load_bias, load_elf)
 from analyzer.mapped import ProcessMaps
 from analyzer.model import PageTable, RegionStat
-from analyzer.regions import KIND_FILE, KIND_UNMAPPED, Region
+from analyzer.regions import KIND_FILE, UNMAPPED, Region
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _region_stats(pages: PageTable, regions: list[Region]) -> list[RegionStat]:
     np.maximum.at(max_p, idx, pages.p)
     stats: dict[tuple[str, str], RegionStat] = {}
     for i in np.flatnonzero(n_pages).tolist():
-        region = regions[i] if i < len(regions) else Region(-1, 0, 0, "", 0, 0, "", KIND_UNMAPPED)
+        region = regions[i] if i < len(regions) else UNMAPPED
         st = stats.setdefault((region.kind, region.label), RegionStat(region.kind, region.label))
         st.processes.add(region.process)
         st.pages += int(n_pages[i])

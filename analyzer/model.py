@@ -13,6 +13,7 @@ Probability conventions (stated in summary.json too):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -151,9 +152,14 @@ class Analysis:
         p = self.pages.p if p is None else p
         return 1.0 - np.power(1.0 - p, 1.0 / self.interval)
 
+    @cached_property
+    def _rank_order(self) -> np.ndarray:
+        """Ranked row order, sorted once: summaries ask for many rankings (per process)."""
+        return self.pages.ranked()
+
     def ranking(self, n: int | None = None, process: int | None = None) -> PageTable:
         """The top-n pages by p, of one process row or (None) of the whole service."""
-        order = self.pages.ranked()
+        order = self._rank_order
         if process is not None:
             order = order[self.pages.process[order] == process]
         return self.pages.take(order[:n] if n is not None else order)
