@@ -1,0 +1,120 @@
+"""Pieces of the collector checked on their own: maps parsing, pagemap batching, hashing, profiles."""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+import numpy as np
+import pytest
+
+from collector import page_hash, procfs
+from collector.procfs import MapsTable, Pagemap, iter_batches, parse_maps
+from collector.trace_writer import TraceWriter
+from collector.workload import ProfileError, parse_profile
+
+MAPS_TEXT = b"""55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234   /usr/bin/my prog (deleted)
+55d0c0a02000-55d0c0a05000 rw-p 00002000 fd:01 1234   /usr/bin/my prog (deleted)
+55d0c1000000-55d0c1021000 rw-p 00000000 00:00 0                          [heap]
+7f0000000000-7f0000001000 rw-s 00000000 00:05 99     /SYSV00000000 (deleted)
+7f0000001000-7f0000003000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+"""
+
+
+def test_parse_maps_keeps_paths_with_spaces_and_anonymous_regions():
+    maps = parse_maps(MAPS_TEXT)
+    assert len(maps) == 7
+    assert maps.path[0] == "/usr/bin/my prog (deleted)"
+    assert maps.path[4] == "" and maps.path[2] == "[heap]"
+    assert maps.start[1] == 0x55D0C0A02000 and maps.end[1] == 0x55D0C0A05000
+    assert maps.offset[1] == 0x2000 and maps.inode[3] == 99
+    assert maps.perms[3] == "rw-s"
+    assert list(maps.writable()) == [False, True, True, True, True, True, False]
+    assert list(maps.scannable()) == [True] * 6 + [False]
+
+
+def test_batches_cover_every_page_once_and_map_back_to_vpns():
+    """Real pagemap of our own process, with a tiny budget so regions are split and grouped."""
+    maps = procfs.read_maps(os.getpid())
+    scan = maps.select(maps.scannable())
+    expected = np.concatenate([np.arange(s // procfs.PAGE_SIZE, e // procfs.PAGE_SIZE)
+                               for s, e in zip(scan.start.tolist(), scan.end.tolist())])
+    with Pagemap(os.getpid()) as pagemap:
+        seen = []
+        for batch in iter_batches(pagemap, scan, budget=37):
+            assert batch.entries.size <= 37
+            idx = np.arange(batch.entries.size)
+            seen.append(batch.vpns(idx))
+            starts = scan.start[batch.regions_of(idx)] // procfs.PAGE_SIZE
+            ends = scan.end[batch.regions_of(idx)] // procfs.PAGE_SIZE
+            assert np.all((batch.vpns(idx) >= starts) & (batch.vpns(idx) < ends))
+    np.testing.assert_array_equal(np.concatenate(seen), expected.astype(np.uint64))
+
+
+def test_flag_bytes_decode_present_and_file_bits_of_real_pages():
+    anon = mmap.mmap(-1, 4 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    anon[0] = 1  # page 0 resident, pages 1..3 never touched
+    import ctypes
+
+    vpn = ctypes.addressof(ctypes.c_char.from_buffer(anon)) // mmap.PAGESIZE
+    with Pagemap(os.getpid()) as pagemap:
+        entries = pagemap.read(vpn, vpn + 4).copy()
+    b6, b7 = procfs.flag_bytes(entries)
+    assert list(b7 >= procfs.B7_PRESENT) == [True, False, False, False]
+    assert (b7[0] & procfs.B7_FILE) == 0  # anonymous
+    assert (entries[0] >> np.uint64(63)) == 1
+    anon.close()
+
+
+def test_hash_sees_any_single_word_change_and_only_changes():
+    keys = page_hash.page_keys(4096)
+    pages = np.random.default_rng(0).integers(0, 2**64 - 1, size=(64, 512), dtype=np.uint64)
+    base = page_hash.hash_pages(pages.ravel(), keys)
+    assert np.unique(base).size == 64
+    for word, bit in [(0, 0), (511, 63), (100, 31)]:
+        changed = pages.copy()
+        changed[7, word] ^= np.uint64(1 << bit)
+        after = page_hash.hash_pages(changed.ravel(), keys)
+        assert np.flatnonzero(after != base).tolist() == [7]
+    assert page_hash.hash_pages(np.zeros(512, np.uint64), keys)[0] == page_hash.ZERO_PAGE_HASH
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("uniform:2", "between 0 and 1"), ("zipf:x", "must be a number"), ("nope", "unknown profile"),
+    ("phases:0:uniform:0.1", "SECONDS > 0"), ("hotcold:0.1:0.5", "unknown profile"),
+])
+def test_bad_profiles_are_refused(spec, message):
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(spec, 100, np.random.default_rng(0))
+
+
+def test_profiles_have_the_promised_probabilities():
+    rng = np.random.default_rng(0)
+    assert np.all(parse_profile("uniform:0.25", 10, rng).p == 0.25)
+    hot = parse_profile("hotcold:0.1:0.9:0.01", 1000, rng).p[0]
+    assert np.count_nonzero(hot == 0.9) == 100 and np.count_nonzero(hot == 0.01) == 900
+    zipf = np.sort(parse_profile("zipf:1:0.8", 100, rng).p[0])[::-1]
+    np.testing.assert_allclose(zipf, 0.8 / np.arange(1, 101))
+    phased = parse_profile("phases:2:uniform:0.1/uniform:0.3", 10, rng)
+    assert phased.at(1.0)[0] == 0.1 and phased.at(3.0)[0] == 0.3 and phased.at(5.0)[0] == 0.1
+
+
+def test_close_compacts_space_left_by_frequent_flushes(tmp_path):
+    attrs = dict(page_size=4096, backend="hash", interval=0.1)
+    sizes = {}
+    for flush_every in (1, 10**9):
+        path = tmp_path / f"f{flush_every}.h5"
+        writer = TraceWriter(path, force=True, attrs=attrs)
+        row = writer.open_process(pid=1, ppid=0, start_time_unix=0.0, name="a", cmdline=[], exe="")
+        rng = np.random.default_rng(0)
+        for s in range(300):
+            vpns = np.unique(rng.integers(0, 10**5, 300)).astype(np.uint64)
+            writer.add_sample(s, s + 1, {row: (vpns, 1)})
+            if s % flush_every == 0:
+                writer.flush()
+        writer.close(status="complete", end_reason="")
+        sizes[flush_every] = path.stat().st_size
+    # 300 flushes rewrite the growing last chunk 300 times; after close it is as if flushed once
+    assert sizes[1] < 1.2 * sizes[10**9], sizes
