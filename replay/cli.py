@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clark-min", metavar="RATE", help="Clark: first round's (minimum) rate (default 100Mbit, at most half the bandwidth)")
     p.add_argument("--clark-max", metavar="RATE", help="Clark: maximum rate (default: the scenario's bandwidth)")
     p.add_argument("--clark-increment", metavar="RATE", help="Clark: rate increment per round (default 50Mbit, at most a quarter of the bandwidth)")
+    p.add_argument("--clark-max-rounds", metavar="N", help="Clark: also stop after N rounds (default: no cap, "
+                   "as in Clark et al.; Xen's implementation used 29)")
     p.add_argument("--qemu-max-bandwidth", metavar="RATE", help="QEMU: max-bandwidth (default: the scenario's)")
     p.add_argument("--qemu-downtime-limit", metavar="DURATION", help="QEMU: downtime-limit (default 300ms)")
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default TRACE-replay/ or replay-uniform/)")
@@ -111,7 +113,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
         raise CalmError("--seed only matters with --uniform or --extend resample")
     scenarios = [parse_scenario(s) for s in (args.scenario or SLIDE_SCENARIOS)]
     algorithms = parse_algorithms(args.algorithm or [",".join(ALGORITHMS)])
-    clark_opts = (args.clark_min, args.clark_max, args.clark_increment)
+    clark_opts = (args.clark_min, args.clark_max, args.clark_increment, args.clark_max_rounds)
     if any(o is not None for o in clark_opts) and "clark" not in algorithms:
         raise CalmError("--clark-* options need the clark algorithm")
     if (args.qemu_max_bandwidth or args.qemu_downtime_limit) and "qemu" not in algorithms:
@@ -121,6 +123,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
         clark_max_bps=parse_rate(args.clark_max, "--clark-max") if args.clark_max else None,
         clark_increment_bps=(parse_rate(args.clark_increment, "--clark-increment", allow_zero=True)
                              if args.clark_increment else None),
+        clark_max_rounds=_int(args.clark_max_rounds, "--clark-max-rounds", 1) if args.clark_max_rounds else None,
         qemu_max_bandwidth_bps=parse_rate(args.qemu_max_bandwidth, "--qemu-max-bandwidth") if args.qemu_max_bandwidth else None,
         qemu_downtime_limit_s=(parse_duration(args.qemu_downtime_limit, "--qemu-downtime-limit")
                                if args.qemu_downtime_limit else 0.3),

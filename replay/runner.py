@@ -40,6 +40,7 @@ class PolicyOptions:
     clark_min_bps: float | None = None
     clark_max_bps: float | None = None
     clark_increment_bps: float | None = None
+    clark_max_rounds: int | None = None
     qemu_max_bandwidth_bps: float | None = None
     qemu_downtime_limit_s: float = 0.3
 
@@ -47,7 +48,8 @@ class PolicyOptions:
         if name == "calm":
             return Calm()
         if name == "clark":
-            return Clark(self.clark_min_bps, self.clark_max_bps, self.clark_increment_bps)
+            return Clark(self.clark_min_bps, self.clark_max_bps, self.clark_increment_bps,
+                         max_rounds=self.clark_max_rounds)
         if name == "xen":
             return Xen()
         if name == "qemu":

@@ -88,6 +88,15 @@ def test_clark_rate_rises_by_dirtying_rate_plus_increment(tmp_path):
     assert np.allclose(rates[46:48], 200)
 
 
+def test_clark_alone_may_never_stop_and_its_round_cap(tmp_path):
+    # 300 hot pages: 1- or 2-step rounds measure 150-300 pages/step; +50 stays below 1000
+    src = source(tmp_path, hot_set(0, 300), 4096)
+    r = simulate(src, Clark(min_bps=100 * PAGE_BPS, increment_bps=50 * PAGE_BPS), 1000.0, F, max_steps=300)
+    assert r.forced and r.rounds > 30
+    r = simulate(src, Clark(min_bps=100 * PAGE_BPS, increment_bps=50 * PAGE_BPS, max_rounds=5), 1000.0, F)
+    assert r.stop_reason == "Clark: 5 rounds done" and r.rounds == 5 and not r.forced
+
+
 def test_clark_stops_below_256_kib(tmp_path):
     src = source(tmp_path, hot_set(0, 20), 4096)  # 20 pages = 80 KiB stay dirty
     r = simulate(src, Clark(min_bps=500 * PAGE_BPS), 1000.0, F)

@@ -124,3 +124,14 @@ def test_bad_model_parameters():
         model.calm_plan(M, P, 0.0, HEAVY)
     with pytest.raises(CalmError, match="batch"):
         model.calm_plan(M, P, B, HEAVY, batch=0)
+
+
+@pytest.mark.parametrize("name", ["heavy", "light"])
+def test_calm_plan_steps_equal_the_full_search(name):
+    """calm_plan searches between anchor steps only; it must find the same per-step minima."""
+    F = COSTS[name]
+    plan = model.calm_plan(M, P, B, F)
+    idx = np.random.default_rng(0).choice(len(plan.start), 500, replace=False)
+    b_full, c_full = model.best_step(plan.start[idx], plan.size[idx], P, B, F)
+    assert np.allclose(plan.step_cost[idx], c_full, rtol=1e-9, atol=0)
+    assert np.allclose(plan.bandwidth[idx], b_full, rtol=1e-3)

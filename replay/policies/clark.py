@@ -8,6 +8,11 @@ exceed the maximum or fewer than 256 KiB remain. Defaults: minimum 100 Mbit/s, i
 50 Mbit/s (what the slides' totals suggest), maximum = the scenario's bandwidth; on links slower
 than 200 Mbit/s the default minimum and increment become B/2 and B/4 (explicit values that do
 not fit the scenario are refused instead).
+
+Clark's rule alone need not terminate: when the dirtying rate plus the increment stays below the
+maximum and the hot set is above 256 KiB, rounds go on for ever (the simulator's time limit then
+forces the stop, marked `forced`). Xen's implementation of it also capped the rounds;
+`max_rounds` (off by default, as in model.md) adds that cap.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ class Clark(Policy):
     name = "clark"
 
     def __init__(self, min_bps: float | None = None, max_bps: float | None = None,
-                 increment_bps: float | None = None, stop_bytes: int = 256 * 1024) -> None:
+                 increment_bps: float | None = None, stop_bytes: int = 256 * 1024,
+                 max_rounds: int | None = None) -> None:
+        if max_rounds is not None and max_rounds < 1:
+            raise CalmError("Clark's maximum number of rounds must be at least 1")
+        self.max_rounds = max_rounds
         if ((min_bps is not None and min_bps <= 0) or (increment_bps is not None and increment_bps < 0)
                 or (max_bps is not None and max_bps <= 0)):
             raise CalmError("Clark's rates must be positive (the increment may be zero)")
@@ -48,6 +57,8 @@ class Clark(Policy):
         if view.round_done:
             if view.n_dirty * self.ctx.page_size < self.stop_bytes:
                 return Stop(f"Clark: fewer than {self.stop_bytes // 1024} KiB left")
+            if self.max_rounds is not None and view.rounds >= self.max_rounds:
+                return Stop(f"Clark: {self.max_rounds} rounds done")
             dirtying = view.last_round_dirtied / max(view.last_round_steps, 1)
             rate = max(dirtying + self.inc, self.min)
             if rate > self.max:
@@ -61,4 +72,4 @@ class Clark(Policy):
     def describe(self) -> dict:
         to_bps = 8 * self.ctx.page_size / self.ctx.step_seconds
         return {"min_bps": self.min * to_bps, "max_bps": self.max * to_bps,
-                "increment_bps": self.inc * to_bps, "stop_bytes": self.stop_bytes}
+                "increment_bps": self.inc * to_bps, "stop_bytes": self.stop_bytes, "max_rounds": self.max_rounds}
