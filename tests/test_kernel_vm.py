@@ -1,0 +1,52 @@
+"""Boot each soft-dirty guest kernel under qemu (scripts/calm-vm) and run the in-guest kernel tests
+(tests/kernel, marker `kernel`) there; the guest's pytest exit status decides this test.
+
+Skips with the reason when qemu, busybox-static or a kernel cannot be had, except under CI=true,
+where a skip would hide that the kernel tests never ran: there it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CALM_VM = REPO / "scripts" / "calm-vm"
+sys.path.insert(0, str(REPO / "scripts"))
+
+from calm_vm import VmError  # noqa: E402
+from calm_vm.initramfs import BUSYBOX  # noqa: E402
+from calm_vm.kernels import fetch  # noqa: E402
+
+GUEST_TIMEOUT = 420  # seconds for one guest run (boot ~5 s under TCG; the tests take ~1-3 min)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"kernel VM tests cannot run in CI: {reason} (scripts/install-vm-deps installs them)")
+    pytest.skip(reason)
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_kernel_tests_pass_in_guest(series: str) -> None:
+    if shutil.which("qemu-system-x86_64") is None:
+        _unavailable("qemu-system-x86_64 not installed (run scripts/install-vm-deps)")
+    if not BUSYBOX.exists():
+        _unavailable(f"{BUSYBOX} missing (run scripts/install-vm-deps)")
+    try:
+        kernel = fetch(series)
+    except VmError as error:
+        _unavailable(f"no {series} kernel: {error}")
+    command = [sys.executable, str(CALM_VM), "--kernel", series, "--timeout", str(GUEST_TIMEOUT), "--",
+               "python", "-m", "pytest", "-m", "kernel", "tests/kernel", "-v", "-rs",
+               "-p", "no:cacheprovider", "--color=no"]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=GUEST_TIMEOUT + 60)
+    output = proc.stdout + proc.stderr
+    print(output)  # shown by pytest on failure, and with -s
+    assert proc.returncode == 0, f"guest pytest on {kernel.release} exited {proc.returncode}:\n{output}"
+    assert " passed" in proc.stdout and " skipped" not in proc.stdout.splitlines()[-1], output
