@@ -78,6 +78,10 @@ def plot_sweep(report: ReplayReport, out: Path) -> list[Path]:
                 ax.axhline(r.cost, color="green", linewidth=1, label=f"CALM, simulated ({r.cost:.3g} s)")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # The uniform curve can dive to 1e-30 where F vanishes; keep the trace's costs readable.
+        seen = [c for c in sc.sweep.simulated_cost if c > 0] + [r.cost for r in sc.results if r.cost > 0]
+        if seen:
+            ax.set_ylim(bottom=min(seen) / 10)
         ax.set_xlabel("migration bandwidth (Mbit/s)")
         ax.set_ylabel("cost (s of violated SLA)")
         ax.set_title(sc.scenario.name)

@@ -166,7 +166,9 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
     options = options or PolicyOptions()
     if trace is not None:
         mapped = trace if isinstance(trace, MappedTrace) else map_trace(trace)
-        page_size, step_seconds, workload = mapped.page_size, mapped.step_seconds, {"kind": "trace", **mapped.describe()}
+        page_size, step_seconds = mapped.page_size, mapped.step_seconds
+        workload = {"kind": "trace", **mapped.describe(), "extend": extend,
+                    **({"seed": seed} if extend == "resample" else {})}
         make_source = lambda n: TraceSource(mapped, n, extend, seed)  # noqa: E731
     else:
         page_size, step_seconds = UNIFORM_PAGE_SIZE, float(uniform_step_seconds)

@@ -36,11 +36,17 @@ def _positive(value: float, text: str, what: str, allow_zero: bool) -> float:
     return value
 
 
-def parse_size(text: str, what: str = "size", allow_zero: bool = False) -> int:
-    """Bytes from `1GiB`, `512MiB`, `4KiB`, `4096` or `4096B`."""
+def _unsigned(text: str, what: str) -> str:
+    """The stripped text; a leading minus is refused here (the regexes match unsigned numbers)."""
     s = str(text).strip()
     if s.startswith("-"):
         raise CalmError(f"{what} '{text}' must be positive")
+    return s
+
+
+def parse_size(text: str, what: str = "size", allow_zero: bool = False) -> int:
+    """Bytes from `1GiB`, `512MiB`, `4KiB`, `4096` or `4096B`."""
+    s = _unsigned(text, what)
     m = _SIZE_RE.match(s)
     if not m:
         if re.match(rf"^{_NUMBER}\s*[kKmMgGtT](?:B|b|bit)?$", s):
@@ -57,9 +63,7 @@ def parse_size(text: str, what: str = "size", allow_zero: bool = False) -> int:
 
 def parse_rate(text: str, what: str = "bandwidth", allow_zero: bool = False) -> float:
     """Bits per second from `1Gbit`, `512Mbit/s`, `100Mbps` or `64MiB/s` (bytes, binary)."""
-    s = str(text).strip()
-    if s.startswith("-"):
-        raise CalmError(f"{what} '{text}' must be positive")
+    s = _unsigned(text, what)
     m = _BIT_RATE_RE.match(s)
     if m:
         value = float(m["num"]) * _DECIMAL[m["prefix"].lower()]
@@ -78,28 +82,26 @@ def parse_rate(text: str, what: str = "bandwidth", allow_zero: bool = False) -> 
 
 def parse_duration(text: str, what: str = "duration", allow_zero: bool = False) -> float:
     """Seconds from `300ms`, `1s`, `2min`, `1h` or a plain number of seconds."""
-    s = str(text).strip()
-    if s.startswith("-"):
-        raise CalmError(f"{what} '{text}' must be positive")
+    s = _unsigned(text, what)
     m = _DURATION_RE.match(s)
     if not m:
         raise CalmError(f"cannot parse {what} '{text}': expected e.g. 300ms, 1s or 0.5")
     return _positive(float(m["num"]) * _DURATION_UNITS[m["unit"]], text, what, allow_zero)
 
 
+def _format(value: float, prefixes: tuple[str, ...], scales: dict[str, int], unit: str) -> str:
+    for prefix in prefixes:
+        scale = scales[prefix.lower()]
+        if value >= scale:
+            return f"{value / scale:g}{prefix}{unit}"
+    return f"{value:g}{unit}"
+
+
 def format_size(n_bytes: float) -> str:
     """Shortest exact binary spelling: 1073741824 -> '1GiB', 1536 -> '1.5KiB'."""
-    for prefix in ("Ti", "Gi", "Mi", "Ki"):
-        unit = _BINARY[prefix.lower()]
-        if n_bytes >= unit:
-            return f"{n_bytes / unit:g}{prefix}B"
-    return f"{n_bytes:g}B"
+    return _format(n_bytes, ("Ti", "Gi", "Mi", "Ki"), _BINARY, "B")
 
 
 def format_rate(bits_per_s: float) -> str:
     """Decimal spelling: 1e9 -> '1Gbit', 2.56e8 -> '256Mbit'."""
-    for prefix in ("T", "G", "M", "k"):
-        unit = _DECIMAL[prefix.lower()]
-        if bits_per_s >= unit:
-            return f"{bits_per_s / unit:g}{prefix}bit"
-    return f"{bits_per_s:g}bit"
+    return _format(bits_per_s, ("T", "G", "M", "k"), _DECIMAL, "bit")

@@ -161,3 +161,38 @@ def test_not_a_trace(tmp_path):
 ])
 def test_bad_model_input_gives_one_line(tmp_path, args, message):
     assert message in one_line_error(calm("model", *args, "-o", str(tmp_path / "m")))
+
+
+def test_policy_options_reach_the_policies(trace, tmp_path):
+    out = tmp_path / "opts"
+    calm("replay", str(trace), "-s", "16MiB@256Mbit", "-a", "clark,qemu", "--clark-min", "20Mbit",
+         "--clark-max", "200Mbit", "--clark-increment", "10Mbit", "--clark-max-rounds", "7",
+         "--qemu-max-bandwidth", "128Mbit", "--qemu-downtime-limit", "50ms", "-o", str(out), "--no-plots", "-q",
+         check=True)
+    clark, qemu = json.loads((out / "results.json").read_text())["scenarios"][0]["results"]
+    assert clark["options"]["min_bps"] == pytest.approx(20e6) and clark["options"]["max_bps"] == pytest.approx(200e6)
+    assert clark["options"]["increment_bps"] == pytest.approx(10e6) and clark["options"]["max_rounds"] == 7
+    assert clark["rounds"] <= 7
+    assert qemu["options"] == {"max_bandwidth_bps": pytest.approx(128e6), "downtime_limit_s": 0.05}
+    assert max(qemu["series"]["bandwidth_bps"]) == pytest.approx(128e6)
+    assert qemu["downtime"] <= 0.05 + 1e-9
+
+
+def test_max_time_and_extension_modes(trace, tmp_path):
+    # 100 hot pages per 0.1 s step outrun a 10 Mbit link (30.5 pages per step): QEMU never converges
+    out = tmp_path / "slow"
+    calm("replay", str(trace), "-s", "16MiB@10Mbit", "-a", "qemu", "--max-time", "30s", "-o", str(out),
+         "--no-plots", "-q", check=True)
+    (qemu,) = json.loads((out / "results.json").read_text())["scenarios"][0]["results"]
+    assert qemu["forced"] and qemu["precopy_time"] == pytest.approx(30.0)
+    costs = {}
+    for extend in ("loop", "resample"):
+        o = tmp_path / extend
+        extra = ["--seed", "5"] if extend == "resample" else []
+        calm("replay", str(trace), "-s", "16MiB@10Mbit", "-a", "qemu", "--max-time", "30s", "--extend", extend,
+             *extra, "-o", str(o), "--no-plots", "-q", check=True)
+        data = json.loads((o / "results.json").read_text())
+        assert data["workload"]["kind"] == "trace" and data["workload"]["extend"] == extend
+        costs[extend] = data["scenarios"][0]["results"][0]["series"]["dirty_pages"]
+    assert costs["loop"][:100] == costs["resample"][:100]  # same trace while it lasts (10 s)
+    assert costs["loop"][100:] != costs["resample"][100:]  # then looped vs drawn
