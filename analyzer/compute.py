@@ -65,7 +65,7 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
                          "the whole life of their process")
         t0 = float(trace.t_start[0])
         t = trace.t_end - t0
-        length = sample_periods(trace.t_start, trace.t_end, trace.info.interval)
+        length = trace.sample_periods()
         interval = float(np.mean(length))
 
         counter, windows = _first_pass(trace, rows, max_events, t, interval, progress, notes)
@@ -85,22 +85,6 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
             symbols=attr.symbols, elf_skipped=attr.skipped, timeline=timeline,
             working_sets=windows, heatmap=heatmap, top_raster=raster, notes=notes,
         )
-
-
-def sample_periods(t_start: np.ndarray, t_end: np.ndarray, requested: float) -> np.ndarray:
-    """Seconds of writes each sample stands for: the time between consecutive reads.
-
-    The collector's [t_start, t_end] is only the quiet window between two reading rounds; writes
-    made while a round reads land in that sample or the next, so a sample represents the whole
-    period from one round's start (t_end) to the next. The first sample has no previous round in
-    the file: it gets the median period of the others (the requested interval if it is alone).
-    """
-    period = np.diff(t_end, prepend=np.nan)
-    if period.size > 1:
-        period[0] = np.median(period[1:])
-    else:
-        period[0] = requested
-    return np.where(period > 0, period, requested)
 
 
 def _select_rows(trace: Trace, pids: Sequence[int] | None) -> list[int]:

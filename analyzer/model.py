@@ -6,7 +6,7 @@ files are views of them (`analyzer.plots`, `analyzer.outputs`).
 Probability conventions (stated in summary.json too):
 - `p` is per sample: dirty samples / mapped samples of that page.
 - `p_per_second` = 1 - (1 - p) ** (1 / interval), with `interval` the mean measured time between
-  reads (`compute.sample_periods`):
+  reads (`Trace.sample_periods`):
   the chance the page is dirtied at least once in a second if intervals are independent.
 """
 

@@ -187,8 +187,20 @@ class Trace:
         """Seconds covered by the samples (first interval start to last interval end)."""
         return float(self.t_end[-1] - self.t_start[0]) if self.n_samples else 0.0
 
-    def sample_durations(self) -> np.ndarray:
-        return self.t_end - self.t_start
+    def sample_periods(self) -> np.ndarray:
+        """Seconds of writes each sample stands for: the time between consecutive reads.
+
+        [t_start, t_end] is only the quiet window between two reading rounds; writes made while a
+        round reads land in that sample or the next, so a sample represents the whole period from
+        one round's start (t_end) to the next. The first sample has no previous round in the file:
+        it gets the median period of the others (the requested interval if it is alone).
+        """
+        period = np.diff(self.t_end, prepend=np.nan)
+        if period.size > 1:
+            period[0] = np.median(period[1:])
+        elif period.size:
+            period[0] = self.info.interval
+        return np.where(period > 0, period, self.info.interval)
 
     # -- events ----------------------------------------------------------------------------------
     def iter_chunks(self, max_events: int = 1 << 22, first_sample: int = 0,
@@ -206,9 +218,16 @@ class Trace:
             stop = s + max(1, n_fit)
             g1 = int(self._segment_end[stop - 1])
             e1 = int(self._sample_event_end[stop - 1])
-            deltas = events[e0:e1] if e1 > e0 else np.empty(0, np.uint64)
+            deltas = self._read(events, e0, e1) if e1 > e0 else np.empty(0, np.uint64)
             yield self._decode(s, stop, g0, g1, deltas)
             s = stop
+
+    def _read(self, dataset: h5py.Dataset, lo: int, hi: int) -> np.ndarray:
+        """A slice of a dataset; a damaged chunk becomes one clear error, not an HDF5 traceback."""
+        try:
+            return dataset[lo:hi]
+        except (OSError, ValueError) as exc:
+            raise CalmError(f"{self.path} is corrupt: cannot read {dataset.name} rows {lo}-{hi} ({exc})") from None
 
     def _decode(self, s0: int, s1: int, g0: int, g1: int, deltas: np.ndarray) -> TraceChunk:
         n_dirty = self.segment_n_dirty[g0:g1].astype(np.int64)
@@ -281,8 +300,13 @@ def _open_trace_file(path: Path) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise CalmError(f"{path} is corrupt or truncated: {exc}") from exc
-    if _text(f.attrs.get("format", "")) != tf.FORMAT_NAME:
+        raise CalmError(f"{path} is corrupt or truncated: {exc}") from None
+    try:
+        is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
+    except (OSError, KeyError, ValueError) as exc:
+        f.close()
+        raise CalmError(f"{path} is corrupt or truncated: {exc}") from None
+    if not is_trace:
         f.close()
         raise CalmError(f"{path} is an HDF5 file but not a calm trace")
     return f
