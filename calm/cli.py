@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES = (
     "replay.cli",
     "calm.report_cli",
     "calm.demo",
+    "calm.load_cli",
 )
 
 
