@@ -10,8 +10,9 @@ whole) build:
    one int32/int64 index per dirty event: 4-8 bytes per event, never a pages x samples matrix).
 
 Mapping onto a RAM of M pages (`ram_index`) is then a vectorised formula, so one MappedTrace
-serves every scenario. Time: one step = one trace sample; its length in seconds is the trace's
-mean sample spacing (`step_seconds`).
+serves every scenario. Time: one step = one trace sample; its length in seconds is the mean of
+`Trace.sample_periods()` (the time between consecutive reads), `step_seconds`. Samples of
+unequal periods are replayed as equal steps: the replay does not stretch time.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22) -> MappedTrace
                 chunk.event_sample - chunk.first_sample, minlength=chunk.stop_sample - chunk.first_sample)
         pages = np.concatenate(parts) if parts else np.empty(0, index_type)
         offsets = np.concatenate(([0], np.cumsum(counts)))
-        step_seconds = trace.duration / trace.n_samples
-        if not step_seconds > 0:
-            step_seconds = trace.info.interval
+        # A sample stands for the writes of one period between reads (Trace.sample_periods);
+        # the simulator needs one step length, so it uses the mean period.
+        step_seconds = float(np.mean(trace.sample_periods()))
         if not step_seconds > 0:
             raise CalmError(f"trace {path} has no usable sampling interval")
         return MappedTrace(str(path), trace.page_size, float(step_seconds), trace.n_samples,
