@@ -7,12 +7,11 @@ leave the figures (PNG and SVG) and tables (summary.json, CSV) in one directory.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from analyzer.compute import analyze
-from calm.errors import CalmError
+from calm.outputs import prepare_output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,15 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _output_dir(args: argparse.Namespace) -> Path:
     trace = Path(args.trace)
     out = Path(args.output) if args.output else trace.with_name(trace.stem + "-analysis")
-    if out.exists() and not out.is_dir():
-        raise CalmError(f"output {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CalmError(f"cannot create output directory {out}: {exc.strerror}") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise CalmError(f"output directory {out} is not writable")
-    return out
+    return prepare_output_dir(out)
 
 
 def _progress(quiet: bool):

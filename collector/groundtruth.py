@@ -16,6 +16,7 @@ matrix is built.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,14 +81,14 @@ def sample_windows(trace: Trace, truth: Truth) -> SampleWindows:
         overlapping = (re_ > a[s]) & (rs < b[s])
         inside.append(np.flatnonzero(within))
         ambiguous[s] = bool(np.any(overlapping & ~within))
-    # A write round that ran while the collector was reading (between two samples, or during the
-    # baseline read that starts at time 0) may be in either sample, or partly in the baseline.
-    reading_begin = np.concatenate(([t0], b[:-1]))
-    for s in range(trace.n_samples):
-        if np.any((re_ > reading_begin[s]) & (rs < a[s])):
-            ambiguous[s] = True
-            if s:
-                ambiguous[s - 1] = True
+    # A write round that ran while the collector was reading may be in either neighbouring
+    # sample, or partly in the baseline (the read before sample 0 starts at time 0). The read
+    # after the last sample has no recorded end: any later round may have reached into it.
+    read_begin = np.concatenate(([t0], b))
+    read_end = np.concatenate((a, [np.inf]))
+    for k in range(trace.n_samples + 1):  # read k comes before sample k
+        if np.any((re_ > read_begin[k]) & (rs < read_end[k])):
+            ambiguous[max(k - 1, 0):k + 1] = True
     return SampleWindows(inside, ambiguous)
 
 
@@ -160,14 +161,26 @@ def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float 
         np.add.at(counts, measured[s], 1)
         key = tuple(np.bincount(phases[windows.rounds_inside[s]], minlength=n_phases).tolist())
         patterns[key] = patterns.get(key, 0) + 1
-    log_q = np.log1p(-np.minimum(truth.p, 1 - 1e-12))  # (phases, pages)
-    mean = np.zeros(truth.pages)
-    var = np.zeros(truth.pages)
+    return poisson_binomial_check(counts, truth.p, patterns, confidence, samples=len(samples))
+
+
+def poisson_binomial_check(counts: np.ndarray, p: np.ndarray, patterns: dict[tuple[int, ...], int],
+                           confidence: float = 0.999, samples: int = 0) -> BinomialReport:
+    """Per-page dirty counts against their expectation.
+
+    `p` is (phases, pages); `patterns` maps "rounds of each phase in a sample" to how many samples
+    had that many. P(page untouched in a sample) = prod over its rounds of (1 - p), so counts are
+    Poisson-binomial; each page is judged with a normal bound (with continuity correction) where
+    its variance is at least 1, and chance alone may put `allowed` pages outside.
+    """
+    log_q = np.log1p(-np.minimum(p, 1 - 1e-12))  # (phases, pages)
+    mean = np.zeros(p.shape[1])
+    var = np.zeros(p.shape[1])
     for key, n in patterns.items():
         q_all = np.exp(np.asarray(key, dtype=float) @ log_q)  # P(page untouched in that sample)
         mean += n * (1 - q_all)
         var += n * q_all * (1 - q_all)
-    z_bound = _normal_quantile(1 - (1 - confidence) / 2)
+    z_bound = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     matters = var >= 1.0  # pages with enough variance for the normal bound to mean something
     z = np.abs(counts - mean)[matters] / np.sqrt(var[matters])
     z_cc = np.maximum(np.abs(counts - mean)[matters] - 0.5, 0) / np.sqrt(var[matters])
@@ -176,17 +189,5 @@ def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float 
     expected_out = n * (1 - confidence)
     allowed = int(math.ceil(expected_out + z_bound * math.sqrt(max(expected_out, 1e-9)) + 1))
     total_z = float((counts.sum() - mean.sum()) / math.sqrt(max(var.sum(), 1e-12)))
-    return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, len(samples),
+    return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, samples,
                           total_z, z_bound)
-
-
-def _normal_quantile(prob: float) -> float:
-    """Inverse standard normal CDF by bisection on erf (no SciPy needed)."""
-    lo, hi = -10.0, 10.0
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < prob:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2

@@ -140,11 +140,15 @@ class PagemapScanner:
             count, walk_end = self._ioctl(position, end, category_mask, anyof_mask, return_mask, inverted)
             if count:
                 parts.append(self.vec[:count].copy())
-            if walk_end >= end:
+            # Resume only when the vector filled up. Linux 6.12 was seen returning every region
+            # (count < vec_len) with walk_end short of `end` when vec_len exceeds its internal
+            # 512-region buffer; resuming there would report regions twice.
+            if count < self.vec.shape[0] or walk_end >= end:
                 break
-            if walk_end <= position:
+            resume = max(walk_end, int(self.vec[count - 1, 1]))
+            if resume <= position:
                 raise OSError(errno.EIO, f"PAGEMAP_SCAN made no progress at {position:#x}")
-            position = walk_end
+            position = resume
         if not parts:
             return np.empty((0, REGION_FIELDS), dtype=np.uint64)
         return np.concatenate(parts)

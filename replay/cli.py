@@ -143,7 +143,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     else:
         trace = Path(args.trace)
         out_path = trace.with_name(trace.stem + "-replay")
-    from replay.outputs import prepare_output_dir
+    from calm.outputs import prepare_output_dir
     if not uniform:
         from collector.trace_reader import Trace
         Trace(args.trace).close()  # a bad trace fails before we create anything
@@ -172,7 +172,8 @@ def run_model_command(args: argparse.Namespace) -> int:
 
     from replay import model
     from replay.cost import in_pages, parse_cost
-    from replay.outputs import prepare_output_dir, write_csv, write_json
+    from calm.outputs import prepare_output_dir
+    from replay.outputs import write_csv, write_json
     from replay.scenario import rate_to_pages
 
     if args.pages and args.ram:

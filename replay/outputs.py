@@ -9,27 +9,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from pathlib import Path
 
-from calm.errors import CalmError
+
 from replay.units import format_rate, format_size
 
 TABLE_COLUMNS = ("scenario", "ram_bytes", "bandwidth_bps", "algorithm", "cost_s", "total_time_s",
                  "downtime_s", "precopy_time_s", "pages_sent", "rounds", "forced", "stop_reason")
-
-
-def prepare_output_dir(out: Path) -> Path:
-    """Creates the output directory (parents too); refuses a file or an unwritable directory."""
-    if out.exists() and not out.is_dir():
-        raise CalmError(f"output {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CalmError(f"cannot create output directory {out}: {exc.strerror}") from exc
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise CalmError(f"output directory {out} is not writable")
-    return out
 
 
 def _clean(value):

@@ -169,7 +169,6 @@ def main() -> None:
                 src = np.ones(nbytes // 8, dtype=np.uint64)
                 dst = np.ones_like(src)
                 t_copy = median_seconds(lambda: np.copyto(dst, src), args.repeat)
-                del src, dst
             finally:
                 proc.terminate()
                 proc.wait()

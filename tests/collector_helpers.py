@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -67,3 +66,20 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+
+
+def record_workload(tmp: Path, *, backend: str = "hash", record_interval: float = 0.1,
+                    duration: float = 5, timeout: float = 120, **workload) -> tuple[Path, Path, int]:
+    """Starts the workload, records it by pid with the real `calm record`, stops it.
+
+    Returns (trace path, truth path, workload pid). `workload` goes to `start_workload` (its
+    `interval` is the workload's write interval, `record_interval` the collector's).
+    """
+    proc, truth = start_workload(tmp, **workload)
+    out = tmp / f"{workload.get('name', 'w')}-trace.h5"
+    try:
+        calm("record", "--backend", backend, "--pid", str(proc.pid), "--interval",
+             str(record_interval), "--duration", str(duration), "-q", "-o", str(out), check=True, timeout=timeout)
+    finally:
+        stop(proc)
+    return out, truth, proc.pid

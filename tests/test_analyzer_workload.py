@@ -9,16 +9,14 @@ analyzer's count must lie inside its 99.9% normal bound for all but the pages ch
 
 from __future__ import annotations
 
-import math
-from statistics import NormalDist
 
 import numpy as np
 import pytest
 
 from analyzer import analyze
-from collector.groundtruth import load_truth
+from collector.groundtruth import load_truth, poisson_binomial_check
 from collector.trace_reader import Trace
-from tests.collector_helpers import calm, start_workload, stop
+from tests.collector_helpers import calm, record_workload, start_workload, stop
 
 CONFIDENCE = 0.999
 
@@ -37,29 +35,17 @@ def _rounds_per_sample(trace_path, truth, first: int, stop_sample: int) -> np.nd
 def _check(dirty: np.ndarray, p: np.ndarray, k: np.ndarray) -> tuple[int, int, int]:
     """(pages checked, outside the bound, allowed by chance) for counts `dirty` given truth p."""
     ks, n_with = np.unique(k, return_counts=True)
-    q = np.exp(np.outer(ks, np.log1p(-np.minimum(p, 1 - 1e-12))))  # (distinct k, pages)
-    mean = (n_with[:, None] * (1 - q)).sum(axis=0)
-    var = (n_with[:, None] * q * (1 - q)).sum(axis=0)
-    matters = var >= 1.0
-    z_bound = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)
-    dev = np.maximum(np.abs(dirty - mean) - 0.5, 0)[matters] / np.sqrt(var[matters])
-    n = int(matters.sum())
-    expected = n * (1 - CONFIDENCE)
-    allowed = int(math.ceil(expected + z_bound * math.sqrt(expected) + 1))
-    return n, int(np.count_nonzero(dev > z_bound)), allowed
+    patterns = {(int(kk),): int(n) for kk, n in zip(ks, n_with)}
+    report = poisson_binomial_check(dirty, p[None, :], patterns, CONFIDENCE)
+    return report.pages_checked, report.outside, report.allowed
 
 
 @pytest.mark.parametrize("profile", ["uniform:0.2", "zipf:0.3:0.9"])
 def test_analyzer_p_matches_the_workload_truth(tmp_path, profile):
-    workload, truth_path = start_workload(tmp_path, pages=2048, interval=0.1, profile=profile, seed=7)
-    trace = tmp_path / "t.h5"
-    try:
-        calm("record", "--backend", "hash", "--pid", str(workload.pid), "--interval", "0.2",
-             "--duration", "5", "-q", "-o", str(trace), check=True)
-    finally:
-        stop(workload)
+    trace, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.1, profile=profile,
+                                             seed=7, record_interval=0.2, duration=5)
     truth = load_truth(truth_path)
-    a = analyze(trace, pids=[workload.pid])
+    a = analyze(trace, pids=[pid])
     proc = a.processes[0]
     n_life = proc.last_sample - proc.first_sample + 1
     assert n_life >= 20

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from collector.backends import soft_dirty_supported
-from tests.collector_helpers import REPO, calm, one_line_error
+from tests.collector_helpers import calm, one_line_error
 
 
 def _unused_pid() -> int:

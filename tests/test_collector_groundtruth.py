@@ -12,7 +12,7 @@ import pytest
 
 from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
 from collector.trace_reader import Trace
-from tests.collector_helpers import calm, start_workload, stop
+from tests.collector_helpers import record_workload
 
 
 def _row_of(trace: Trace, pid: int) -> int:
@@ -23,18 +23,13 @@ def _row_of(trace: Trace, pid: int) -> int:
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
 def test_hash_backend_matches_truth(tmp_path, profile):
-    workload, truth_path = start_workload(tmp_path, pages=2048, interval=0.13, profile=profile)
-    out = tmp_path / "trace.h5"
-    try:
-        calm("record", "--backend", "hash", "--pid", str(workload.pid), "--interval", "0.1",
-             "--duration", "5", "-q", "-o", str(out), check=True)
-    finally:
-        stop(workload)
+    out, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.13, duration=5,
+                                           profile=profile)
     truth = load_truth(truth_path)
     with Trace(out) as trace:
         assert trace.info.backend == "hash"
         assert trace.info.status == "complete"
-        row = _row_of(trace, workload.pid)
+        row = _row_of(trace, pid)
         exact = exact_comparison(trace, row, truth)
         stats = binomial_comparison(trace, row, truth)
     # Every round wholly inside a sample is seen page for page, and nothing else.
@@ -48,23 +43,18 @@ def test_hash_backend_matches_truth(tmp_path, profile):
 @pytest.mark.parametrize("wrong", ["doubled", "shuffled"])
 def test_statistical_check_catches_a_wrong_truth(tmp_path, wrong):
     """The checks are not vacuous: the same trace disagrees with a distorted truth."""
-    workload, truth_path = start_workload(tmp_path, pages=2048, interval=0.13,
-                                          profile="hotcold:0.2:0.5:0.02")
-    out = tmp_path / "trace.h5"
-    try:
-        calm("record", "--backend", "hash", "--pid", str(workload.pid), "--interval", "0.1",
-             "--duration", "4", "-q", "-o", str(out), check=True)
-    finally:
-        stop(workload)
+    out, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.13, duration=5,
+                                           profile="hotcold:0.2:0.5:0.02")
     truth = load_truth(truth_path)
     with Trace(out) as trace:
-        row = _row_of(trace, workload.pid)
+        row = _row_of(trace, pid)
         honest = binomial_comparison(trace, row, truth)
         if wrong == "doubled":
             truth.p = truth.p * 2
         else:
             truth.p = truth.p[:, np.random.default_rng(0).permutation(truth.pages)]
         distorted = binomial_comparison(trace, row, truth)
+    assert honest.samples >= 20 and honest.pages_checked >= 300, honest
     assert honest.outside <= honest.allowed and honest.total_ok, honest
     if wrong == "doubled":
         assert not distorted.total_ok, distorted

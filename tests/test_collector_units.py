@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from collector import page_hash, procfs
-from collector.procfs import MapsTable, Pagemap, iter_batches, parse_maps
+from collector.procfs import Pagemap, iter_batches, parse_maps
 from collector.trace_writer import TraceWriter
 from collector.workload import ProfileError, parse_profile
 
