@@ -1,0 +1,247 @@
+"""`calm load` against a real HTTP server process: Poisson arrivals as the server sees them, open
+loop under slow responses, latency and SLA accounting, timeouts, and refused input.
+
+The server is a small threaded http.server in its own process that logs the monotonic time at which
+each request arrived and can delay its answer (/sleep/MS), so the arrival process and the latencies
+are checked from the other end of the socket, not from the generator's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calm.errors import CalmError
+from calm.loadgen import LoadConfig, check_address_allowed, parse_target, poisson_schedule, run_load, summarise
+from tests.collector_helpers import REPO, calm
+
+SERVER = r"""
+import sys, time, threading
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+
+log = open(sys.argv[2], "w", buffering=1)
+lock = threading.Lock()
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        t = time.monotonic()
+        with lock:
+            log.write(f"{t:.6f}\n")
+        if self.path.startswith("/sleep/"):
+            time.sleep(int(self.path.split("/")[2]) / 1000)
+        body = b"x" * 2048
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 512
+    daemon_threads = True
+
+srv = Server(("127.0.0.1", 0), Handler)
+with open(sys.argv[1], "w") as f:
+    f.write(str(srv.server_address[1]))
+srv.serve_forever()
+"""
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(base URL, path of the server's arrival log)."""
+    port_file, log = tmp_path / "port", tmp_path / "arrivals.log"
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port_file), str(log)])
+    deadline = time.monotonic() + 10
+    while not (port_file.exists() and port_file.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port_file.read_text()}", log
+    proc.kill()
+    proc.wait()
+
+
+def ks_exponential(gaps: np.ndarray, rate: float) -> float:
+    """Kolmogorov-Smirnov distance between the gaps' empirical CDF and Exp(rate)."""
+    x = np.sort(gaps)
+    n = len(x)
+    cdf = 1 - np.exp(-rate * x)
+    return float(max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n)))
+
+
+def ks_critical(n: int) -> float:
+    return 1.95 / np.sqrt(n)  # alpha = 0.001
+
+
+def test_schedule_is_poisson():
+    rng = np.random.default_rng(3)
+    arrivals = poisson_schedule(200.0, None, 50.0, rng)
+    assert abs(len(arrivals) - 10_000) < 4 * np.sqrt(10_000)
+    assert arrivals.max() < 50.0 and np.all(np.diff(arrivals) > 0)
+    gaps = np.diff(np.concatenate(([0.0], arrivals)))
+    assert ks_exponential(gaps, 200.0) < ks_critical(len(gaps))
+    assert len(poisson_schedule(200.0, 123, None, rng)) == 123
+    assert len(poisson_schedule(5.0, 1000, 2.0, rng)) < 40  # both bounds: the time bound wins here
+
+
+def test_server_sees_poisson_arrivals(server, tmp_path):
+    url, log = server
+    rate = 60.0
+    out = tmp_path / "lat.csv"
+    proc = calm("load", f"{url}/", "--rate", str(rate), "--duration", "8", "--sla", "0.5", "--seed", "11",
+                "-o", str(out), "--json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    n = summary["requests"]
+    assert abs(n - rate * 8) < 4.5 * np.sqrt(rate * 8), n
+    assert summary["ok"] == n
+    # (the schedule itself is not asserted: on a shared 2-core CI machine a busy neighbour can stall
+    # the generator for tens of ms; what must hold is that the report says so truthfully, below)
+    arrivals = np.loadtxt(log)
+    assert len(arrivals) == n
+    gaps = np.diff(np.sort(arrivals))
+    assert ks_exponential(gaps, rate) < ks_critical(len(gaps)), "server-side gaps are not Exp(rate)"
+    assert abs(gaps.mean() - 1 / rate) < 4.5 / rate / np.sqrt(len(gaps))
+    # the latency file has one row per request, with the summary's numbers
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == n and {r["outcome"] for r in rows} == {"ok"}
+    assert all(int(r["body_bytes"]) == 2048 and r["status"] == "200" for r in rows)
+    lat = np.array([float(r["latency_s"]) for r in rows])
+    lag = np.array([float(r["start_lag_s"]) for r in rows])
+    assert summary["late_starts"] == np.count_nonzero(lag > 0.010)
+    assert summary["schedule_kept"] == (summary["late_starts"] <= 0.01 * n)
+    assert np.median(lag) < 0.005
+    assert abs(np.percentile(lat, 50, method="higher") - summary["latency_s"]["p50"]) < 1e-6
+    assert summary["sla_violations"] == np.count_nonzero(lat > 0.5)
+
+
+def test_open_loop_under_slow_responses(server):
+    """Every answer takes 400 ms; at 40/s a closed loop would send ~2.5/s per connection. Open loop
+    keeps the arrival rate, so about 16 requests are in flight at once, and the server still sees
+    Exp(rate) gaps."""
+    url, log = server
+    rate = 40.0
+    result = run_load(LoadConfig(f"{url}/sleep/400", rate=rate, duration=6, sla=1.0, seed=5))
+    s = summarise(result)
+    assert s["ok"] == s["requests"]
+    assert np.all(result.latency >= 0.4) and np.median(result.latency) < 0.6
+    arrivals = np.sort(np.loadtxt(log))
+    assert abs(len(arrivals) / (arrivals[-1] - arrivals[0]) - rate) < 5 * np.sqrt(rate * 6) / 6
+    starts = result.scheduled + result.lag
+    ends = starts + result.latency
+    midpoint = starts[len(starts) // 2]
+    in_flight = np.count_nonzero((starts <= midpoint) & (ends > midpoint))
+    assert in_flight >= 5, in_flight
+    assert ks_exponential(np.diff(arrivals), rate) < ks_critical(len(arrivals) - 1)
+
+
+@pytest.mark.parametrize("sla, violated", [(0.2, True), (1.0, False)])
+def test_sla_accounting(server, sla, violated):
+    url, _ = server
+    s = summarise(run_load(LoadConfig(f"{url}/sleep/300", rate=20, count=30, sla=sla, seed=2)))
+    assert s["requests"] == 30 and s["ok"] == 30
+    assert s["latency_s"]["p50"] >= 0.3
+    assert s["sla_violations"] == (30 if violated else 0)
+    assert s["sla_violation_fraction"] == (1.0 if violated else 0.0)
+
+
+def test_timeouts_and_refused_connections_count_as_violations(server):
+    url, _ = server
+    s = summarise(run_load(LoadConfig(f"{url}/sleep/3000", rate=20, count=10, sla=5.0, timeout=0.5, seed=1)))
+    assert s["timeout"] == 10 and s["ok"] == 0 and s["sla_violations"] == 10
+    assert s["latency_s"]["p50"] is None  # failed requests are infinitely slow
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = summarise(run_load(LoadConfig(f"http://127.0.0.1:{port}/", rate=50, count=5, seed=1)))
+    assert s["error"] == 5 and s["sla_violation_fraction"] == 1.0
+
+
+def test_cli_human_summary(server, tmp_path):
+    url, _ = server
+    proc = calm("load", f"{url}/", "--rate", "50", "--count", "40", "--sla", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "40 requests" in proc.stdout and "0 of 40 violated" in proc.stdout
+    assert "schedule kept" in proc.stdout or "could not keep the schedule" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["http://10.1.2.3/", "--rate", "1", "--count", "1"], "not a loopback address"),
+    (["http://192.168.0.1:80/", "--rate", "1", "--count", "1"], "not a loopback address"),
+    (["http://example.com/", "--rate", "1", "--count", "1"], "is not an IP address"),
+    (["https://127.0.0.1/", "--rate", "1", "--count", "1"], "http://"),
+    (["http://127.0.0.1:99999/", "--rate", "1", "--count", "1"], "URL"),
+    (["http://127.0.0.1/", "--rate", "0", "--count", "1"], "--rate must be a positive"),
+    (["http://127.0.0.1/", "--rate", "fast", "--count", "1"], "--rate 'fast' is not a number"),
+    (["http://127.0.0.1/", "--rate", "1"], "must be bounded"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "-3"], "--count must be a positive"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "2.5"], "not a whole number"),
+    (["http://127.0.0.1/", "--rate", "1", "--duration", "0"], "--duration must be a positive"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--sla", "-1"], "--sla must be a positive"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--max-inflight", "0"], "--max-inflight"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "-o", "/nonexistent/dir/x.csv"], "cannot write"),
+])
+def test_bad_input_one_line(args, message):
+    proc = calm("load", *args, timeout=30)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("calm: error:"), proc.stderr
+    assert message in lines[0], lines[0]
+
+
+def test_loopback_forms_accepted():
+    for url in ("http://localhost:8080/", "http://127.0.0.1/", "http://127.9.8.7:1/x?y=1", "http://[::1]:8080/"):
+        target = parse_target(url)
+        assert target.port in (80, 8080, 1)
+    assert parse_target("http://127.9.8.7:1/x?y=1").path == "/x?y=1"
+
+
+needs_netns = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
+                                 reason="network namespaces need root and iproute2")
+
+
+@needs_netns
+def test_refuses_outside_loopback_unless_in_isolated_calm_netns():
+    """In a calm-* netns holding only a veth, its peer's address is allowed and nothing else is; a
+    dummy interface (a way out of isolation) makes every non-loopback address refused."""
+    tag = f"calm-t{os.getpid()}"
+    a, b = f"{tag}a", f"{tag}b"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    def check_in(ns: str, address: str) -> subprocess.CompletedProcess:
+        code = f"from calm.loadgen import check_address_allowed; check_address_allowed({address!r})"
+        return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
+                              capture_output=True, text=True, cwd=REPO)
+
+    try:
+        ip("netns", "add", a)
+        ip("netns", "add", b)
+        ip("link", "add", f"vt{os.getpid()}a", "netns", a, "type", "veth", "peer", "name", f"vt{os.getpid()}b",
+           "netns", b)
+        for ns, side, addr in ((a, "a", "10.201.0.1/24"), (b, "b", "10.201.0.2/24")):
+            ip("-n", ns, "addr", "add", addr, "dev", f"vt{os.getpid()}{side}")
+            ip("-n", ns, "link", "set", f"vt{os.getpid()}{side}", "up")
+        assert check_in(a, "10.201.0.2").returncode == 0
+        refused = check_in(a, "10.202.0.2")
+        assert refused.returncode != 0 and "not on a veth subnet" in refused.stderr
+        ip("-n", a, "link", "add", "br0", "type", "bridge")
+        refused = check_in(a, "10.201.0.2")
+        assert refused.returncode != 0 and "not isolated" in refused.stderr
+    finally:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with pytest.raises(CalmError, match="not a loopback address"):
+        check_address_allowed("10.201.0.2")  # the host namespace is never a calm netns
