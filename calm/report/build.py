@@ -302,7 +302,8 @@ def _replay(a, results: dict, source: str) -> Raw:
             figure(images["bandwidth"], "Bandwidth over time", [
                 "The migration's share of the link in each scenario (log time axis: runs last from "
                 "seconds to minutes). The dot marks where the pre-copy ends and the service stops for "
-                "the final copy. CALM starts low and raises its rate as fewer dirty pages remain."],
+                "the final copy. CALM picks each step's rate from the cost function and the dirtying it "
+                "has seen so far; the others follow fixed rules."],
                 alt="migration bandwidth over time per scenario", wide=True, fig_id="fig-bandwidth")]
     if "sweep" in images:
         figs.append(figure(images["sweep"], "Cost against a fixed bandwidth", [
@@ -339,9 +340,9 @@ def _no_replay(a) -> Raw:
 
 
 def _units() -> Raw:
-    items = [("memory", "binary units: 1 MiB = 2^20 bytes, 1 GiB = 2^30 bytes"),
-             ("dirty rate", "MB/s = 10^6 bytes per second (and Mbit/s = 10^6 bit/s beside it)"),
-             ("bandwidth", "Mbit/s = 10^6 bit/s, Gbit = 10^9 bit/s, as network links are rated"),
+    items = [("memory", "binary units: 1 MiB = 2²⁰ bytes, 1 GiB = 2³⁰ bytes"),
+             ("dirty rate", "MB/s = 10⁶ bytes per second (and Mbit/s = 10⁶ bit/s beside it)"),
+             ("bandwidth", "Mbit/s = 10⁶ bit/s, Gbit/s = 10⁹ bit/s, as network links are rated"),
              ("time, cost", "seconds; cost is seconds of violated SLA (the expected time during which "
                             "requests miss their deadline, plus every second of downtime)"),
              ("p", "probability that a page is written within one sample (or one second, where said)")]
