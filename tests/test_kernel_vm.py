@@ -28,7 +28,7 @@ GUEST_TIMEOUT = 420  # seconds for one guest run (boot ~5 s under TCG; the tests
 
 def _unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
-        pytest.fail(f"kernel VM tests cannot run in CI: {reason} (scripts/install-vm-deps installs them)")
+        pytest.fail(f"kernel VM tests cannot run in CI: {reason}")
     pytest.skip(reason)
 
 

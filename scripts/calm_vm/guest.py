@@ -86,7 +86,7 @@ def _mounts_script(writable: list[str]) -> str:
     for index, directory in enumerate(writable):
         target = shlex.quote("/mnt" + directory)
         lines.append(
-            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rw{index} {target}"
+            f"mkdir -p {target} 2>/dev/null; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rw{index} {target}"
             f" || fail {shlex.quote('mounting ' + directory + ' read-write failed')}\n"
         )
     return "".join(lines)
