@@ -18,6 +18,7 @@ full-read / scan measured in the same run.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import mmap
 import os
 import platform
@@ -58,11 +59,17 @@ def main() -> int:
             f.write("madvise")
     try:
         pages = args.mib * 256
-        buf = mmap.mmap(-1, pages * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        view = np.frombuffer(buf, dtype=np.uint8)
+        buf = mmap.mmap(-1, (pages + 2) * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        # PROT_NONE guard pages: a new anonymous mapping that merged into the buffer's VMA would
+        # mark the whole VMA soft-dirty (kernel semantics), and numpy temporaries are mmapped.
+        libc = ctypes.CDLL(None, use_errno=True)
+        for guard in (address, address + (pages + 1) * mmap.PAGESIZE):
+            if libc.mprotect(ctypes.c_void_p(guard), mmap.PAGESIZE, 0) != 0:
+                raise OSError(ctypes.get_errno(), "mprotect")
+        view = np.frombuffer(buf, dtype=np.uint8)[mmap.PAGESIZE:(pages + 1) * mmap.PAGESIZE]
         view[:: mmap.PAGESIZE] = 1
-        import ctypes
-        base_vpn = ctypes.addressof(ctypes.c_char.from_buffer(buf)) >> procfs.PAGE_SHIFT
+        base_vpn = (address >> procfs.PAGE_SHIFT) + 1
         backend = SoftDirtyBackend(os.getpid())
         backend.start()
         rng = np.random.default_rng(1)
