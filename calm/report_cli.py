@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     results = load_results(results_path) if results_path else None
     from analyzer import analyze
     from collector.progress import Progress
+    from collector.trace_reader import Trace
+
+    Trace(args.trace).close()  # a missing or foreign file is one error line before any output
 
     with Progress(quiet=args.quiet) as progress:
         progress.update(f"calm report: analysing {args.trace}")
