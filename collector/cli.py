@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             f"{result.seconds:.1f} s with the {result.backend} backend ({result.end_reason}); "
             f"{result.events:,} dirty-page events; wrote {options.output} "
             f"({size / 2**20:.2f} MiB{per_event})"
-            + (f"; {result.overruns} rounds overran the interval" if result.overruns else ""),
+            + (f"; {result.overruns} of {result.samples} rounds overran the interval "
+               "(use a longer --interval)" if result.overruns else ""),
         )
     return 0
