@@ -24,6 +24,7 @@ from calm.report.style import CSS
 TOP_PAGES_SHOWN = 10
 REGIONS_SHOWN = 12
 SYMBOLS_SHOWN = 12
+DISPLAY_NAMES = {"calm": "CALM", "clark": "Clark", "xen": "Xen", "qemu": "QEMU", "fixed": "Fixed"}
 BACKEND_MEANING = {
     "soft-dirty": "the kernel's soft-dirty bit (clear_refs + pagemap): every write is seen",
     "hash": "page hashes compared between samples: a write that restores a page's bytes is not seen",
@@ -97,9 +98,11 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
             for alg in best_algorithms(sc):
                 wins[alg] = wins.get(alg, 0) + 1
         if wins:
-            top = max(wins, key=wins.get)
-            cards.append(card("Lowest migration cost", top.upper() if top in ("calm", "xen", "qemu") else top.capitalize(),
-                              f"in {wins[top]} of {len(results['scenarios'])} scenarios", good=True))
+            most = max(wins.values())
+            leaders = [DISPLAY_NAMES.get(a, a) for a, n in wins.items() if n == most]
+            cards.append(card("Lowest migration cost", " and ".join(leaders),
+                              f"in {most} of {len(results['scenarios'])} scenarios"
+                              + (" each" if len(leaders) > 1 else ""), good=True))
     notes = [tag("div", f"Note: {n}", class_="note") for n in a.notes]
     lead = ("calm measured, interval by interval, which memory pages this service wrote, and "
             + ("replayed those writes through live-migration algorithms to find the one that "

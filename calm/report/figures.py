@@ -88,8 +88,9 @@ def cost_bars(results: dict) -> Figure:
         for bar, v in zip(bars, values):
             if np.isfinite(v):
                 ax.annotate(f"{v:.2g}", (bar.get_x() + bar.get_width() / 2, v), ha="center",
-                            va="bottom", fontsize=7, xytext=(0, 1), textcoords="offset points")
+                            va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
     ax.set_yscale("log")
+    ax.margins(y=0.25)  # room for the rotated labels above the tallest bars
     ax.set_xticks(x, [sc["name"].replace("@", " @ ") for sc in scenarios])
     ax.set_ylabel("cost (s of violated SLA, log scale)")
     ax.set_xlabel("scenario: RAM @ total bandwidth")
