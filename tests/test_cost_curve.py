@@ -1,0 +1,140 @@
+"""scripts/measure-cost-curve for real: Apache in a network namespace behind a tbf-limited veth, Poisson
+load from a second namespace, three bandwidth steps.
+
+Measured violation fractions carry binomial noise, so the raw curve is checked to be non-increasing
+up to its 95% intervals (a later, higher-bandwidth point may not lie clearly above an earlier one),
+with a clear drop from the lowest bandwidth (below the offered load) to the highest (three times
+it). The written cost table must load in replay and be strictly what replay accepts.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from replay.cost import load_cost_csv
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "measure-cost-curve"
+sys.path.insert(0, str(REPO / "scripts"))
+
+from calm_apache import installed  # noqa: E402
+
+# 10 requests/s of 128 KiB offer 10.5 Mbit/s: 7 Mbit is overloaded, 11 Mbit loaded, 30 Mbit idle
+STEPS = ("7Mbit", "11Mbit", "30Mbit")
+
+
+@pytest.fixture(autouse=True)
+def _requirements():
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (network namespaces, tc)")
+    if shutil.which("tc") is None or shutil.which("ip") is None:
+        missing.append("iproute2")
+    if not installed():
+        missing.append("apache2")
+    if not missing:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"cost-curve test cannot run in CI: needs {', '.join(missing)} (scripts/install-deps)")
+    pytest.skip(f"needs {', '.join(missing)}")
+
+
+def namespaces_of(pid: int) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(f"calm-cc-{pid}-")]
+
+
+def script_pid(stdout: str) -> tuple[int, int]:
+    m = re.search(r"httpd (\d+) in netns calm-cc-(\d+)-srv", stdout)
+    assert m, stdout
+    return int(m[1]), int(m[2])
+
+
+def assert_gone(httpd: int, pid: int) -> None:
+    assert namespaces_of(pid) == [], "network namespaces left behind"
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"cc{pid}s" not in links and f"cc{pid}c" not in links
+    assert not psutil.pid_exists(httpd) or psutil.Process(httpd).status() == psutil.STATUS_ZOMBIE
+
+
+def test_three_step_cost_curve(tmp_path):
+    out = tmp_path / "curve"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "-o", str(out), "--no-install", "--steps", ",".join(STEPS),
+                           "--rate", "10", "--duration", "10", "--sla", "1", "--seed", "3"],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    httpd, pid = script_pid(proc.stdout)
+    assert_gone(httpd, pid)
+
+    rows = list(csv.DictReader((out / "cost-measured.csv").open()))
+    assert [float(r["bandwidth_bps"]) for r in rows] == [7e6, 11e6, 30e6]
+    p = [float(r["probability"]) for r in rows]
+    lo = [float(r["ci95_low"]) for r in rows]
+    hi = [float(r["ci95_high"]) for r in rows]
+    for r in rows:
+        assert int(r["requests"]) >= 60, r  # ~100 Poisson arrivals per step
+        assert float(r["probability"]) == pytest.approx(int(r["violations"]) / int(r["requests"]))
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            assert lo[j] <= hi[i], f"violation fraction rises beyond noise: {p}"
+    assert p[0] >= 0.5 and p[-1] <= 0.05 and p[0] - p[-1] >= 0.5, p
+    # the limit is real: the overloaded step delivers no more than its tbf rate (plus one burst)
+    delivered = [float(r["delivered_bps"]) for r in rows]
+    assert delivered[0] <= 7e6 * 1.1, delivered
+    assert delivered[-1] >= 0.7 * 10 * 128 * 1024 * 8, delivered
+
+    table = load_cost_csv(out / "cost.csv")  # exactly what calm replay --cost reads
+    assert list(table.bandwidth_bps[-3:]) == [7e6, 11e6, 30e6]
+    fitted = [float(r["fitted"]) for r in rows]
+    assert list(table.probability[-3:]) == pytest.approx(fitted, abs=1e-6)
+    assert all(a >= b for a, b in zip(fitted, fitted[1:]))
+    if all(a >= b for a, b in zip(p, p[1:])):
+        assert fitted == pytest.approx(p)  # the fit changes nothing when the raw points are monotone
+    assert (out / "cost-curve.png").stat().st_size > 0 and (out / "cost-curve.svg").stat().st_size > 0
+
+    replay = subprocess.run([sys.executable, "-m", "calm", "replay", "--uniform", "0.01", "--interval", "0.1",
+                             "-s", "16MiB@20Mbit", "-a", "calm,fixed", "--cost", f"csv:{out / 'cost.csv'}",
+                             "-o", str(tmp_path / "replay"), "--no-plots"],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert replay.returncode == 0, replay.stderr
+    assert "calm" in replay.stdout and "fixed" in replay.stdout
+
+
+def test_cleanup_on_sigterm(tmp_path):
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "-o", str(tmp_path / "c"), "--no-install",
+                             "--steps", "5Mbit,10Mbit,20Mbit", "--duration", "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    first = proc.stdout.readline()
+    httpd, pid = script_pid(first)
+    assert len(namespaces_of(pid)) == 2
+    time.sleep(2)  # inside the first step's load
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert_gone(httpd, pid)
+    assert not (tmp_path / "c" / "cost.csv").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "5Mbit,10Mbit"], "at least 3"),
+    (["--steps", "5M,10M,20M"], "ambiguous"),
+    (["--rate", "0"], "--rate must be positive"),
+])
+def test_bad_input_one_line(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "-o", str(tmp_path), "--no-install", *args],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
