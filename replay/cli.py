@@ -8,7 +8,6 @@ effect in the given mode are refused instead of silently ignored.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from calm.errors import CalmError
@@ -149,10 +148,11 @@ def run_replay_command(args: argparse.Namespace) -> int:
         Trace(args.trace).close()  # a bad trace fails before we create anything
     out = prepare_output_dir(out_path)
 
-    progress = None if args.quiet else (lambda msg: print(f"replaying {msg}", file=sys.stderr))
-    report = run_replay(args.trace, scenarios, algorithms, cost, uniform_p=p, uniform_step_seconds=step,
-                        extend=args.extend or "loop", seed=seed, options=options, sweep_points=sweep,
-                        max_time_s=max_time, progress=progress)
+    from collector.progress import Progress  # live on a terminal, a line every 5 s otherwise
+    with Progress(quiet=args.quiet) as progress:
+        report = run_replay(args.trace, scenarios, algorithms, cost, uniform_p=p, uniform_step_seconds=step,
+                            extend=args.extend or "loop", seed=seed, options=options, sweep_points=sweep,
+                            max_time_s=max_time, progress=lambda msg: progress.update(f"replaying {msg}"))
     from replay.outputs import TABLE_COLUMNS, format_table, write_csv, write_json
     rows = report.table()
     files = [write_csv(rows, TABLE_COLUMNS, out / "results.csv"), write_json(report.to_dict(), out / "results.json")]
