@@ -128,3 +128,15 @@ def test_demo_shows_live_progress_of_every_stage_on_a_terminal(tmp_path: Path) -
     assert any(p.startswith("analysing: ") for p in painted), text
     assert any(p.startswith("replaying ") for p in painted), text
     assert (tmp_path / "demo" / "report.html").stat().st_size > 100_000
+
+
+def test_replay_shows_a_live_status_on_a_terminal_and_lines_off_it(trace: Path, tmp_path: Path) -> None:
+    args = ["replay", str(trace), "-s", "64MiB@256Mbit", "--no-plots"]
+    rc, screen = run_on_terminal([*args, "-o", str(tmp_path / "tty")])
+    assert rc == 0, screen.decode(errors="replace")
+    assert HIDE_CURSOR in screen and b"replaying 64MiB@256Mbit: " in screen
+    piped = calm(*args, "-o", str(tmp_path / "pipe"), stdin=subprocess.DEVNULL)
+    assert piped.returncode == 0, piped.stderr
+    assert_line_oriented(piped.stderr)
+    assert piped.stderr.startswith("replaying 64MiB@256Mbit: calm\n")
+    assert len(piped.stderr.splitlines()) <= 2  # not one line per algorithm: one every 5 s
