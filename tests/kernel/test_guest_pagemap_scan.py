@@ -32,9 +32,15 @@ def test_probe_matches_kernel_version():
 @pytest.mark.parametrize("vec_len", [1, 7, 511, 512, 600, 4096])
 def test_scan_reports_exactly_the_written_pages(vec_len):
     pages = 4096
-    buf = mmap.mmap(-1, pages * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf = mmap.mmap(-1, (pages + 2) * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     address = ctypes.addressof(ctypes.c_char.from_buffer(buf))
-    view = np.frombuffer(buf, dtype=np.uint8)
+    # PROT_NONE guard pages: an anonymous mapping merged into this VMA later (numpy temporaries are
+    # mmapped) would make the whole VMA soft-dirty, as the kernel documents for new/expanded VMAs
+    libc = ctypes.CDLL(None, use_errno=True)
+    for guard in (address, address + (pages + 1) * mmap.PAGESIZE):
+        assert libc.mprotect(ctypes.c_void_p(guard), mmap.PAGESIZE, 0) == 0
+    address += mmap.PAGESIZE
+    view = np.frombuffer(buf, dtype=np.uint8)[mmap.PAGESIZE:(pages + 1) * mmap.PAGESIZE]
     view[:: mmap.PAGESIZE] = 1  # all resident
     with open("/proc/self/clear_refs", "wb", buffering=0) as clear_refs:
         clear_refs.write(b"4")
