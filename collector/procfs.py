@@ -82,9 +82,10 @@ def raise_for(exc: OSError, pid: int, what: str) -> None:
     if exc.errno in (errno.ESRCH, errno.ENOENT):
         raise ProcessGone(pid) from exc
     if exc.errno in (errno.EACCES, errno.EPERM):
-        raise CalmError(
-            f"no permission to read {what} of pid {pid} (run calm as the target's user or as root)"
-        ) from exc
+        hint = ("even as root: the target is protected from ptrace-level access, e.g. it belongs to "
+                "another user namespace or a Yama/LSM policy forbids it" if os.geteuid() == 0
+                else "run calm as the target's user or as root")
+        raise CalmError(f"no permission to read {what} of pid {pid} ({hint})") from exc
     raise CalmError(f"cannot read {what} of pid {pid}: {exc.strerror}") from exc
 
 

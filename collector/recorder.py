@@ -31,7 +31,7 @@ import psutil
 from calm import __version__
 from calm.errors import CalmError
 from collector.backends import HashBackend, SoftDirtyBackend, choose_backend
-from collector.procfs import PAGE_SIZE, MapsTable, ProcessGone
+from collector.procfs import PAGE_SIZE, MapsTable, ProcessGone, read_maps
 from collector.progress import Progress
 from collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
 from collector.trace_writer import TraceWriter, check_output_path
@@ -111,6 +111,14 @@ class _StopSignals:
         os.close(self._write_fd)
 
 
+def _alive_without_memory(proc: psutil.Process) -> bool:
+    """A live process whose memory cannot be opened because it has none (kernel threads)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and not read_maps(proc.pid).start.size
+    except (psutil.Error, ProcessGone, CalmError):
+        return False
+
+
 def _validate(options: RecordOptions) -> None:
     if not (options.interval > 0):
         raise CalmError(f"--interval must be > 0 seconds, got {options.interval}")
@@ -160,6 +168,10 @@ class Recorder:
             if len(maps) == 0:
                 raise ProcessGone(proc.pid)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessGone):
+            if _alive_without_memory(proc):
+                if required:
+                    raise CalmError(f"pid {proc.pid} has no user memory to record (a kernel thread?)") from None
+                return None
             if required:
                 who = f"command {self.options.command[0]}" if self.popen else f"pid {proc.pid}"
                 raise CalmError(f"{who} exited before recording started") from None

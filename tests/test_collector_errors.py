@@ -174,3 +174,18 @@ def test_output_directory_read_only(shared_dir):
         me.wait()
     line = one_line_error(subprocess.CompletedProcess([], code, "", stderr))
     assert "not writable" in line
+
+
+def test_kernel_thread_has_no_memory_to_record(tmp_path):
+    kthreadd = next((p for p in psutil.process_iter(["name", "pid"]) if p.info["name"] == "kthreadd"), None)
+    if kthreadd is None:
+        pytest.skip("no kthreadd visible in this pid namespace")
+    line = one_line_error(calm("record", "--pid", str(kthreadd.pid), "-o", str(tmp_path / "x.h5")))
+    assert "no user memory" in line
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    result = calm("record", "--interval", "abc", "--pid", "1", "-o", str(tmp_path / "x.h5"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "invalid float value: 'abc'" in result.stderr
