@@ -34,12 +34,14 @@ def _check(p: float, bandwidth: float, n_pages: int | None = None) -> None:
         raise CalmError(f"the memory must have at least one page (M={n_pages})")
 
 
-def n_inf(b, p: float):
-    """Fixed point of N(t+1) = q (N(t) + b): q b / p (infinite when p = 0)."""
+def n_inf(b, p: float, p_sent: float | None = None):
+    """Fixed point of N(t+1) = q (N(t) + b): q b / p (infinite when p = 0).
+
+    With `p_sent` (the two-class reading used online, see `time_between`): (1 - p_sent) b / p."""
     b = np.asarray(b, dtype=float)
     if p == 0:
         return np.full_like(b, np.inf)
-    return (1.0 - p) * b / p
+    return (1.0 - (p if p_sent is None else p_sent)) * b / p
 
 
 def clean_after(t, b, p: float, n1=0.0):
@@ -53,16 +55,23 @@ def clean_after(t, b, p: float, n1=0.0):
     return ninf - (ninf - n1) * (1.0 - p) ** t
 
 
-def time_between(n1, n2, b, p: float):
+def time_between(n1, n2, b, p: float, p_sent: float | None = None):
     """T(n1 -> n2; b) = ln((Ninf - n2)/(Ninf - n1)) / ln q; +inf when n2 >= Ninf.
 
     Written as log1p(-(n2 - n1)/(Ninf - n1)) / log1p(-p) so that small p keeps its precision;
-    p = 0 gives the limit (n2 - n1) / b."""
+    p = 0 gives the limit (n2 - n1) / b.
+
+    `p_sent` (default p) is the chance that a page sent in a step is written in that same step,
+    `p` the chance that a page clean at the step's start is: N(t+1) = (1 - p) N(t) +
+    (1 - p_sent) b, Ninf = (1 - p_sent) b / p. The uniform model is p_sent = p; online CALM
+    measures the two apart because on a skewed workload the pages still to send (recently
+    written) are hotter than the pages already clean (see `replay.policies.calm`)."""
     n1, n2, b = (np.asarray(x, dtype=float) for x in (n1, n2, b))
     with np.errstate(divide="ignore", invalid="ignore"):
         if p == 0:
-            return np.where(b > 0, (n2 - n1) / b, np.inf)
-        gap = n_inf(b, p) - n1
+            gain = b * (1.0 - (0.0 if p_sent is None else p_sent))
+            return np.where(gain > 0, (n2 - n1) / gain, np.inf)
+        gap = n_inf(b, p, p_sent) - n1
         frac = (n2 - n1) / gap
         t = np.log1p(-np.minimum(frac, 1.0)) / np.log1p(-p)
         return np.where((frac < 1.0) & (gap > 0), t, np.inf)
@@ -150,9 +159,9 @@ _CALM_REFINE = 36
 _CALM_BLOCK = 16384
 
 
-def step_cost(i, k, b, p: float, bandwidth: float, cost: PagesCost):
+def step_cost(i, k, b, p: float, bandwidth: float, cost: PagesCost, p_sent: float | None = None):
     """c_i(b) = F(B - b) T(i -> i + k; b): cost of gaining k clean pages from i at bandwidth b."""
-    return cost(bandwidth - b) * time_between(i, i + k, b, p)
+    return cost(bandwidth - b) * time_between(i, i + k, b, p, p_sent)
 
 
 def best_step(i, k, p: float, bandwidth: float, cost: PagesCost,
@@ -201,17 +210,23 @@ _ONE_GRID = np.geomspace(1e-7, 1.0, 96)
 _ONE_ZOOM = np.linspace(0.0, 1.0, 49)
 
 
-def best_step_one(i: float, k: float, p: float, bandwidth: float, cost: PagesCost) -> tuple[float, float]:
+def best_step_one(i: float, k: float, p: float, bandwidth: float, cost: PagesCost,
+                  p_sent: float | None = None) -> tuple[float, float]:
     """(b*, c*) for one step, for online use (CALM in the simulator decides once per step).
 
     Same bracket as `best_step` but refined by two zooming grids (three vectorised evaluations)
-    instead of a golden-section loop: a scalar loop would cost a millisecond per decision."""
-    lo = p * (i + k) / (1.0 - p)
+    instead of a golden-section loop: a scalar loop would cost a millisecond per decision.
+    `p_sent` as in `time_between` (default p): k more pages are reachable only for b above
+    p (i + k) / (1 - p_sent); c* = inf when even B cannot reach them."""
+    survive = 1.0 - (p if p_sent is None else p_sent)
+    if survive <= 0:
+        return bandwidth, float("inf")
+    lo = p * (i + k) / survive
     if lo >= bandwidth:
         return bandwidth, float("inf")
     grid = lo + (bandwidth - lo) * _ONE_GRID
     for _ in range(3):
-        c = step_cost(i, k, grid, p, bandwidth, cost)
+        c = step_cost(i, k, grid, p, bandwidth, cost, p_sent)
         j = int(np.argmin(c))
         a, z = grid[max(j - 1, 0)] if j else lo, grid[min(j + 1, len(grid) - 1)]
         best = (float(grid[j]), float(c[j]))

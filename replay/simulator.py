@@ -132,7 +132,8 @@ def simulate(source: DirtySource, policy: Policy, bandwidth: float, cost: PagesC
     n_dirty = M
     rounds, round_start, round_sent, round_skipped = 1, 0, 0, 0
     last = dict(sent=0, skipped=0, steps=0, dirtied=0)
-    total_sent = written = clean_exposure = clean_dirtied = 0
+    total_sent = written = clean_exposure = clean_dirtied = sent_dirtied = 0
+    just_sent = np.zeros(M, dtype=bool)  # pages sent in the current step
     credit, precopy_cost = 0.0, 0.0
     times, rates, sents, dirties, costs = [], [], [], [], []
     reason, forced = "", False
@@ -150,7 +151,7 @@ def simulate(source: DirtySource, policy: Policy, bandwidth: float, cost: PagesC
             break
         decision = policy.decide(View(step, n_dirty, rounds, round_done, last["sent"], last["skipped"],
                                       last["steps"], last["dirtied"], total_sent, written,
-                                      clean_exposure, clean_dirtied))
+                                      clean_exposure, clean_dirtied, sent_dirtied))
         if isinstance(decision, Stop):
             reason = decision.reason
             break
@@ -183,6 +184,9 @@ def simulate(source: DirtySource, policy: Policy, bandwidth: float, cost: PagesC
         clean_before = M - (n_dirty - n_sent)
         d = source.dirty(step)
         newly = int(np.count_nonzero(~pages.need[d]))
+        just_sent[sent] = True
+        sent_dirtied += int(np.count_nonzero(just_sent[d]))
+        just_sent[sent] = False
         pages.need[d] = True
         pages.written_in_round[d] = True
         n_dirty = n_dirty - n_sent + newly

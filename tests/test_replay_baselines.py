@@ -173,3 +173,55 @@ def test_loop_and_resample_past_the_end(tmp_path):
     assert np.array_equal(resample.dirty(500), TraceSource(mapped, 3, extend="resample", seed=3).dirty(500))
     with pytest.raises(CalmError, match="unknown trace extension"):
         TraceSource(mapped, 3, extend="mirror")
+
+
+class RecordingCalm(Calm):
+    def decide(self, view):
+        self.views = getattr(self, "views", []) + [view]
+        return super().decide(view)
+
+
+class RecordingFixed(Fixed):
+    def decide(self, view):
+        self.views = getattr(self, "views", []) + [view]
+        return super().decide(view)
+
+
+def test_simulator_counts_pages_written_in_the_step_that_sent_them(tmp_path):
+    # 100 hot pages at RAM 0, 10, ..., 990 written every step; Fixed sends 100 pages a step in
+    # RAM order, so each step 10 of the pages it sends are hot and come back dirty at once.
+    src = source(tmp_path, hot_set(0, 100), 1000)
+    policy = RecordingFixed(100.0, n_clean=None, precopy_time=5)
+    simulate(src, policy, 1000.0, F)
+    v = policy.views[-1]
+    assert v.step == 5 and v.total_sent == 500 and v.sent_dirtied == 50
+    assert v.clean_dirtied == v.sent_dirtied  # cold pages are never written: no other transitions
+
+
+def test_calm_stops_when_what_it_sends_comes_back_dirty(tmp_path):
+    # 1500 hot pages written every step, B = 1000 pages/step: once the cold pages are clean CALM
+    # can only send hot pages, which are all written again in the same step (p_sent -> 1).
+    src = source(tmp_path, hot_set(0, 1500), 4096)
+    policy = RecordingCalm()
+    r = simulate(src, policy, 1000.0, F)
+    assert r.stop_reason == "CALM: one more clean page costs more than the downtime it saves"
+    assert not r.forced and r.final_pages <= 1500 + 10 and r.precopy_time < 30  # not the plateau rule
+    last = policy.views[-21:]
+    sent = last[-1].total_sent - last[0].total_sent
+    assert (last[-1].sent_dirtied - last[0].sent_dirtied) > 0.8 * sent
+
+
+def fill_then_hot(s: int) -> list[int]:
+    """A program filling 8000 pages of heap in its first two samples, then writing 50 hot pages."""
+    return list(range(0, 2300)) if s == 0 else list(range(2300, 8000)) if s == 1 else list(range(50))
+
+
+def test_calm_does_not_stop_right_after_a_burst(tmp_path):
+    # Looped, the fill comes back every 50 steps (like a 5 s `collector.workload` recording, whose
+    # start-up was replayed this way). A 20-step estimate of p is at its highest just after each
+    # fill, when all 8000 pages are dirty, and the stop rule fired there (~1 s of downtime).
+    src = source(tmp_path, fill_then_hot, 65536, n_steps=50)
+    r = simulate(src, Calm(), 780.0, F)
+    assert not r.forced and r.final_pages <= 100, (r.final_pages, r.stop_reason)
+    short = simulate(src, Calm(clean_window=20, plateau=None), 780.0, F)  # the old 20-step estimate
+    assert short.final_pages > 7000 and r.cost < short.cost / 10

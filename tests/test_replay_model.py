@@ -135,3 +135,18 @@ def test_calm_plan_steps_equal_the_full_search(name):
     b_full, c_full = model.best_step(plan.start[idx], plan.size[idx], P, B, F)
     assert np.allclose(plan.step_cost[idx], c_full, rtol=1e-9, atol=0)
     assert np.allclose(plan.bandwidth[idx], b_full, rtol=1e-3)
+
+
+def test_two_class_time_follows_its_recursion():
+    """time_between with p_sent: N(t+1) = (1 - p) N(t) + (1 - p_sent) b; p_sent = p is the model."""
+    b, p_sent = 20.0, 0.3
+    n, t = 0.0, 0
+    while n < 8000:
+        n, t = (1 - P) * n + (1 - p_sent) * b, t + 1
+    assert model.time_between(0, n, b, P, p_sent) == pytest.approx(t, rel=1e-9)
+    assert model.n_inf(b, P, p_sent) == pytest.approx((1 - p_sent) * b / P)
+    assert model.time_between(0, 500, b, P, P) == model.time_between(0, 500, b, P)
+    assert model.time_between(0, 100, 20.0, 0.0, 0.5) == pytest.approx(10.0)  # p = 0: gain (1 - p_sent) b
+    b1, c1 = model.best_step_one(5000.0, 1.0, P, B, HEAVY, P)
+    assert (b1, c1) == model.best_step_one(5000.0, 1.0, P, B, HEAVY)
+    assert model.best_step_one(10.0, 1.0, P, B, HEAVY, 1.0)[1] == np.inf  # sent pages never stay clean

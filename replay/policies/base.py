@@ -52,6 +52,7 @@ class View:
     written_pages: int  # dirty-log entries so far (sum over steps of pages written)
     clean_exposure: int  # sum over steps of the clean pages just before that step's writes
     clean_dirtied: int  # how many of those were written (clean -> dirty transitions)
+    sent_dirtied: int = 0  # of those, pages written in the very step that sent them
 
 
 @dataclass(frozen=True)

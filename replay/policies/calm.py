@@ -1,24 +1,47 @@
 """CALM, online (the CALM model, "CALM (variable bandwidth)" and "Online use").
 
-At each step boundary CALM knows the clean count i and an estimate of p, takes b_i* =
-argmin_b c_i(b) with c_i(b) = F(B - b) T(i -> i+1; b) (`replay.model.best_step_one`) and moves to
-stop-and-copy once c_i* >= 1/B (one more clean page would cost more than the 1/B of downtime it
-saves). b_i* rises as clean pages accumulate: low bandwidth first, higher later.
+At each step boundary CALM knows the clean count i and estimates of the write probabilities,
+takes b_i* = argmin_b c_i(b) with c_i(b) = F(B - b) T(i -> i+1; b) (`replay.model.best_step_one`)
+and moves to stop-and-copy once c_i* >= 1/B (one more clean page would cost more than the 1/B of
+downtime it saves). b_i* rises as clean pages accumulate: low bandwidth first, higher later.
 
 The model's other stop, "at i = M", is never reached literally in whole steps: the pages written
 in every step stay dirty, so the clean count saturates near M - p M. Its discrete reading is used:
 when a step can send every dirty page (n_dirty <= b_i*) CALM sends them; if the next step finds
 that true again (pages were written meanwhile), it stops.
 
-Estimating p online (model.md leaves the estimator open): the dirty log shows which pages are
-written each step. The quantity the model needs is the chance that a *clean* page (including the
-ones just sent) is written in a step, so CALM counts clean -> dirty transitions per clean
-page-step. It weights them exponentially over the last `window` steps (default 20): on a real,
-skewed trace the clean pool changes (first cold pages, later also hot pages just sent), and a
-pooled all-time estimate would keep CALM believing in progress after the clean count has
-saturated. The estimate starts from the overall write fraction (pages written / (M x steps)),
-weighted like one step of the whole memory (M page-steps), and is 0 before the first step.
-Passing `p` fixes it instead (an oracle, used by the tests against the uniform model).
+Estimating p online (model.md leaves the estimator open, and its uniform p is not enough on a
+real trace). The uniform model's step N(t+1) = q (N(t) + b) applies one p to two different sets
+of pages: the N(t) pages clean at the step's start, and the b pages sent in it. On a skewed
+workload these differ by orders of magnitude: the pages still to send are the recently written
+(hot) ones, the clean ones are cold. CALM therefore measures them apart from the dirty log and
+uses N(t+1) = (1 - p_clean) N(t) + (1 - p_sent) b (`replay.model.time_between`, which is the
+model exactly when the two are equal, as on a uniform workload):
+
+- p_clean: clean -> dirty transitions of pages clean at a step's start, per such page-step,
+  exponentially weighted over the last `clean_window` steps (default 100; None pools the whole
+  migration, "what it has observed so far" in model.md), with a prior of M page-steps at the
+  workload's overall write fraction. Long on purpose: a recording's writes come in bursts (a
+  program's start-up that fills its heap, which a looped trace repeats every loop); an estimate
+  over the last 20 steps is at its highest just after such a burst, and the stop rule, a first
+  passage of c_i* over 1/B, then fired at the worst moment with every burst page dirty (5 s
+  `collector.workload --profile service` recording at 256MiB@256Mbit: downtime 1.02 s against
+  0.006 s for Clark). Pooled over everything it never adapts to the clean pool CALM has reached
+  and, on such traces, never stopped (time limit).
+- p_sent: the fraction of the pages sent in a step that are written in that same step,
+  exponentially weighted over the last `window` steps (default 20) with a prior of one page at
+  the overall write fraction (a heavier prior kept p_sent near 0.8 on a pure hot set). Windowed, because what is being sent
+  changes: the first pass sends every page, later passes only the re-dirtied ones. This is what
+  stops CALM when the clean count saturates on a hot set: the pages it sends come back dirty at
+  once, p_sent -> 1, no bandwidth gains a clean page and c_i* = inf.
+
+The model's "at i = M" stop has a second trace reading: the clean count saturates below M (the
+looped bursts above re-dirty what CALM cleaned). When it has not passed its highest value for
+`plateau` steps (default 300) CALM stops (None disables it). Window lengths are in trace steps
+(0.1 s for `calm record`'s default interval) and were chosen on the recordings listed in the
+replay report, not fitted per trace; model.md's uniform p cannot express either effect.
+
+Passing `p` fixes both (an oracle, used by the tests against the uniform model).
 """
 
 from __future__ import annotations
@@ -26,37 +49,60 @@ from __future__ import annotations
 from replay.model import best_step_one
 from replay.policies.base import Policy, Stop, View
 
+_P_MAX = 0.999999
+
 
 class Calm(Policy):
     name = "calm"
     continuous = True
 
-    def __init__(self, p: float | None = None, window: float = 20.0) -> None:
-        if window < 1:
-            raise ValueError("CALM's estimation window must be at least one step")
-        self.p, self.window = p, window
+    def __init__(self, p: float | None = None, window: float = 20.0, clean_window: float | None = 100.0,
+                 plateau: float | None = 300.0) -> None:
+        if window < 1 or (clean_window is not None and clean_window < 1):
+            raise ValueError("CALM's estimation windows must be at least one step")
+        self.p, self.window, self.clean_window, self.plateau = p, window, clean_window, plateau
 
     def begin(self, ctx) -> None:
         super().begin(ctx)
-        self._dirtied = self._exposure = 0.0  # exponentially weighted sums
-        self._seen = (0, 0)  # cumulative (clean_dirtied, clean_exposure) at the previous step
+        self._sent_dirtied = self._sent = 0.0  # exponentially weighted sums
+        self._seen = (0, 0)  # cumulative (sent_dirtied, total_sent) at the previous step
+        self._cd = self._ce = 0.0
+        self._cseen = (0, 0)
         self._final_pass = False
+        self._best_clean, self._best_step = -1, 0  # highest clean count so far, and when
 
-    def estimate_p(self, view: View) -> float:
+    def estimate_p(self, view: View) -> tuple[float, float]:
+        """(p_clean, p_sent) from the dirty log so far (see the module docstring)."""
         if self.p is not None:
-            return self.p
-        decay = 1.0 - 1.0 / self.window
-        self._dirtied = decay * self._dirtied + (view.clean_dirtied - self._seen[0])
-        self._exposure = decay * self._exposure + (view.clean_exposure - self._seen[1])
-        self._seen = (view.clean_dirtied, view.clean_exposure)
+            return self.p, self.p
         M = self.ctx.n_pages
-        p_all = view.written_pages / (M * view.step) if view.step else 0.0
-        return min((self._dirtied + M * p_all) / (self._exposure + M), 0.999999)
+        prior = view.written_pages / (M * view.step) if view.step else 0.0
+        clean_dirtied = view.clean_dirtied - view.sent_dirtied
+        clean_exposure = view.clean_exposure - view.total_sent
+        if self.clean_window is None:
+            p_clean = (clean_dirtied + M * prior) / (clean_exposure + M)
+        else:
+            dc = 1.0 - 1.0 / self.clean_window
+            self._cd = dc * self._cd + clean_dirtied - self._cseen[0]
+            self._ce = dc * self._ce + clean_exposure - self._cseen[1]
+            self._cseen = (clean_dirtied, clean_exposure)
+            p_clean = (self._cd + M * prior) / (self._ce + M)
+        decay = 1.0 - 1.0 / self.window
+        self._sent_dirtied = decay * self._sent_dirtied + (view.sent_dirtied - self._seen[0])
+        self._sent = decay * self._sent + (view.total_sent - self._seen[1])
+        self._seen = (view.sent_dirtied, view.total_sent)
+        p_sent = (self._sent_dirtied + prior) / (self._sent + 1.0)
+        return min(p_clean, _P_MAX), min(p_sent, 1.0)
 
     def decide(self, view: View) -> float | Stop:
         ctx = self.ctx
         i = ctx.n_pages - view.n_dirty
-        b, c = best_step_one(i, 1, self.estimate_p(view), ctx.bandwidth, ctx.cost)
+        if i > self._best_clean:
+            self._best_clean, self._best_step = i, view.step
+        elif self.plateau is not None and view.step - self._best_step >= self.plateau:
+            return Stop(f"CALM: clean count saturated (no new high in {self.plateau:g} steps)")
+        p_clean, p_sent = self.estimate_p(view)
+        b, c = best_step_one(i, 1, p_clean, ctx.bandwidth, ctx.cost, p_sent)
         if not c < 1.0 / ctx.bandwidth:
             return Stop("CALM: one more clean page costs more than the downtime it saves")
         if view.n_dirty <= b:  # this step can send every dirty page: i reaches M ...
@@ -68,4 +114,5 @@ class Calm(Policy):
         return b
 
     def describe(self) -> dict:
-        return {"p": self.p if self.p is not None else "online estimate", "window_steps": self.window}
+        return {"p": self.p if self.p is not None else "online estimate (p_clean pooled, p_sent windowed)",
+                "window_steps": self.window}
