@@ -23,12 +23,17 @@ def source(tmp_path, steps, n_pages, n_steps=10, **kw):
     return TraceSource(map_trace(path), n_pages, **({"extend": kw["extend"]} if "extend" in kw else {}))
 
 
-class Recording(Xen):
-    """Xen that keeps the views it was shown (to look at rounds from the policy's side)."""
+def recording(policy_class):
+    """A subclass of `policy_class` that keeps the views it was shown (the policy's side)."""
 
     def decide(self, view):
         self.views = getattr(self, "views", []) + [view]
-        return super().decide(view)
+        return policy_class.decide(self, view)
+
+    return type(f"Recording{policy_class.__name__}", (policy_class,), {"decide": decide})
+
+
+Recording = recording(Xen)
 
 
 def test_xen_stops_after_29_rounds(tmp_path):
@@ -175,16 +180,7 @@ def test_loop_and_resample_past_the_end(tmp_path):
         TraceSource(mapped, 3, extend="mirror")
 
 
-class RecordingCalm(Calm):
-    def decide(self, view):
-        self.views = getattr(self, "views", []) + [view]
-        return super().decide(view)
-
-
-class RecordingFixed(Fixed):
-    def decide(self, view):
-        self.views = getattr(self, "views", []) + [view]
-        return super().decide(view)
+RecordingCalm, RecordingFixed = recording(Calm), recording(Fixed)
 
 
 def test_simulator_counts_pages_written_in_the_step_that_sent_them(tmp_path):
