@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "report throughput, latency percentiles and the fraction of requests above the SLA "
                     "(timeouts and failures count as violations). Only loopback addresses, or veth "
                     "addresses inside a network namespace made by calm's scripts, are accepted.")
-    p.add_argument("url", metavar="URL", help="http://127.0.0.1:PORT/path (loopback or a calm-* netns)")
+    p.add_argument("url", metavar="URL", nargs="+", help="http://127.0.0.1:PORT/path (loopback or a calm-* netns); "
+                   "with several, each request picks one at random (repeat a URL to weight it)")
     p.add_argument("--rate", metavar="R", required=True, help="mean arrivals per second")
     p.add_argument("--count", metavar="N", help="send at most N requests")
     p.add_argument("--duration", metavar="SECONDS", help="send arrivals for at most this long")

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -238,7 +239,7 @@ async def _get(loop: asyncio.AbstractEventLoop, target: Target, request: bytes) 
 
 @dataclass
 class LoadConfig:
-    url: str
+    url: str | Sequence[str]  # one URL, or several: each arrival picks one uniformly at random
     rate: float  # mean arrivals per second
     count: int | None = None
     duration: float | None = None  # seconds during which arrivals happen
@@ -246,6 +247,10 @@ class LoadConfig:
     timeout: float = 10.0  # per request, seconds
     max_inflight: int = 2000
     seed: int | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url] if isinstance(self.url, str) else list(self.url)
 
 
 @dataclass
@@ -260,18 +265,26 @@ class LoadResult:
     status: np.ndarray  # HTTP status, 0 if none
     body_bytes: np.ndarray
     outcome: np.ndarray  # OK / TIMEOUT / ERROR / DROPPED
+    target: np.ndarray  # index into config.urls
     error: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0  # first arrival time to last completion
 
 
 def run_load(config: LoadConfig) -> LoadResult:
-    """Runs the schedule against the target and returns every request's measurements."""
-    target = parse_target(config.url)
+    """Runs the schedule against the target(s) and returns every request's measurements.
+
+    With several URLs each arrival picks one uniformly at random (repeat a URL to weight it): a
+    random split of a Poisson stream, so each URL's requests are themselves a Poisson stream."""
+    targets = [parse_target(url) for url in config.urls]
+    if not targets:
+        raise CalmError("give at least one URL")
     _validate(config)
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(4), "little")
-    schedule = poisson_schedule(config.rate, config.count, config.duration, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    schedule = poisson_schedule(config.rate, config.count, config.duration, rng)
+    choice = rng.integers(len(targets), size=len(schedule))
     _raise_fd_limit(config.max_inflight)
-    return asyncio.run(_run(config, target, schedule, seed))
+    return asyncio.run(_run(config, targets, schedule, choice, seed))
 
 
 def _validate(config: LoadConfig) -> None:
@@ -297,7 +310,8 @@ def _raise_fd_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
-async def _run(config: LoadConfig, target: Target, schedule: np.ndarray, seed: int) -> LoadResult:
+async def _run(config: LoadConfig, targets: list[Target], schedule: np.ndarray, choice: np.ndarray,
+               seed: int) -> LoadResult:
     loop = asyncio.get_running_loop()
     n = len(schedule)
     lag = np.full(n, np.nan)
@@ -306,8 +320,8 @@ async def _run(config: LoadConfig, target: Target, schedule: np.ndarray, seed: i
     body = np.zeros(n, dtype=np.int64)
     outcome = np.full(n, DROPPED, dtype=object)
     errors = [""] * n
-    request = (f"GET {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
-               f"User-Agent: calm-load\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()
+    requests = [(f"GET {t.path} HTTP/1.1\r\nHost: {t.host_header}\r\n"
+                 f"User-Agent: calm-load\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode() for t in targets]
     inflight: set[asyncio.Task] = set()
     last_end = [0.0]
 
@@ -316,7 +330,7 @@ async def _run(config: LoadConfig, target: Target, schedule: np.ndarray, seed: i
         lag[i] = start - t0 - schedule[i]
         try:
             async with asyncio.timeout(config.timeout):  # cheaper than wait_for: no extra task
-                st, nbytes, err = await _get(loop, target, request)
+                st, nbytes, err = await _get(loop, targets[choice[i]], requests[choice[i]])
             latency[i] = time.perf_counter() - start
             status[i], body[i] = st, nbytes
             outcome[i], errors[i] = (ERROR, err) if err else (OK, "")
@@ -340,7 +354,7 @@ async def _run(config: LoadConfig, target: Target, schedule: np.ndarray, seed: i
     if inflight:
         await asyncio.gather(*inflight)
     wall = last_end[0] - (t0 + schedule[0]) if n and last_end[0] else 0.0
-    return LoadResult(config, seed, schedule, lag, latency, status, body, outcome.astype(str), errors,
+    return LoadResult(config, seed, schedule, lag, latency, status, body, outcome.astype(str), choice, errors,
                       max(wall, 0.0))
 
 
@@ -357,6 +371,18 @@ def summarise(result: LoadResult) -> dict:
     ok = result.outcome == OK
     lat = np.where(ok, result.latency, np.inf)
     violations = int(np.count_nonzero(~ok | (lat > cfg.sla)))
+    per_url = {}
+    if len(cfg.urls) > 1:
+        for url in cfg.urls:
+            if url in per_url:
+                continue
+            mask = np.isin(result.target, [j for j, u in enumerate(cfg.urls) if u == url])
+            m_ok = ok[mask]
+            per_url[url] = {"requests": int(mask.sum()), "ok": int(m_ok.sum()),
+                            "sla_violations": int(np.count_nonzero(~m_ok | (lat[mask] > cfg.sla))),
+                            "p50": _finite(np.percentile(lat[mask], 50, method="higher")) if mask.any() else None,
+                            "p99": _finite(np.percentile(lat[mask], 99, method="higher")) if mask.any() else None,
+                            "mean_body_bytes": float(result.body_bytes[mask][m_ok].mean()) if m_ok.any() else None}
     started = ~np.isnan(result.lag)
     late = int(np.count_nonzero(result.lag[started] > LATE_START))
     span = float(result.scheduled[-1]) if n else 0.0
@@ -364,7 +390,7 @@ def summarise(result: LoadResult) -> dict:
     counts = {k: int(np.count_nonzero(result.outcome == k)) for k in (OK, TIMEOUT, ERROR, DROPPED)}
     errors = sorted({e for e in result.error if e})
     return {
-        "url": cfg.url,
+        "url": cfg.urls[0] if len(cfg.urls) == 1 else cfg.urls,
         "rate": cfg.rate,
         "sla_s": cfg.sla,
         "timeout_s": cfg.timeout,
@@ -385,6 +411,7 @@ def summarise(result: LoadResult) -> dict:
         "schedule_kept": late <= LATE_FRACTION * max(int(started.sum()), 1) and counts[DROPPED] == 0,
         "wall_seconds": result.wall_seconds,
         "errors": errors[:5],
+        **({"per_url": per_url} if per_url else {}),
     }
 
 
@@ -398,15 +425,16 @@ def _lag(lag: np.ndarray, p: float) -> float | None:
 
 
 def write_latencies(result: LoadResult, path: str | Path) -> None:
-    """One row per request: arrival, start lag, latency, status, bytes, outcome, error."""
+    """One row per request: URL, arrival, start lag, latency, status, bytes, outcome, error."""
     path = Path(path)
     try:
         with path.open("w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["request", "scheduled_s", "start_lag_s", "latency_s", "status", "body_bytes",
+            w.writerow(["request", "url", "scheduled_s", "start_lag_s", "latency_s", "status", "body_bytes",
                         "outcome", "error"])
+            urls = result.config.urls
             for i in range(len(result.scheduled)):
-                w.writerow([i, f"{result.scheduled[i]:.6f}", _cell(result.lag[i]), _cell(result.latency[i]),
+                w.writerow([i, urls[result.target[i]], f"{result.scheduled[i]:.6f}", _cell(result.lag[i]), _cell(result.latency[i]),
                             int(result.status[i]), int(result.body_bytes[i]), result.outcome[i], result.error[i]])
     except OSError as exc:
         raise CalmError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -422,7 +450,7 @@ def format_summary(s: dict) -> str:
         return "failed" if x is None else f"{x * 1e3:.1f} ms"
     lat = s["latency_s"]
     lines = [
-        f"{s['requests']} requests to {s['url']} at {s['rate']:g}/s (Poisson, seed {s['seed']}): "
+        f"{s['requests']} requests to {_urls(s['url'])} at {s['rate']:g}/s (Poisson, seed {s['seed']}): "
         f"{s['ok']} ok, {s['timeout']} timed out, {s['error']} failed, {s['dropped']} dropped",
         f"throughput {_num(s['throughput'])} responses/s, {_num(_div(s['bytes_per_s'], 1e6))} MB/s; "
         f"offered {_num(s['offered_rate'])} requests/s",
@@ -438,9 +466,16 @@ def format_summary(s: dict) -> str:
         lines.append(f"warning: the generator could not keep the schedule: {s['late_starts']} requests started "
                      f"more than {LATE_START * 1e3:g} ms late (p99 lag {ms(lag['p99'])}), {s['dropped']} dropped; "
                      f"lower --rate or raise --max-inflight")
+    for url, u in s.get("per_url", {}).items():
+        lines.append(f"  {url}: {u['requests']} requests, {u['ok']} ok, {u['sla_violations']} violated, "
+                     f"p50 {ms(u['p50'])}, p99 {ms(u['p99'])}")
     for err in s["errors"]:
         lines.append(f"  error: {err}")
     return "\n".join(lines)
+
+
+def _urls(url: str | list[str]) -> str:
+    return url if isinstance(url, str) else f"{len(url)} URLs"
 
 
 def _num(x: float | None) -> str:
