@@ -29,6 +29,7 @@ import numpy as np
 
 from calm.errors import CalmError
 from collector import page_hash, procfs
+from collector.pagemap_scan import scan_soft_dirty, scan_supported
 from collector.procfs import MapsTable, Pagemap, ProcessGone
 
 # Memory is read and hashed in blocks of this many pages (16 MiB).
@@ -100,8 +101,9 @@ class SoftDirtyBackend:
 
     name = "soft-dirty"
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, use_scan: bool = False) -> None:
         self.pid = pid
+        self.use_scan = use_scan  # PAGEMAP_SCAN (Linux >= 6.8): only the dirty ranges come back
         Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
         self.maps = _ScannedMaps(pid, lambda m: m.scannable())
 
@@ -116,6 +118,10 @@ class SoftDirtyBackend:
         n_resident = 0
         # Reopened every sample: an fd opened before an exec would go on reading the old memory.
         with Pagemap(self.pid) as pagemap:
+            if self.use_scan:
+                found = scan_soft_dirty(pagemap.fd, scan.start, scan.end, self.pid)
+                procfs.clear_soft_dirty(self.pid)
+                return Sample(found.dirty_vpns, found.n_resident, maps)
             for batch in procfs.iter_batches(pagemap, scan):
                 b6, b7 = procfs.flag_bytes(batch.entries)
                 resident = b7 >= procfs.B7_SWAPPED  # present or swapped
@@ -256,20 +262,32 @@ def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> tuple[np
     return found, np.where(found, values[pos], 0).astype(values.dtype)
 
 
-BACKENDS = {"soft-dirty": SoftDirtyBackend, "hash": HashBackend}
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend `calm record` will use: its name in the trace, how it reads, and a factory."""
+
+    name: str  # "soft-dirty" or "hash", the trace's `backend` attribute
+    method: str  # "pagemap-scan", "pagemap-read" or "page-hash", the trace's `backend_method`
+
+    def __call__(self, pid: int) -> SoftDirtyBackend | HashBackend:
+        if self.name == "hash":
+            return HashBackend(pid)
+        return SoftDirtyBackend(pid, use_scan=self.method == "pagemap-scan")
 
 
-def choose_backend(requested: str) -> tuple[type[SoftDirtyBackend] | type[HashBackend], str]:
-    """Resolves --backend to a class and a sentence saying why, or refuses an unsupported one."""
-    if requested not in ("auto", *BACKENDS):
+def choose_backend(requested: str) -> tuple[BackendChoice, str]:
+    """Resolves --backend to a backend and a sentence saying why, or refuses an unsupported one."""
+    if requested not in ("auto", "soft-dirty", "hash"):
         raise CalmError(f"unknown backend {requested!r} (choose auto, soft-dirty or hash)")
     if requested == "hash":
-        return HashBackend, "hash backend (requested)"
+        return BackendChoice("hash", "page-hash"), "hash backend (requested)"
     supported, reason = soft_dirty_supported()
-    if requested == "soft-dirty":
-        if not supported:
-            raise CalmError(f"soft-dirty backend unavailable: {reason}; use --backend hash")
-        return SoftDirtyBackend, "soft-dirty backend (requested; kernel supports it)"
-    if supported:
-        return SoftDirtyBackend, "soft-dirty backend (kernel supports it)"
-    return HashBackend, f"hash backend: soft-dirty unavailable, {reason}"
+    if requested == "soft-dirty" and not supported:
+        raise CalmError(f"soft-dirty backend unavailable: {reason}; use --backend hash")
+    if not supported:
+        return BackendChoice("hash", "page-hash"), f"hash backend: soft-dirty unavailable, {reason}"
+    scan, scan_reason = scan_supported()
+    method = "pagemap-scan" if scan else "pagemap-read"
+    how = "reading dirty ranges with PAGEMAP_SCAN" if scan else f"reading the full pagemap ({scan_reason})"
+    origin = "requested; kernel supports it" if requested == "soft-dirty" else "kernel supports it"
+    return BackendChoice("soft-dirty", method), f"soft-dirty backend ({origin}), {how}"

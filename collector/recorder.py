@@ -137,7 +137,7 @@ class Recorder:
     def __init__(self, options: RecordOptions, progress: Progress) -> None:
         self.options = options
         self.progress = progress
-        self.backend_cls, why = choose_backend(options.backend)
+        self.backend, why = choose_backend(options.backend)
         progress.note(f"calm record: using the {why}")
         self.tracked: dict[ProcessIdentity, _Tracked] = {}
         self.popen: subprocess.Popen | None = None
@@ -163,7 +163,7 @@ class Recorder:
         cannot be read, CalmError for a required one."""
         try:
             details = describe(proc)
-            backend = self.backend_cls(proc.pid)
+            backend = self.backend(proc.pid)
             maps = backend.start()
             if len(maps) == 0:
                 raise ProcessGone(proc.pid)
@@ -224,7 +224,7 @@ class Recorder:
                 self.writer.close(status=status, end_reason=end_reason)
             self._stop_command()
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
-                            time.monotonic() - t0, self.overruns, end_reason, self.backend_cls.name)
+                            time.monotonic() - t0, self.overruns, end_reason, self.backend.name)
 
     def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float) -> str:
         writer = self.writer
@@ -319,7 +319,8 @@ class Recorder:
         now = time.time()
         return {
             "page_size": PAGE_SIZE,
-            "backend": self.backend_cls.name,
+            "backend": self.backend.name,
+            "backend_method": self.backend.method,
             "interval": float(self.options.interval),
             "kernel_release": platform.release(),
             "hostname": socket.gethostname(),

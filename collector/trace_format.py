@@ -35,7 +35,8 @@ ROOT_ATTRS = (
     "format",  # always FORMAT_NAME
     "format_version",  # integer, FORMAT_VERSION
     "page_size",  # bytes
-    "backend",  # "soft-dirty", "soft-dirty+pagemap-scan", "hash"
+    "backend",  # "soft-dirty" or "hash"
+    "backend_method",  # "pagemap-scan", "pagemap-read" or "page-hash"
     "interval",  # requested sampling interval, seconds
     "kernel_release",  # uname -r
     "hostname",

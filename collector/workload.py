@@ -130,6 +130,10 @@ class WriteLog:
 def allocate(pages: int) -> tuple[mmap.mmap, np.ndarray, int]:
     """Anonymous private memory as a (pages, words) uint64 array, filled so it is resident."""
     region = mmap.mmap(-1, pages * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    # Transparent huge pages would make the kernel track soft-dirty per 2 MiB: one write would mark
+    # 512 pages dirty and the truth (per 4 KiB page) could not be compared.
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        region.madvise(mmap.MADV_NOHUGEPAGE)
     words = np.frombuffer(region, dtype=np.uint64).reshape(pages, PAGE_SIZE // 8)
     words[:] = np.arange(1, pages + 1, dtype=np.uint64)[:, None]  # non-zero, distinct
     address = ctypes.addressof(ctypes.c_char.from_buffer(region))

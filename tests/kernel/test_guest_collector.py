@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
+from collector.pagemap_scan import scan_supported
 from collector.trace_reader import Trace
 from tests.collector_helpers import REPO, calm, start_workload, stop, wait_for_file, workload_command
 
@@ -64,6 +65,10 @@ def test_auto_backend_picks_soft_dirty(tmp_path):
     with Trace(out) as trace:
         assert trace.info.backend == "soft-dirty"
         assert trace.n_events > 0
+        method = trace._file.attrs["backend_method"]
+    # PAGEMAP_SCAN where the kernel has it (6.12), full pagemap reads where it does not (6.1)
+    assert method == ("pagemap-scan" if scan_supported()[0] else "pagemap-read")
+    assert ("PAGEMAP_SCAN" in result.stderr) == scan_supported()[0]
 
 
 def test_children_followed_with_soft_dirty(tmp_path):
