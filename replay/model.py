@@ -114,6 +114,20 @@ class FixedPlan:
         return dict(self.__dict__)
 
 
+def _last_argmin(values: np.ndarray, axis: int | None = None):
+    """argmin that picks the *largest* bandwidth among equal costs.
+
+    Where F(B - b) is exactly 0 over a range of b (a measured cost table that drops to 0 above
+    some service bandwidth), every b in that range costs nothing and the plain argmin would pick
+    the slowest, so the migration would crawl until a time limit. Among equally cheap
+    bandwidths the fastest reaches the stop point soonest at no extra cost.
+    """
+    flipped = np.flip(values, axis=axis if axis is not None else None)
+    j = np.argmin(flipped, axis=axis)
+    last = (values.shape[axis] if axis is not None else values.size) - 1
+    return last - j if axis is not None else int(last - j)
+
+
 def optimal_fixed(n_pages: int, p: float, bandwidth: float, cost: PagesCost,
                   grid: int = 2048) -> FixedPlan:
     """Minimises C(b, N*(b)) over b in (0, B]: a log+linear grid, then golden-section refinement."""
@@ -121,7 +135,7 @@ def optimal_fixed(n_pages: int, p: float, bandwidth: float, cost: PagesCost,
     B = float(bandwidth)
     bs = np.unique(np.concatenate((np.geomspace(B * 1e-7, B, grid), np.linspace(B / grid, B, grid))))
     cs = fixed_cost_curve(bs, n_pages, p, B, cost)
-    i = int(np.argmin(cs))
+    i = _last_argmin(cs)
     lo, hi = bs[max(i - 1, 0)], bs[min(i + 1, len(bs) - 1)]
     f = lambda x: float(fixed_cost_curve(x, n_pages, p, B, cost))  # noqa: E731
     b_best = _golden_scalar(f, lo, hi, iterations=60)
@@ -179,7 +193,7 @@ def best_step(i, k, p: float, bandwidth: float, cost: PagesCost,
         span = np.maximum(bandwidth - lo, 0.0)
         grid = lo[:, None] + span[:, None] * _CALM_GRID[None, :]
         c = step_cost(i[:, None], k[:, None], grid, p, bandwidth, cost)
-        j = np.argmin(c, axis=1)
+        j = _last_argmin(c, axis=1)
         rows = np.arange(len(i))
         a = grid[rows, np.maximum(j - 1, 0)]
         a = np.where(j == 0, lo, a)
@@ -192,7 +206,7 @@ def best_step(i, k, p: float, bandwidth: float, cost: PagesCost,
     x1, x2 = z - _GOLDEN * (z - a), a + _GOLDEN * (z - a)
     f1, f2 = step_cost(i, k, x1, p, bandwidth, cost), step_cost(i, k, x2, p, bandwidth, cost)
     for _ in range(refine):
-        left = f1 <= f2
+        left = f1 < f2  # ties go to the larger bandwidth (see _last_argmin)
         z = np.where(left, x2, z)
         a = np.where(left, a, x1)
         x1n = np.where(left, z - _GOLDEN * (z - a), x2)
@@ -227,7 +241,7 @@ def best_step_one(i: float, k: float, p: float, bandwidth: float, cost: PagesCos
     grid = lo + (bandwidth - lo) * _ONE_GRID
     for _ in range(3):
         c = step_cost(i, k, grid, p, bandwidth, cost, p_sent)
-        j = int(np.argmin(c))
+        j = _last_argmin(c)
         a, z = grid[max(j - 1, 0)] if j else lo, grid[min(j + 1, len(grid) - 1)]
         best = (float(grid[j]), float(c[j]))
         grid = a + (z - a) * _ONE_ZOOM[1:]

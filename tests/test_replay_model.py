@@ -150,3 +150,18 @@ def test_two_class_time_follows_its_recursion():
     b1, c1 = model.best_step_one(5000.0, 1.0, P, B, HEAVY, P)
     assert (b1, c1) == model.best_step_one(5000.0, 1.0, P, B, HEAVY)
     assert model.best_step_one(10.0, 1.0, P, B, HEAVY, 1.0)[1] == np.inf  # sent pages never stay clean
+
+
+def test_equally_free_bandwidths_resolve_to_the_fastest():
+    """A measured F that is exactly 0 above some service bandwidth makes every b up to B - that
+    bandwidth free: the step picks the largest of them, not the slowest (which would crawl)."""
+    from replay.cost import table_cost
+
+    # 4 KiB pages, 1 s steps: 100 pages/step = 3.2768 Mbit/s. F is 0 for Bs >= 40 pages/step.
+    zero_above = 40 * 4096 * 8
+    free = in_pages(table_cost([zero_above / 2, zero_above], [0.5, 0.0]), 4096, 1.0)
+    b, c = model.best_step_one(5000.0, 1.0, P, B, free)
+    assert c == 0.0
+    assert b == pytest.approx(B - 40, rel=1e-3)
+    fixed = model.optimal_fixed(M, P, B, free)
+    assert fixed.bandwidth == pytest.approx(B - 40, rel=1e-3)
