@@ -81,13 +81,35 @@ def _run_script(command: list[str], options: GuestOptions) -> str:
     )
 
 
-def _mounts_script(writable: list[str]) -> str:
+# Host directories the guest covers with its own tmpfs (see initramfs.py).
+TMPFS_IN_GUEST = ("/tmp", "/run", "/var/tmp", "/dev/shm")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def hidden_by_tmpfs(options: GuestOptions) -> list[str]:
+    """Directories the command needs (its working directory, this checkout, which an editable
+    install points at) that lie under a guest tmpfs and would be invisible there: a CI clone in
+    /tmp, say. They are shared read-only at the same path."""
+    needed = []
+    for directory in sorted({os.path.abspath(options.cwd), REPO}):
+        masked = any(directory == t or directory.startswith(t + "/") for t in TMPFS_IN_GUEST)
+        covered = any(directory == d or directory.startswith(d.rstrip("/") + "/")
+                      for d in [*options.writable, *needed])
+        if masked and not covered:
+            needed.append(directory)
+    return needed
+
+
+def _mounts_script(writable: list[str], readonly: list[str] = ()) -> str:
     lines = []
-    for index, directory in enumerate(writable):
+    shares = [(f"rw{i}", d, "") for i, d in enumerate(writable)]
+    shares += [(f"ro{i}", d, ",ro") for i, d in enumerate(readonly)]
+    for tag, directory, ro in shares:
         target = shlex.quote("/mnt" + directory)
+        what = "read-only" if ro else "read-write"
         lines.append(
-            f"mkdir -p {target} 2>/dev/null; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 rw{index} {target}"
-            f" || fail {shlex.quote('mounting ' + directory + ' read-write failed')}\n"
+            f"mkdir -p {target} 2>/dev/null; mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000{ro} {tag} {target}"
+            f" || fail {shlex.quote('mounting ' + directory + ' ' + what + ' failed')}\n"
         )
     return "".join(lines)
 
@@ -100,6 +122,9 @@ def _qemu_command(kernel: Kernel, initrd: Path, status: Path, accel: str, option
     virtfs = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
     for index, directory in enumerate(options.writable):
         virtfs += ["-virtfs", f"local,path={directory},mount_tag=rw{index},security_model=none,multidevs=remap"]
+    for index, directory in enumerate(hidden_by_tmpfs(options)):
+        virtfs += ["-virtfs", f"local,path={directory},mount_tag=ro{index},security_model=none,"
+                   "readonly=on,multidevs=remap"]
     return [
         qemu, *cpu, "-m", str(options.memory_mib), "-smp", str(options.cpus),
         "-nodefaults", "-display", "none", "-no-reboot",
@@ -212,7 +237,8 @@ def run_in_guest(kernel: Kernel, command: list[str], options: GuestOptions,
     with tempfile.TemporaryDirectory(prefix="calm-vm-initrd-") as tmp:
         initrd = Path(tmp) / "initrd.cpio"
         initrd.write_bytes(base.read_bytes() + run_archive(_run_script(command, options),
-                                                           _mounts_script(options.writable)))
+                                                           _mounts_script(options.writable,
+                                                                          hidden_by_tmpfs(options))))
         if options.accel in ("auto", "kvm") and _kvm_usable():
             deadline = KVM_BOOT_DEADLINE if options.accel == "auto" else None
             result = _boot_once(kernel, initrd, "kvm", options, sink, deadline)
