@@ -9,7 +9,7 @@ Each backend is compared with a baseline measured in the same run on the same ta
 The target is the ground-truth workload (uniform p = 0.01 every 0.5 s). Also reports the trace
 size per dirty-page event of a recording of the service-like workload profile.
 
-Usage: python scripts/bench_collector.py [--sizes 64,256,1024] [--repeat 7] [--markdown]
+Usage: python scripts/bench_collector.py [--sizes 64,256,1024] [--repeat 15]
 """
 
 from __future__ import annotations
@@ -35,14 +35,18 @@ from collector.backends import HashBackend, SoftDirtyBackend  # noqa: E402
 from collector.trace_reader import Trace  # noqa: E402
 
 
-def median_seconds(fn, repeat: int) -> float:
-    fn()  # warm up
-    times = []
+def paired_medians(fn, baseline, repeat: int) -> tuple[float, float]:
+    """Median seconds of `fn` and of `baseline`, run alternately so that load from other jobs on
+    this noisy machine hits both alike."""
+    fn()
+    baseline()  # warm up
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for which, f in enumerate((fn, baseline)):
+            t = time.perf_counter()
+            f()
+            times[which].append(time.perf_counter() - t)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def start_target(tmp: Path, mib: int) -> subprocess.Popen:
@@ -142,7 +146,7 @@ def size_report(tmp: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,256,1024", help="target sizes in MiB")
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     print(f"# collector benchmark, {date.today()}, {platform.node()}, {os.cpu_count()} cores, "
           f"kernel {platform.release()}, numpy {np.__version__}")
@@ -157,18 +161,17 @@ def main() -> None:
                 pid = proc.pid
                 soft = SoftDirtyBackend(pid)
                 soft.start()
-                t_soft = median_seconds(soft.sample, args.repeat)
-                t_plain = median_seconds(lambda: plain_pagemap_read(pid), args.repeat)
+                t_soft, t_plain = paired_medians(soft.sample, lambda: plain_pagemap_read(pid), args.repeat)
                 hashing = HashBackend(pid)
                 hashing.start()
-                t_hash = median_seconds(hashing.sample, args.repeat)
                 ranges = writable_resident_ranges(pid)
                 nbytes = sum(size for _, size in ranges)
                 buf = np.empty(16 * 2**20 // 8, dtype=np.uint64)
-                t_mem = median_seconds(lambda: plain_mem_read(pid, ranges, buf), args.repeat)
+                t_hash, t_mem = paired_medians(hashing.sample, lambda: plain_mem_read(pid, ranges, buf),
+                                               args.repeat)
                 src = np.ones(nbytes // 8, dtype=np.uint64)
                 dst = np.ones_like(src)
-                t_copy = median_seconds(lambda: np.copyto(dst, src), args.repeat)
+                _, t_copy = paired_medians(lambda: None, lambda: np.copyto(dst, src), args.repeat)
             finally:
                 proc.terminate()
                 proc.wait()
