@@ -137,8 +137,7 @@ class Recorder:
     def __init__(self, options: RecordOptions, progress: Progress) -> None:
         self.options = options
         self.progress = progress
-        self.backend, why = choose_backend(options.backend)
-        progress.note(f"calm record: using the {why}")
+        self.backend, self.why = choose_backend(options.backend)
         self.tracked: dict[ProcessIdentity, _Tracked] = {}
         self.popen: subprocess.Popen | None = None
         self.writer: TraceWriter | None = None
@@ -207,6 +206,7 @@ class Recorder:
             # Every initial target is opened before the file exists: a refusal leaves nothing.
             prepared = [self._prepare(proc, required=proc in roots)
                         for proc in (targets.current() or roots)]
+            self.progress.note(f"calm record: using the {self.why}")
             self.writer = TraceWriter(options.output, force=options.force, attrs=self._attrs(t0))
             for pending in prepared:
                 if pending is not None:

@@ -27,6 +27,7 @@ from replay.model import fixed_cost_curve
 from replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
 from replay.scenario import SLIDE_SCENARIOS, Scenario, parse_scenario, pages_to_rate
 from replay.simulator import SimResult, simulate
+from replay.units import format_rate
 from replay.trace_map import MappedTrace, map_trace
 
 ALGORITHMS = ("calm", "clark", "xen", "qemu", "fixed")
@@ -43,6 +44,22 @@ class PolicyOptions:
     clark_max_rounds: int | None = None
     qemu_max_bandwidth_bps: float | None = None
     qemu_downtime_limit_s: float = 0.3
+
+    def check(self, scenario: Scenario, algorithms: Sequence[str]) -> None:
+        """Refuses rates the scenario cannot carry before any simulation runs, so a bad option
+        is one error line rather than an error after part of the table was computed."""
+        bw = format_rate(scenario.bandwidth_bps)
+        if "clark" in algorithms and self.clark_max_bps is not None and self.clark_max_bps > scenario.bandwidth_bps:
+            raise CalmError(f"Clark's maximum rate {format_rate(self.clark_max_bps)} exceeds the "
+                            f"bandwidth of scenario {scenario.name} ({bw})")
+        if "clark" in algorithms and self.clark_min_bps is not None and self.clark_min_bps > min(
+                self.clark_max_bps or scenario.bandwidth_bps, scenario.bandwidth_bps):
+            raise CalmError(f"Clark's minimum rate {format_rate(self.clark_min_bps)} exceeds its maximum "
+                            f"in scenario {scenario.name}")
+        if "qemu" in algorithms and self.qemu_max_bandwidth_bps is not None and \
+                self.qemu_max_bandwidth_bps > scenario.bandwidth_bps:
+            raise CalmError(f"QEMU max-bandwidth {format_rate(self.qemu_max_bandwidth_bps)} exceeds the "
+                            f"bandwidth of scenario {scenario.name} ({bw})")
 
     def make(self, name: str) -> Policy:
         if name == "calm":
@@ -175,6 +192,8 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
         make_source = lambda n: UniformSource(n, uniform_p, seed=seed, page_size=page_size,  # noqa: E731
                                               step_seconds=step_seconds)
         workload = {"kind": "uniform", "p": uniform_p, "step_seconds": step_seconds, "seed": seed}
+    for scenario in scenarios:
+        options.check(scenario, algorithms)
     cost_pages = in_pages(cost_fn, page_size, step_seconds)
     report = ReplayReport(workload, cost_fn.describe(), step_seconds, page_size)
     max_steps = _max_steps(max_time_s, step_seconds)

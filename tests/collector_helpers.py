@@ -62,7 +62,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("calm: error:")]
     assert "Traceback" not in result.stderr, result.stderr
-    assert len(errors) == 1, f"expected one error line, got:\n{result.stderr}"
+    assert len(errors) == 1 and len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
     return errors[0]
 
 

@@ -120,7 +120,7 @@ def test_model_with_physical_units(tmp_path):
     (["--sweep", "x"], "not a whole number"),
     (["--sweep", "1"], "at least 2 points"),
     (["-a", "xen", "--clark-min", "100Mbit"], "need the clark algorithm"),
-    (["-s", "64MiB@256Mbit", "-a", "clark", "--clark-max", "512Mbit"], "exceeds the scenario's bandwidth"),
+    (["-s", "64MiB@256Mbit", "-a", "clark", "--clark-max", "512Mbit"], "exceeds the bandwidth of scenario 64MiB@256Mbit"),
     (["--max-time", "soon"], "cannot parse --max-time"),
     (["-a", "clark", "--clark-max-rounds", "0"], "--clark-max-rounds must be at least 1"),
 ])
