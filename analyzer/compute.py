@@ -21,6 +21,7 @@ from analyzer.model import (AddressRange, Analysis, Heatmap, PageTable, Timeline
                             WorkingSet)
 from analyzer.regions import Region, assign_regions
 from calm.errors import CalmError
+from collector.ranges import merge_ranges
 from collector.trace_reader import Trace
 
 TOP_SIZES = (100, 500)
@@ -172,18 +173,6 @@ def _regions_of_pages(pages: PageTable, pmaps: dict[int, ProcessMaps], page_size
     return out
 
 
-def _merge_runs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of half-open [lo, hi) runs, sorted and disjoint (touching runs are merged)."""
-    order = np.argsort(lo, kind="stable")
-    lo, hi = lo[order], hi[order]
-    reach = np.maximum.accumulate(hi)
-    new = np.ones(lo.size, dtype=bool)
-    new[1:] = lo[1:] > reach[:-1]
-    starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], lo.size) - 1
-    return lo[starts], reach[ends]
-
-
 def _address_layout(pages: PageTable, regions: list[Region],
                     page_size: int) -> tuple[list[AddressRange], int]:
     """Compacted address axis: per process, the mapped regions that hold dirtied pages, gaps cut."""
@@ -199,7 +188,7 @@ def _address_layout(pages: PageTable, regions: list[Region],
         loose = vpn[pages.region[lo_i:hi_i] < 0]  # dirtied outside any recorded region
         lo.append(loose)
         hi.append(loose + 1)
-        run_lo, run_hi = _merge_runs(np.concatenate(lo), np.concatenate(hi))
+        run_lo, run_hi = merge_ranges(np.concatenate(lo), np.concatenate(hi))
         for a, b in zip(run_lo.tolist(), run_hi.tolist()):
             layout.append(AddressRange(row, a * page_size, b * page_size, position))
             position += b - a

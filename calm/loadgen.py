@@ -29,7 +29,6 @@ import ipaddress
 import json
 import math
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field

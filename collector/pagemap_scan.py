@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.procfs import PAGE_SHIFT, ProcessGone, raise_for
+from collector.ranges import expand_ranges, merge_ranges
 
 # PAGE_IS_* categories (bit masks), include/uapi/linux/fs.h
 PAGE_IS_WPALLOWED = 1 << 0
@@ -91,32 +92,6 @@ class ScanResult:
     def dirty_vpns(self) -> np.ndarray:
         """Every dirty page number, sorted uint64 (vectorised expansion of the ranges)."""
         return expand_ranges(self.dirty_start_vpn, self.dirty_end_vpn)
-
-
-def expand_ranges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """[start_i, end_i) ranges -> the concatenated page numbers, without a per-page Python loop."""
-    lengths = (end - start).astype(np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.uint64)
-    offsets = np.cumsum(lengths) - lengths  # position of each range's first page in the output
-    base = np.repeat(start.astype(np.int64) - offsets, lengths)
-    return (base + np.arange(total, dtype=np.int64)).astype(np.uint64)
-
-
-def merge_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted [start, end) ranges with touching ones merged: adjacent VMAs need one ioctl, not two."""
-    order = np.argsort(starts, kind="stable")
-    s = np.asarray(starts, dtype=np.uint64)[order]
-    e = np.asarray(ends, dtype=np.uint64)[order]
-    if s.size == 0:
-        return s, e
-    e = np.maximum.accumulate(e)
-    new = np.ones(s.size, dtype=bool)
-    new[1:] = s[1:] > e[:-1]
-    first = np.flatnonzero(new)
-    last = np.append(first[1:], s.size) - 1
-    return s[first], e[last]
 
 
 class PagemapScanner:
@@ -178,7 +153,7 @@ class PagemapScanner:
         One pass: every resident page is matched (anyof PRESENT|SWAPPED) and regions are split by
         the SOFT_DIRTY category only, so the same call also counts resident pages.
         """
-        lo, hi = merge_ranges(np.asarray(starts), np.asarray(ends))
+        lo, hi = merge_ranges(np.asarray(starts, dtype=np.uint64), np.asarray(ends, dtype=np.uint64))
         found = [self.regions(int(a), int(b), 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, PAGE_IS_SOFT_DIRTY)
                  for a, b in zip(lo.tolist(), hi.tolist())]
         table = np.concatenate(found) if found else np.empty((0, REGION_FIELDS), dtype=np.uint64)

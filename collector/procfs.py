@@ -24,12 +24,7 @@ PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
 
 # pagemap entry bits
 PM_PRESENT = np.uint64(1 << 63)
-PM_SWAPPED = np.uint64(1 << 62)
-PM_FILE_OR_SHARED_ANON = np.uint64(1 << 61)
-PM_UFFD_WP = np.uint64(1 << 57)
-PM_EXCLUSIVE = np.uint64(1 << 56)
 PM_SOFT_DIRTY = np.uint64(1 << 55)
-PM_PFN_MASK = np.uint64((1 << 55) - 1)
 
 CLEAR_REFS_SOFT_DIRTY = b"4"
 
@@ -255,7 +250,8 @@ def flag_bytes(entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # Flags within byte 7 (bits 56-63) and byte 6 (bits 48-55) of an entry.
-B7_PRESENT, B7_SWAPPED, B7_FILE, B7_EXCLUSIVE = 0x80, 0x40, 0x20, 0x01
+B7_PRESENT, B7_SWAPPED, B7_FILE = 0x80, 0x40, 0x20  # bits 63, 62, 61 (file or shared anon)
+B7_UFFD_WP, B7_EXCLUSIVE = 0x02, 0x01  # bits 57 (userfaultfd write-protected), 56 (mapped once)
 B6_SOFT_DIRTY = 0x80
 
 

@@ -48,6 +48,7 @@ class TraceInfo:
     format_version: int
     page_size: int
     backend: str
+    backend_method: str  # "pagemap-scan", "pagemap-read", "page-hash" ("" in older files)
     interval: float
     kernel_release: str
     hostname: str
@@ -112,6 +113,7 @@ class Trace:
             format_version=version,
             page_size=int(a["page_size"]),
             backend=_text(a["backend"]),
+            backend_method=_text(a.get("backend_method", "")),
             interval=float(a["interval"]),
             kernel_release=_text(a.get("kernel_release", "")),
             hostname=_text(a.get("hostname", "")),

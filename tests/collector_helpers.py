@@ -83,3 +83,10 @@ def record_workload(tmp: Path, *, backend: str = "hash", record_interval: float 
     finally:
         stop(proc)
     return out, truth, proc.pid
+
+
+def row_of(trace, pid: int) -> int:
+    """The row in trace.processes of the (first) process with this pid."""
+    rows = [p.row for p in trace.processes if p.pid == pid]
+    assert rows, f"pid {pid} not in trace: {[p.pid for p in trace.processes]}"
+    return rows[0]

@@ -12,13 +12,7 @@ import pytest
 
 from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
 from collector.trace_reader import Trace
-from tests.collector_helpers import record_workload
-
-
-def _row_of(trace: Trace, pid: int) -> int:
-    rows = [p.row for p in trace.processes if p.pid == pid]
-    assert rows, f"pid {pid} not in trace: {[p.pid for p in trace.processes]}"
-    return rows[0]
+from tests.collector_helpers import record_workload, row_of
 
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
@@ -29,7 +23,7 @@ def test_hash_backend_matches_truth(tmp_path, profile):
     with Trace(out) as trace:
         assert trace.info.backend == "hash"
         assert trace.info.status == "complete"
-        row = _row_of(trace, pid)
+        row = row_of(trace, pid)
         exact = exact_comparison(trace, row, truth)
         stats = binomial_comparison(trace, row, truth)
     # Every round wholly inside a sample is seen page for page, and nothing else.
@@ -47,7 +41,7 @@ def test_statistical_check_catches_a_wrong_truth(tmp_path, wrong):
                                            profile="hotcold:0.2:0.5:0.02")
     truth = load_truth(truth_path)
     with Trace(out) as trace:
-        row = _row_of(trace, pid)
+        row = row_of(trace, pid)
         honest = binomial_comparison(trace, row, truth)
         if wrong == "doubled":
             truth.p = truth.p * 2

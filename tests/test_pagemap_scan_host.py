@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from collector.ranges import expand_ranges, merge_ranges
 from collector import pagemap_scan as ps
 from collector.backends import soft_dirty_supported
 
@@ -35,11 +36,11 @@ def test_ioctl_number_and_struct_size_match_linux_uapi() -> None:
 def test_expand_and_merge_ranges() -> None:
     start = np.array([3, 10, 20], dtype=np.uint64)
     end = np.array([5, 13, 20], dtype=np.uint64)
-    assert ps.expand_ranges(start, end).tolist() == [3, 4, 10, 11, 12]
-    assert ps.expand_ranges(start[:0], end[:0]).dtype == np.uint64
-    lo, hi = ps.merge_ranges(np.array([20, 0, 10, 5]), np.array([30, 5, 20, 8]))
+    assert expand_ranges(start, end).tolist() == [3, 4, 10, 11, 12]
+    assert expand_ranges(start[:0], end[:0]).dtype == np.uint64
+    lo, hi = merge_ranges(np.array([20, 0, 10, 5]), np.array([30, 5, 20, 8]))
     assert lo.tolist() == [0, 10] and hi.tolist() == [8, 30]
-    lo, hi = ps.merge_ranges(np.array([0, 9]), np.array([8, 12]))
+    lo, hi = merge_ranges(np.array([0, 9]), np.array([8, 12]))
     assert lo.tolist() == [0, 9] and hi.tolist() == [8, 12]
 
 

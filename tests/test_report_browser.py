@@ -19,7 +19,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from collector_helpers import calm, record_workload

@@ -21,18 +21,12 @@ import pytest
 from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
 from collector.pagemap_scan import scan_supported
 from collector.trace_reader import Trace
-from tests.collector_helpers import REPO, calm, start_workload, stop, wait_for_file, workload_command
+from tests.collector_helpers import REPO, calm, row_of, start_workload, stop, wait_for_file, workload_command
 
 pytestmark = pytest.mark.kernel
 
 INTERVAL = "0.25"
 WORK_INTERVAL = 0.33
-
-
-def _row_of(trace: Trace, pid: int) -> int:
-    rows = [p.row for p in trace.processes if p.pid == pid]
-    assert rows, f"pid {pid} not in trace: {[p.pid for p in trace.processes]}"
-    return rows[0]
 
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
@@ -48,7 +42,7 @@ def test_soft_dirty_matches_truth(tmp_path, profile):
     with Trace(out) as trace:
         assert trace.info.backend == "soft-dirty"
         assert trace.info.status == "complete"
-        row = _row_of(trace, workload.pid)
+        row = row_of(trace, workload.pid)
         exact = exact_comparison(trace, row, truth)
         stats = binomial_comparison(trace, row, truth)
     assert exact.compared >= 10, exact
@@ -65,7 +59,7 @@ def test_auto_backend_picks_soft_dirty(tmp_path):
     with Trace(out) as trace:
         assert trace.info.backend == "soft-dirty"
         assert trace.n_events > 0
-        method = trace._file.attrs["backend_method"]
+        method = trace.info.backend_method
     # PAGEMAP_SCAN where the kernel has it (6.12), full pagemap reads where it does not (6.1)
     assert method == ("pagemap-scan" if scan_supported()[0] else "pagemap-read")
     said = "reading dirty ranges with PAGEMAP_SCAN" if scan_supported()[0] else "reading the full pagemap"
