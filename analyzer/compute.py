@@ -56,6 +56,9 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
         if trace.info.status == "recording":
             notes.append("the trace was not closed (recording still running, or the recorder was "
                          "killed); analysed what had been flushed")
+        if trace.eoa_repaired:
+            notes.append("the recorder died in the middle of a flush: read with the file's end "
+                         "address raised to its size, as `h5clear --increment` would (file unchanged)")
         if trace.trimmed:
             notes.append("the file was cut short; analysed the samples before the cut")
         page_size = trace.page_size

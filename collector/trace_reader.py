@@ -6,7 +6,8 @@ events are read in chunks of whole samples, decoded from their delta coding with
 and handed out as flat arrays. No reader builds a pages x samples matrix.
 
 A file cut short (SIGKILL, full disk) is trimmed to its longest consistent prefix of samples, so
-everything that was flushed can be read. Layout: `collector.trace_format` and FORMAT.md.
+everything that was flushed can be read; a file whose writer died in the middle of an HDF5 flush
+is read through `collector.hdf5_recovery` (without modifying it). Layout: `collector.trace_format` and FORMAT.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from calm.errors import CalmError
 from collector import trace_format as tf
+from collector.hdf5_recovery import EoaRepairedFile, needs_eoa_repair
 from collector.procfs import MapsTable
 
 
@@ -88,16 +90,18 @@ class Trace:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._file = _open_trace_file(self.path)
+        self._file, self._repaired_view = _open_trace_file(self.path)
+        # True if the writer died mid-flush and the file is read through a repaired superblock.
+        self.eoa_repaired = self._repaired_view is not None
         try:
             self.info = self._read_info()
             self._load_index()
             self.processes = self._read_processes()
         except CalmError:
-            self._file.close()
+            self.close()
             raise
         except (KeyError, OSError, ValueError, TypeError) as exc:
-            self._file.close()
+            self.close()
             raise CalmError(f"{self.path} is not a readable calm trace: {exc}") from exc
 
     # -- metadata ------------------------------------------------------------------------------
@@ -284,6 +288,8 @@ class Trace:
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
         self._file.close()
+        if self._repaired_view is not None:
+            self._repaired_view.close()
 
     def __enter__(self) -> "Trace":
         return self
@@ -292,23 +298,32 @@ class Trace:
         self.close()
 
 
-def _open_trace_file(path: Path) -> h5py.File:
+def _open_trace_file(path: Path) -> tuple[h5py.File, EoaRepairedFile | None]:
+    """The open HDF5 file, and the repaired view under it if its writer died mid-flush."""
     if not path.exists():
         raise CalmError(f"trace {path} does not exist")
     if path.is_dir():
         raise CalmError(f"trace {path} is a directory")
     if not h5py.is_hdf5(path):
         raise CalmError(f"{path} is not an HDF5 file (truncated or not a trace)")
+    view: EoaRepairedFile | None = None
     try:
-        f = h5py.File(path, "r")
+        stale = needs_eoa_repair(path)
+        if stale is not None:
+            view = EoaRepairedFile(path, stale)
+        f = h5py.File(view if view is not None else path, "r")
     except OSError as exc:
+        if view is not None:
+            view.close()
         raise CalmError(f"{path} is corrupt or truncated: {exc}") from None
     try:
         is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
+        problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
     except (OSError, KeyError, ValueError) as exc:
+        problem = f"{path} is corrupt or truncated: {exc}"
+    if problem:
         f.close()
-        raise CalmError(f"{path} is corrupt or truncated: {exc}") from None
-    if not is_trace:
-        f.close()
-        raise CalmError(f"{path} is an HDF5 file but not a calm trace")
-    return f
+        if view is not None:
+            view.close()
+        raise CalmError(problem)
+    return f, view
