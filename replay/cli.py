@@ -38,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(rows 'bandwidth,probability'; default {DEFAULT_COST_SPEC})")
     p.add_argument("--extend", choices=EXTEND_MODES, help="past the trace's end: loop it (default) or "
                    "resample each page from its observed per-step probability")
+    p.add_argument("--skip", metavar="DURATION", help="leave out the trace's first DURATION (e.g. 10s): a "
+                   "service's start-up fill would otherwise be replayed again on every loop")
     p.add_argument("--seed", metavar="N", help="random seed for --uniform and --extend resample (default 0)")
     p.add_argument("--sweep", metavar="POINTS", default="0", help="also simulate fixed-bandwidth migrations "
                    "at POINTS bandwidths and plot cost against bandwidth beside the uniform model (default 0: off)")
@@ -106,6 +108,8 @@ def run_replay_command(args: argparse.Namespace) -> int:
     uniform = args.uniform is not None
     if not uniform and args.interval is not None:
         raise CalmError("--interval applies to --uniform only; a trace's step is its sampling interval")
+    if uniform and args.skip is not None:
+        raise CalmError("--skip applies to traces only")
     if uniform and args.extend is not None:
         raise CalmError("--extend applies to traces only; a --uniform workload never ends")
     if args.seed is not None and not (uniform or args.extend == "resample"):
@@ -132,6 +136,7 @@ def run_replay_command(args: argparse.Namespace) -> int:
     if sweep == 1:
         raise CalmError("--sweep needs at least 2 points (or 0 for none)")
     max_time = parse_duration(args.max_time, "--max-time") if args.max_time else None
+    skip = parse_duration(args.skip, "--skip", allow_zero=True) if args.skip is not None else 0.0
     p = _probability(args.uniform, "--uniform") if uniform else None
     step = parse_duration(args.interval, "--interval") if args.interval else 0.1
     seed = _int(args.seed, "--seed", 0) if args.seed is not None else 0
@@ -145,14 +150,17 @@ def run_replay_command(args: argparse.Namespace) -> int:
     from calm.outputs import prepare_output_dir
     if not uniform:
         from collector.trace_reader import Trace
-        Trace(args.trace).close()  # a bad trace fails before we create anything
+        from replay.trace_map import first_sample_after
+        with Trace(args.trace) as trace_file:  # a bad trace or --skip fails before we create anything
+            if trace_file.n_samples:
+                first_sample_after(trace_file, skip)
     out = prepare_output_dir(out_path)
 
     from collector.progress import Progress  # live on a terminal, a line every 5 s otherwise
     with Progress(quiet=args.quiet) as progress:
         report = run_replay(args.trace, scenarios, algorithms, cost, uniform_p=p, uniform_step_seconds=step,
                             extend=args.extend or "loop", seed=seed, options=options, sweep_points=sweep,
-                            max_time_s=max_time, progress=lambda msg: progress.update(f"replaying {msg}"))
+                            max_time_s=max_time, skip_seconds=skip, progress=lambda msg: progress.update(f"replaying {msg}"))
     from replay.outputs import TABLE_COLUMNS, format_table, write_csv, write_json
     rows = report.table()
     files = [write_csv(rows, TABLE_COLUMNS, out / "results.csv"), write_json(report.to_dict(), out / "results.json")]

@@ -114,6 +114,43 @@ class FixedPlan:
         return dict(self.__dict__)
 
 
+# Costs closer than this many pages' worth of downtime (1/B each) count as equal. F of an M/M/1
+# service with bandwidth to spare is astronomically small (e^-100 at 1 Gbit/s for the default
+# cost), so c_i(b) is 1e-48 at a crawl and 1e-25 at half the link: both nothing, yet the
+# literal argmin is the crawl, and a 512 MiB migration then outlasts any time limit. Summed over
+# even 2^30 steps, differences below this change the total by under a millionth of one page's
+# downtime, far below what the float total of (M - N)/B can hold.
+NEGLIGIBLE_PAGES = 1e-15
+
+
+_TIE_ZOOM = np.linspace(0.0, 1.0, 33)
+
+
+def _fastest_as_cheap(f, b_best, c_best, b_max, pages, bandwidth: float, rounds: int = 6):
+    """The largest b in [b_best, b_max] with f(b) <= c_best + NEGLIGIBLE_PAGES * pages / B.
+
+    Called after the exact minimisation, with its (b_best, c_best): the cost is unimodal, so it
+    does not fall right of its minimum, and zooming grids (33 points, `rounds` times: 1e-9 of
+    the interval for 6) find where it leaves the tie band. Vectorised over arrays of steps; `f`
+    takes b of shape (..., points). Returns (b, f(b))."""
+    b_best, c_best = np.asarray(b_best, dtype=float), np.asarray(c_best, dtype=float)
+    limit = (c_best + NEGLIGIBLE_PAGES * np.asarray(pages, dtype=float) / bandwidth)[..., None]
+    lo = b_best.copy()
+    hi = np.broadcast_to(np.asarray(b_max, dtype=float), b_best.shape).copy()
+    b, c = b_best, c_best
+    for _ in range(rounds):
+        grid = lo[..., None] + (hi - lo)[..., None] * _TIE_ZOOM
+        cost = f(grid)
+        ok = cost <= limit
+        ok[..., 0] = True  # b_best itself is in the band
+        j = _TIE_ZOOM.size - 1 - np.argmax(np.flip(ok, axis=-1), axis=-1)
+        b = np.take_along_axis(grid, j[..., None], axis=-1)[..., 0]
+        c = np.take_along_axis(cost, j[..., None], axis=-1)[..., 0]
+        lo, hi = b, np.take_along_axis(grid, np.minimum(j + 1, _TIE_ZOOM.size - 1)[..., None], axis=-1)[..., 0]
+    keep = ~np.isfinite(c_best) | (b < b_best)
+    return np.where(keep, b_best, b), np.where(keep, c_best, c)
+
+
 def _last_argmin(values: np.ndarray, axis: int | None = None):
     """argmin that picks the *largest* bandwidth among equal costs.
 
@@ -141,6 +178,8 @@ def optimal_fixed(n_pages: int, p: float, bandwidth: float, cost: PagesCost,
     b_best = _golden_scalar(f, lo, hi, iterations=60)
     if f(b_best) > cs[i]:
         b_best = float(bs[i])
+    b_best = float(_fastest_as_cheap(lambda x: fixed_cost_curve(x, n_pages, p, B, cost),
+                                     np.array([b_best]), np.array([f(b_best)]), B, n_pages, B)[0][0])
     n = float(best_stop(b_best, n_pages, p, B, cost))
     c = f(b_best)
     if c >= n_pages / B or n <= 0:  # pre-copy never pays: stop-and-copy at once
@@ -217,7 +256,18 @@ def best_step(i, k, p: float, bandwidth: float, cost: PagesCost,
         x1, x2 = x1n, x2n
     xb, fb = np.where(f1 <= f2, x1, x2), np.minimum(f1, f2)
     better = fb < best_c
-    return np.where(better, xb, best_b), np.where(better, fb, best_c)
+    b_min, c_min = np.where(better, xb, best_b), np.where(better, fb, best_c)
+    # Only steps whose tie band is wider than the first zoom cell can gain a faster bandwidth
+    # worth having (a narrower band ties anyway); most steps of a costly F have none.
+    probe = b_min + (bandwidth - b_min) * _TIE_ZOOM[1]
+    wide = np.flatnonzero(step_cost(i, k, probe, p, bandwidth, cost)
+                          <= c_min + NEGLIGIBLE_PAGES * k / bandwidth)
+    if wide.size:
+        iw, kw = i[wide, None], k[wide, None]
+        b_min[wide], c_min[wide] = _fastest_as_cheap(
+            lambda x: step_cost(iw, kw, x, p, bandwidth, cost), b_min[wide], c_min[wide],
+            bandwidth, k[wide], bandwidth)
+    return b_min, c_min
 
 
 _ONE_GRID = np.geomspace(1e-7, 1.0, 96)
@@ -244,8 +294,13 @@ def best_step_one(i: float, k: float, p: float, bandwidth: float, cost: PagesCos
         j = _last_argmin(c)
         a, z = grid[max(j - 1, 0)] if j else lo, grid[min(j + 1, len(grid) - 1)]
         best = (float(grid[j]), float(c[j]))
+        right = float(c[j + 1]) if j + 1 < len(c) else np.inf
         grid = a + (z - a) * _ONE_ZOOM[1:]
-    return best
+    if j + 1 < len(c) and right > best[1] + NEGLIGIBLE_PAGES * k / bandwidth:
+        return best  # the cost already rises out of the tie band at the next point of the finest grid
+    b, c = _fastest_as_cheap(lambda x: step_cost(i, k, x, p, bandwidth, cost, p_sent),
+                             np.array(best[0]), np.array(best[1]), bandwidth, k, bandwidth, rounds=3)
+    return float(b), float(c)
 
 
 @dataclass

@@ -172,17 +172,21 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
                algorithms: Sequence[str] = ALGORITHMS, cost: CostFunction | str = DEFAULT_COST_SPEC, *,
                uniform_p: float | None = None, uniform_step_seconds: float = 0.1, extend: str = "loop",
                seed: int = 0, options: PolicyOptions | None = None, sweep_points: int = 0,
-               max_time_s: float | None = None,
+               max_time_s: float | None = None, skip_seconds: float = 0.0,
                progress: Callable[[str], None] | None = None) -> ReplayReport:
-    """Replays a trace (path or MappedTrace) or, with `uniform_p`, a synthetic uniform workload."""
+    """Replays a trace (path or MappedTrace) or, with `uniform_p`, a synthetic uniform workload.
+
+    `skip_seconds` leaves out the start of a trace given as a path (see `replay.trace_map`)."""
     if (trace is None) == (uniform_p is None):
         raise CalmError("give either a trace or a uniform dirtying probability (--uniform P), not both")
     scenarios = [parse_scenario(s) if isinstance(s, str) else s for s in (scenarios or SLIDE_SCENARIOS)]
     algorithms = parse_algorithms(list(algorithms))
     cost_fn = parse_cost(cost) if isinstance(cost, str) else cost
     options = options or PolicyOptions()
+    if skip_seconds and (trace is None or isinstance(trace, MappedTrace)):
+        raise CalmError("--skip applies to a trace file only")
     if trace is not None:
-        mapped = trace if isinstance(trace, MappedTrace) else map_trace(trace)
+        mapped = trace if isinstance(trace, MappedTrace) else map_trace(trace, skip_seconds=skip_seconds)
         page_size, step_seconds = mapped.page_size, mapped.step_seconds
         workload = {"kind": "trace", **mapped.describe(), "extend": extend,
                     **({"seed": seed} if extend == "resample" else {})}

@@ -13,6 +13,11 @@ Mapping onto a RAM of M pages (`ram_index`) is then a vectorised formula, so one
 serves every scenario. Time: one step = one trace sample; its length in seconds is the mean of
 `Trace.sample_periods()` (the time between consecutive reads), `step_seconds`. Samples of
 unequal periods are replayed as equal steps: the replay does not stretch time.
+
+`skip_seconds` drops the start of a recording: a service that has just started (or a recorder
+that has just attached) first fills its heap and caches, and a looped trace would otherwise
+repeat that fill on every pass as if it were the steady state. Samples whose period began
+before the skip are left out and step 0 is the first sample after it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class MappedTrace:
     step_offsets: np.ndarray  # int64[n_steps + 1]
     pages: np.ndarray  # footprint indices, step by step (order within a step is irrelevant)
     write_counts: np.ndarray  # int64[F]: steps in which each footprint page was dirtied
+    skipped_samples: int = 0  # trace samples left out at the start (see skip_seconds)
+    skipped_seconds: float = 0.0
 
     def step_pages(self, step: int) -> np.ndarray:
         """Footprint indices dirtied in trace step `step` (0 <= step < n_steps)."""
@@ -61,7 +68,8 @@ class MappedTrace:
 
     def describe(self) -> dict:
         return {"path": self.path, "page_size": self.page_size, "step_seconds": self.step_seconds,
-                "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events}
+                "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events,
+                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds}
 
 
 def check_fits(footprint: int, n_pages: int, page_size: int) -> None:
@@ -80,30 +88,49 @@ def _keys(chunk) -> np.ndarray:
     return (chunk.event_process.astype(np.uint64) << np.uint64(_VPN_BITS)) | vpn
 
 
-def map_trace(path: str | os.PathLike, max_events: int = 1 << 22) -> MappedTrace:
+def first_sample_after(trace: Trace, skip_seconds: float) -> int:
+    """The first sample whose period (from the previous read on) begins at least `skip_seconds`
+    after the trace's first sample began; a CalmError if the trace ends before that."""
+    if skip_seconds <= 0:
+        return 0
+    t0 = float(trace.t_start[0])
+    period_start = np.concatenate(([t0], trace.t_end[:-1])) - t0
+    first = int(np.searchsorted(period_start, skip_seconds, side="left"))
+    if first >= trace.n_samples:
+        length = float(trace.t_end[-1]) - t0
+        raise CalmError(f"--skip {skip_seconds:g}s leaves nothing to replay: the trace covers only "
+                        f"{length:.3g} s")
+    return first
+
+
+def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: float = 0.0) -> MappedTrace:
     """Reads a trace in two streaming passes (see module docstring)."""
     with Trace(path) as trace:
         if trace.n_samples == 0:
             raise CalmError(f"trace {path} has no samples to replay")
         if len(trace.processes) > _MAX_ROWS:
             raise CalmError(f"trace {path} follows more than {_MAX_ROWS} processes")
+        first = first_sample_after(trace, skip_seconds)
+        n_steps = trace.n_samples - first
         footprint = np.empty(0, np.uint64)
-        for chunk in trace.iter_chunks(max_events):
+        for chunk in trace.iter_chunks(max_events, first_sample=first):
             footprint = np.union1d(footprint, np.unique(_keys(chunk)))
         index_type = np.int32 if footprint.size < 2**31 else np.int64
-        counts = np.zeros(trace.n_samples, dtype=np.int64)
+        counts = np.zeros(n_steps, dtype=np.int64)
         parts = []
-        for chunk in trace.iter_chunks(max_events):
+        for chunk in trace.iter_chunks(max_events, first_sample=first):
             parts.append(np.searchsorted(footprint, _keys(chunk)).astype(index_type))
-            counts[chunk.first_sample:chunk.stop_sample] += np.bincount(
+            counts[chunk.first_sample - first:chunk.stop_sample - first] += np.bincount(
                 chunk.event_sample - chunk.first_sample, minlength=chunk.stop_sample - chunk.first_sample)
         pages = np.concatenate(parts) if parts else np.empty(0, index_type)
         offsets = np.concatenate(([0], np.cumsum(counts)))
         # A sample stands for the writes of one period between reads (Trace.sample_periods);
         # the simulator needs one step length, so it uses the mean period.
-        step_seconds = float(np.mean(trace.sample_periods()))
+        periods = trace.sample_periods()
+        step_seconds = float(np.mean(periods[first:]))
         if not step_seconds > 0:
             raise CalmError(f"trace {path} has no usable sampling interval")
-        return MappedTrace(str(path), trace.page_size, float(step_seconds), trace.n_samples,
+        return MappedTrace(str(path), trace.page_size, step_seconds, n_steps,
                            int(footprint.size), offsets, pages,
-                           np.bincount(pages, minlength=footprint.size).astype(np.int64))
+                           np.bincount(pages, minlength=footprint.size).astype(np.int64),
+                           skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])))

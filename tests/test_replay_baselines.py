@@ -161,6 +161,19 @@ def test_footprint_mapping_two_processes_and_chunking(tmp_path):
         TraceSource(whole, 6)
 
 
+def test_skip_leaves_out_the_start_of_the_trace(tmp_path):
+    steps = [[0, 1, 2, 3], [2, 3, 4], [5], [], [0, 7]]
+    path = write_trace(tmp_path / "t.h5", steps, interval=STEP)
+    mapped = map_trace(path, skip_seconds=0.15)  # samples 0 and 1 began before 0.15 s
+    assert (mapped.skipped_samples, mapped.n_steps, mapped.footprint) == (2, 3, 3)
+    assert mapped.skipped_seconds == pytest.approx(2 * STEP)
+    assert [sorted(mapped.step_pages(s).tolist()) for s in range(3)] == [[1], [], [0, 2]]  # 5 | - | 0, 7
+    assert mapped.write_counts.tolist() == [1, 1, 1]
+    assert map_trace(path, skip_seconds=0.0).n_steps == 5
+    with pytest.raises(CalmError, match="leaves nothing to replay"):
+        map_trace(path, skip_seconds=0.45)
+
+
 def test_loop_and_resample_past_the_end(tmp_path):
     steps = [[0, 1], [0], [0, 2], [0]]  # page 0 always, 1 and 2 once in 4 steps
     path = write_trace(tmp_path / "t.h5", steps, interval=STEP)

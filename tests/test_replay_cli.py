@@ -122,6 +122,8 @@ def test_model_with_physical_units(tmp_path):
     (["-a", "xen", "--clark-min", "100Mbit"], "need the clark algorithm"),
     (["-s", "64MiB@256Mbit", "-a", "clark", "--clark-max", "512Mbit"], "exceeds the bandwidth of scenario 64MiB@256Mbit"),
     (["--max-time", "soon"], "cannot parse --max-time"),
+    (["--skip", "10min"], "leaves nothing to replay"),
+    (["--skip=-1s"], "--skip"),
     (["-a", "clark", "--clark-max-rounds", "0"], "--clark-max-rounds must be at least 1"),
 ])
 def test_bad_replay_input_gives_one_line(trace, tmp_path, args, message):
@@ -137,6 +139,7 @@ def test_bad_replay_input_gives_one_line(trace, tmp_path, args, message):
     (["MISSING"], "does not exist"),
     (["--uniform", "1.5"], "--uniform must be in [0, 1)"),
     (["--uniform", "0.1", "--extend", "resample"], "--extend applies to traces only"),
+    (["--uniform", "0.1", "--skip", "1s"], "--skip applies to traces only"),
     (["--uniform", "0.1", "--interval", "0s"], "must be positive"),
 ])
 def test_bad_replay_workload(tmp_path, args, message):
@@ -196,3 +199,12 @@ def test_max_time_and_extension_modes(trace, tmp_path):
         costs[extend] = data["scenarios"][0]["results"][0]["series"]["dirty_pages"]
     assert costs["loop"][:100] == costs["resample"][:100]  # same trace while it lasts (10 s)
     assert costs["loop"][100:] != costs["resample"][100:]  # then looped vs drawn
+
+
+def test_skip_drops_the_start_of_the_trace(trace, tmp_path):
+    out = tmp_path / "skip"
+    calm("replay", str(trace), "-s", "16MiB@100Mbit", "-a", "fixed", "--skip", "2s", "-o", str(out),
+         "--no-plots", "-q", check=True)
+    workload = json.loads((out / "results.json").read_text())["workload"]
+    assert (workload["skipped_samples"], workload["n_steps"]) == (20, 80)
+    assert workload["skipped_seconds"] == pytest.approx(2.0)

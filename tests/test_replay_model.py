@@ -165,3 +165,23 @@ def test_equally_free_bandwidths_resolve_to_the_fastest():
     assert b == pytest.approx(B - 40, rel=1e-3)
     fixed = model.optimal_fixed(M, P, B, free)
     assert fixed.bandwidth == pytest.approx(B - 40, rel=1e-3)
+
+
+def test_negligible_cost_differences_resolve_to_the_fastest():
+    """The default M/M/1 cost on a 1 Gbit/s link: F(B - b) is e^-100 at a crawl and still far
+    below a page of downtime at half the link. The step takes the fastest bandwidth whose cost is
+    within NEGLIGIBLE_PAGES / B of the cheapest, so its cost is the literal minimum's in every
+    sense that reaches the total, and the migration does not crawl (it did: 2,148 0.2 s steps
+    for 512 MiB before this rule, cut by the time limit)."""
+    step = 0.2
+    F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), 4096, step)
+    B1 = 1e9 * step / 8 / 4096  # 6103.5 pages per step
+    grid = np.linspace(1.0, B1, 200_001)
+    literal = model.step_cost(50_000.0, 1.0, grid, 1e-4, B1, F)
+    b, c = model.best_step_one(50_000.0, 1.0, 1e-4, B1, F)
+    assert grid[np.argmin(literal)] < 0.01 * B1  # the literal argmin crawls
+    assert c <= literal.min() + model.NEGLIGIBLE_PAGES / B1
+    assert b > 0.4 * B1
+    # and the same choice through the vectorised path that `calm model` uses
+    bv, cv = model.best_step(np.array([50_000.0]), np.array([1.0]), 1e-4, B1, F)
+    assert bv[0] > 0.4 * B1 and cv[0] <= literal.min() + model.NEGLIGIBLE_PAGES / B1
