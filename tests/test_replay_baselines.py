@@ -234,3 +234,34 @@ def test_calm_does_not_stop_right_after_a_burst(tmp_path):
     assert not r.forced and r.final_pages <= 100, (r.final_pages, r.stop_reason)
     short = simulate(src, Calm(clean_window=20, plateau=None), 780.0, F)  # the old 20-step estimate
     assert short.final_pages > 7000 and r.cost < short.cost / 10
+
+
+def test_saturated_calm_waits_for_a_quiet_step_when_waiting_is_free(tmp_path):
+    """Once every dirty page fits in a step, each further step draws a new dirty set (the pages
+    written in the step before). Here 200 hot pages are written per step except every 7th step
+    (5 pages), and F is 0 above 100 pages/step of service bandwidth: waiting costs nothing, so
+    CALM must stop on a quiet step's 5 pages. The earlier rule (stop at the second saturated
+    step, min_draws=2) stopped with 200."""
+    from replay.cost import table_cost
+
+    free = in_pages(table_cost([50 * PAGE_BPS, 100 * PAGE_BPS], [0.5, 0.0]), 4096, STEP)
+    src = source(tmp_path, lambda s: range(5) if s % 7 == 3 else range(200), 4096, n_steps=14)
+    r = simulate(src, Calm(), 1000.0, free)
+    assert "small enough to stop on" in r.stop_reason and not r.forced
+    assert r.final_pages == 5 and r.cost == pytest.approx(5 / 1000 * STEP)
+    hasty = simulate(src, Calm(min_draws=2), 1000.0, free)
+    assert hasty.final_pages == 200
+
+
+def test_saturated_calm_stops_at_once_when_a_step_costs_more_than_the_downtime(tmp_path):
+    """The same trace with a service that suffers at any bandwidth (F from 0.6 at 100 pages/step
+    to 0.3 at the whole link): pre-copy still pays, but one more saturated step costs more than
+    the downtime of all 200 dirty pages, so CALM stops at its second saturated step (0.5 s)
+    instead of waiting for a quiet one."""
+    from replay.cost import table_cost
+
+    dear = in_pages(table_cost([100 * PAGE_BPS, 1000 * PAGE_BPS], [0.6, 0.3]), 4096, STEP)
+    src = source(tmp_path, lambda s: range(5) if s % 7 == 3 else range(200), 4096, n_steps=14)
+    r = simulate(src, Calm(), 1000.0, dear)
+    assert "small enough to stop on" in r.stop_reason
+    assert r.final_pages == 200 and r.precopy_time == pytest.approx(0.5)

@@ -6,9 +6,20 @@ and moves to stop-and-copy once c_i* >= 1/B (one more clean page would cost more
 downtime it saves). b_i* rises as clean pages accumulate: low bandwidth first, higher later.
 
 The model's other stop, "at i = M", is never reached literally in whole steps: the pages written
-in every step stay dirty, so the clean count saturates near M - p M. Its discrete reading is used:
-when a step can send every dirty page (n_dirty <= b_i*) CALM sends them; if the next step finds
-that true again (pages were written meanwhile), it stops.
+in every step stay dirty, so the clean count saturates near M - p M. Its discrete reading: once a
+step can send every dirty page (n_dirty <= b_i*), CALM is *saturated*, and each further step
+only trades one step of pre-copy cost for a fresh draw of the dirty set, the pages written in
+the step before. When to stop is then the classic optimal-stopping problem with a cost per
+draw: stop at the first saturated step whose dirty count X is at or below the threshold t with
+E[(t - X')+] = c_wait B, X' drawn from the dirty counts of the saturated steps seen so far and
+c_wait the cost of one more step (F(B - b) while sending, F(B) for the idle rest). A costly
+step gives a high threshold and CALM stops at the second saturated step (the earlier rule); a
+negligible one (an M/M/1 service with bandwidth to spare) makes CALM wait for a quiet step,
+which is what Clark's "fewer than 256 KiB left" gets by luck. Two draws say nothing about
+the distribution (the first is the end of a pass, and the second is the lowest of two with
+probability 1/2), so CALM stops on the threshold only after `min_draws` saturated steps
+(default 10), or at once when one more step costs more than the whole dirty set's downtime.
+The plateau rule below bounds the wait.
 
 Estimating p online (model.md leaves the estimator open, and its uniform p is not enough on a
 real trace). The uniform model's step N(t+1) = q (N(t) + b) applies one p to two different sets
@@ -46,6 +57,10 @@ Passing `p` fixes both (an oracle, used by the tests against the uniform model).
 
 from __future__ import annotations
 
+from collections import deque
+
+import numpy as np
+
 from replay.model import best_step_one
 from replay.policies.base import Policy, Stop, View
 
@@ -57,10 +72,11 @@ class Calm(Policy):
     continuous = True
 
     def __init__(self, p: float | None = None, window: float = 20.0, clean_window: float | None = 100.0,
-                 plateau: float | None = 300.0) -> None:
+                 plateau: float | None = 300.0, min_draws: int = 10) -> None:
         if window < 1 or (clean_window is not None and clean_window < 1):
             raise ValueError("CALM's estimation windows must be at least one step")
         self.p, self.window, self.clean_window, self.plateau = p, window, clean_window, plateau
+        self.min_draws = min_draws
 
     def begin(self, ctx) -> None:
         super().begin(ctx)
@@ -68,7 +84,7 @@ class Calm(Policy):
         self._seen = (0, 0)  # cumulative (sent_dirtied, total_sent) at the previous step
         self._cd = self._ce = 0.0
         self._cseen = (0, 0)
-        self._final_pass = False
+        self._saturated: deque[int] = deque(maxlen=int(self.plateau or 300))  # dirty counts then
         self._best_clean, self._best_step = -1, 0  # highest clean count so far, and when
 
     def estimate_p(self, view: View) -> tuple[float, float]:
@@ -105,14 +121,32 @@ class Calm(Policy):
         b, c = best_step_one(i, 1, p_clean, ctx.bandwidth, ctx.cost, p_sent)
         if not c < 1.0 / ctx.bandwidth:
             return Stop("CALM: one more clean page costs more than the downtime it saves")
-        if view.n_dirty <= b:  # this step can send every dirty page: i reaches M ...
-            if self._final_pass:  # ... which it already did one step ago: saturated, stop
-                return Stop("CALM: every dirty page would go within this step (i = M)")
-            self._final_pass = True
-        else:
-            self._final_pass = False
+        if view.n_dirty <= b:  # this step can send every dirty page: i reaches M (saturated)
+            self._saturated.append(view.n_dirty)
+            t, budget = self.stop_threshold(b, view.n_dirty)
+            enough = len(self._saturated) >= self.min_draws or view.n_dirty <= budget
+            if len(self._saturated) >= 2 and enough and view.n_dirty <= t:
+                return Stop("CALM: every dirty page would go within this step (i = M), "
+                            "and this step's dirty set is small enough to stop on")
         return b
+
+    def stop_threshold(self, b: float, n_dirty: int) -> tuple[float, float]:
+        """(t, c_wait B): t with mean((t - X)+) = c_wait B over the saturated dirty counts X, and
+        c_wait B, one more step's cost in pages of downtime (module docstring)."""
+        ctx = self.ctx
+        B = ctx.bandwidth
+        busy = min(n_dirty / b, 1.0) if b > 0 else 1.0
+        c_wait = float(ctx.cost(B - b)) * busy + float(ctx.cost(B)) * (1.0 - busy)
+        budget = c_wait * B
+        x = np.sort(np.fromiter(self._saturated, dtype=float))
+        n = x.size
+        # mean((t - X)+) at t = x[j] is (j + 1) x[j] / n - cumsum(x)[j] / n, increasing in j
+        csum = np.cumsum(x)
+        at_knots = (np.arange(1, n + 1) * x - csum) / n
+        j = int(np.searchsorted(at_knots, budget, side="right")) - 1  # last knot within budget
+        return float(x[j] + (budget - at_knots[j]) * n / (j + 1)), budget
 
     def describe(self) -> dict:
         return {"p": self.p if self.p is not None else "online estimate (p_clean pooled, p_sent windowed)",
-                "window_steps": self.window}
+                "window_steps": self.window, "clean_window_steps": self.clean_window,
+                "plateau_steps": self.plateau, "min_draws": self.min_draws}
