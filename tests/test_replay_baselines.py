@@ -247,7 +247,7 @@ def test_saturated_calm_waits_for_a_quiet_step_when_waiting_is_free(tmp_path):
     free = in_pages(table_cost([50 * PAGE_BPS, 100 * PAGE_BPS], [0.5, 0.0]), 4096, STEP)
     src = source(tmp_path, lambda s: range(5) if s % 7 == 3 else range(200), 4096, n_steps=14)
     r = simulate(src, Calm(), 1000.0, free)
-    assert "small enough to stop on" in r.stop_reason and not r.forced
+    assert "few enough to stop on" in r.stop_reason and not r.forced
     assert r.final_pages == 5 and r.cost == pytest.approx(5 / 1000 * STEP)
     hasty = simulate(src, Calm(min_draws=2), 1000.0, free)
     assert hasty.final_pages == 200
@@ -263,5 +263,5 @@ def test_saturated_calm_stops_at_once_when_a_step_costs_more_than_the_downtime(t
     dear = in_pages(table_cost([100 * PAGE_BPS, 1000 * PAGE_BPS], [0.6, 0.3]), 4096, STEP)
     src = source(tmp_path, lambda s: range(5) if s % 7 == 3 else range(200), 4096, n_steps=14)
     r = simulate(src, Calm(), 1000.0, dear)
-    assert "small enough to stop on" in r.stop_reason
+    assert "few enough to stop on" in r.stop_reason
     assert r.final_pages == 200 and r.precopy_time == pytest.approx(0.5)

@@ -126,8 +126,7 @@ class Calm(Policy):
             t, budget = self.stop_threshold(b, view.n_dirty)
             enough = len(self._saturated) >= self.min_draws or view.n_dirty <= budget
             if len(self._saturated) >= 2 and enough and view.n_dirty <= t:
-                return Stop("CALM: every dirty page would go within this step (i = M), "
-                            "and this step's dirty set is small enough to stop on")
+                return Stop("CALM: i = M (all dirty pages fit in a step), few enough to stop on")
         return b
 
     def stop_threshold(self, b: float, n_dirty: int) -> tuple[float, float]:
