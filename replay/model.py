@@ -119,7 +119,10 @@ class FixedPlan:
 # cost), so c_i(b) is 1e-48 at a crawl and 1e-25 at half the link: both nothing, yet the
 # literal argmin is the crawl, and a 512 MiB migration then outlasts any time limit. Summed over
 # even 2^30 steps, differences below this change the total by under a millionth of one page's
-# downtime, far below what the float total of (M - N)/B can hold.
+# downtime, far below what the float total of (M - N)/B can hold. Where every step is that cheap
+# CALM's schedule is flat at the band's fast end (measured: `calm model --ram 1GiB --bandwidth
+# 1Gbit --time-unit 100ms --p 0.0005` gives 1847.5 -> 1845.6 pages per unit, drifting down 0.1%
+# as T(i -> i+1) grows) instead of "low first, higher later", and costs what Fixed costs.
 NEGLIGIBLE_PAGES = 1e-15
 
 
