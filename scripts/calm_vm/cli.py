@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mount host DIR read-write at the same path in the guest (repeatable)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set an environment variable for the command (repeatable)")
+    parser.add_argument("--append", action="append", default=[], metavar="PARAM",
+                        help="add a kernel parameter, e.g. transparent_hugepage=never (repeatable; later "
+                             "ones win over the harness's own)")
     parser.add_argument("--fetch-only", action="store_true",
                         help="download and cache the kernel and initramfs, then exit")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         options = GuestOptions(accel=args.accel, memory_mib=args.memory, cpus=args.cpus,
                                timeout=args.timeout, writable=[os.path.abspath(d) for d in args.rw],
-                               env=env)
+                               env=env, kernel_args=args.append)
         result = run_in_guest(kernel, command, options)
     except VmError as error:
         print(f"calm-vm: error: {error}", file=sys.stderr)
