@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from calm.cli import OneLineErrorParser
+
 from . import KERNELS, VmError
 from .guest import GuestOptions, run_in_guest
 from .kernels import cache_dir, fetch
@@ -24,7 +26,7 @@ The exit status is the guest command's (124 on --timeout, 2 on a harness error).
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="calm-vm",
         description="Run a command inside a qemu guest whose Debian kernel has soft-dirty "
                     "(and, on 6.12, PAGEMAP_SCAN), with the host root shared read-only.",
