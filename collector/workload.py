@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calm.cli import OneLineErrorParser
+
 PAGE_SIZE = mmap.PAGESIZE
 
 
@@ -198,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m collector.workload",
         description="Dirty memory with known per-page probabilities (ground truth for calm).",
     )

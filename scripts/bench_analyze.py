@@ -31,6 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from calm.cli import OneLineErrorParser  # noqa: E402
+
 PAGE = 4096
 
 
@@ -114,7 +116,7 @@ def run_phase(phase: str, trace: Path, out_dir: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineErrorParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--mib", type=int, default=1024, help="mapped memory in MiB (two processes)")
     parser.add_argument("--keep", type=Path, help="directory to keep the trace and outputs in")

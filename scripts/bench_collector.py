@@ -14,7 +14,6 @@ Usage: python scripts/bench_collector.py [--sizes 64,256,1024] [--repeat 15]
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -30,6 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from calm.cli import OneLineErrorParser  # noqa: E402
 from collector import procfs  # noqa: E402
 from collector.backends import HashBackend, SoftDirtyBackend  # noqa: E402
 from collector.trace_reader import Trace  # noqa: E402
@@ -144,7 +144,7 @@ def size_report(tmp: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,256,1024", help="target sizes in MiB")
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()

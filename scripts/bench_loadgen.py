@@ -11,7 +11,6 @@ sustain with a client that costs almost nothing. Both share the machine's cores 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
@@ -25,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calm_apache import Apache  # noqa: E402
 
+from calm.cli import OneLineErrorParser  # noqa: E402
 from calm.loadgen import LoadConfig, run_load, summarise  # noqa: E402
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineErrorParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", default="500,1000,2000,3000")
     p.add_argument("--seconds", type=float, default=5.0)
     args = p.parse_args()

@@ -17,7 +17,6 @@ full-read / scan measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import mmap
 import os
@@ -28,6 +27,7 @@ import time
 
 import numpy as np
 
+from calm.cli import OneLineErrorParser
 from collector import procfs
 from collector.backends import SoftDirtyBackend
 from collector.pagemap_scan import scan_soft_dirty, scan_supported
@@ -44,7 +44,7 @@ def scan_sample(backend: SoftDirtyBackend) -> np.ndarray:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="buffer size (default 256)")
     parser.add_argument("--repeats", type=int, default=15, help="samples per method and fraction")
     parser.add_argument("--fractions", default="0.01,0.10", help="dirty fractions (default 0.01,0.10)")

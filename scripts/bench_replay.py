@@ -15,7 +15,6 @@ table, CSV and JSON, no plots).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from calm.cli import OneLineErrorParser  # noqa: E402
 from replay import model  # noqa: E402
 from replay.cost import DEFAULT_COST_SPEC, in_pages, parse_cost  # noqa: E402
 from replay.runner import ALGORITHMS, run_replay  # noqa: E402
@@ -68,7 +68,7 @@ def machine() -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineErrorParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", metavar="DIR", help="keep the trace and outputs in DIR")
     ap.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")

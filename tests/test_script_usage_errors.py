@@ -1,0 +1,32 @@
+"""Every command a user can run, the project's scripts included, answers a usage error with one
+line on stderr and exit 2 (calm's own subcommands are tested with their inputs elsewhere)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from collector_helpers import REPO
+
+COMMANDS = [
+    ["scripts/calm-vm", "--cpus", "x", "--", "true"],
+    ["scripts/profile-apache", "--bogus"],
+    ["scripts/measure-cost-curve", "--bogus"],
+    ["scripts/bench_collector.py", "--bogus"],
+    ["scripts/bench_analyze.py", "--bogus"],
+    ["scripts/bench_replay.py", "--repeat", "x"],
+    ["scripts/bench_loadgen.py", "--bogus"],
+    ["scripts/bench_pagemap_scan.py", "--bogus"],
+    ["-m", "collector.workload", "--pages", "x"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_usage_error_is_one_line(command, tmp_path):
+    args = [sys.executable, *(command if command[0] == "-m" else [str(REPO / command[0]), *command[1:]])]
+    proc = subprocess.run(args, cwd=tmp_path if command[0] != "-m" else REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and ": error: " in lines[0] and "--help" in lines[0], proc.stderr
