@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from analyzer_helpers import handcrafted_trace
-from calm.report.units import sig
 from collector_helpers import calm, one_line_error
+
+from calm.report.units import sig
 
 
 class Tables(HTMLParser):
@@ -129,6 +130,18 @@ def test_results_of_another_workload_are_flagged(made, tmp_path: Path) -> None:
     other.write_bytes(made["trace"].read_bytes())
     calm("report", str(other), "--replay", str(made["results"]), "-o", str(out), "-q", "--force", check=True)
     assert "computed from" in out.read_text() and "not from other.h5" in out.read_text()
+
+
+def test_a_replay_that_skipped_the_start_says_so(made, tmp_path: Path) -> None:
+    replay = tmp_path / "replay"
+    calm("replay", str(made["trace"]), "-s", "1MiB@8Mbit", "-a", "fixed", "--skip", "1s", "-q",
+         "--no-plots", "-o", str(replay), check=True)
+    out = tmp_path / "r.html"
+    calm("report", str(made["trace"]), "--replay", str(replay), "-o", str(out), "-q", check=True)
+    assert "left out the trace's first 2 samples (1 s, with --skip)" in unescape(out.read_text())
+    calm("report", str(made["trace"]), "--replay", str(made["results"]), "-o", str(out), "-q", "--force",
+         check=True)
+    assert "left out the trace" not in out.read_text()
 
 
 def test_existing_output_needs_force(made, tmp_path: Path) -> None:

@@ -266,6 +266,10 @@ def _replay(a, results: dict, source: str) -> Raw:
     elif workload.get("kind") == "uniform":
         notes.append(tag("div", f"Note: these replay results are of a synthetic uniform workload "
                                 f"(p = {workload.get('p')}), not of this trace.", class_="note"))
+    if workload.get("skipped_samples"):
+        notes.append(tag("div", f"The replay left out the trace's first {workload['skipped_samples']:,} samples "
+                                f"({float(workload.get('skipped_seconds', 0)):.3g} s, with --skip), the service's "
+                                "start-up, and looped the rest.", class_="note"))
     rows, classes = [], []
     page_size = int(results["page_size"])
     for sc in results["scenarios"]:
