@@ -129,6 +129,11 @@ NEGLIGIBLE_PAGES = 1e-15
 _TIE_ZOOM = np.linspace(0.0, 1.0, 33)
 
 
+def _tie_limit(cost, pages, bandwidth: float):
+    """The highest cost that still ties with `cost` for a step gaining `pages` clean pages."""
+    return np.asarray(cost, dtype=float) + NEGLIGIBLE_PAGES * np.asarray(pages, dtype=float) / bandwidth
+
+
 def _fastest_as_cheap(f, b_best, c_best, b_max, pages, bandwidth: float, rounds: int = 6):
     """The largest b in [b_best, b_max] with f(b) <= c_best + NEGLIGIBLE_PAGES * pages / B.
 
@@ -137,7 +142,7 @@ def _fastest_as_cheap(f, b_best, c_best, b_max, pages, bandwidth: float, rounds:
     the interval for 6) find where it leaves the tie band. Vectorised over arrays of steps; `f`
     takes b of shape (..., points). Returns (b, f(b))."""
     b_best, c_best = np.asarray(b_best, dtype=float), np.asarray(c_best, dtype=float)
-    limit = (c_best + NEGLIGIBLE_PAGES * np.asarray(pages, dtype=float) / bandwidth)[..., None]
+    limit = _tie_limit(c_best, pages, bandwidth)[..., None]
     lo = b_best.copy()
     hi = np.broadcast_to(np.asarray(b_max, dtype=float), b_best.shape).copy()
     b, c = b_best, c_best
@@ -150,8 +155,8 @@ def _fastest_as_cheap(f, b_best, c_best, b_max, pages, bandwidth: float, rounds:
         b = np.take_along_axis(grid, j[..., None], axis=-1)[..., 0]
         c = np.take_along_axis(cost, j[..., None], axis=-1)[..., 0]
         lo, hi = b, np.take_along_axis(grid, np.minimum(j + 1, _TIE_ZOOM.size - 1)[..., None], axis=-1)[..., 0]
-    keep = ~np.isfinite(c_best) | (b < b_best)
-    return np.where(keep, b_best, b), np.where(keep, c_best, c)
+    infeasible = ~np.isfinite(c_best)
+    return np.where(infeasible, b_best, b), np.where(infeasible, c_best, c)
 
 
 def _last_argmin(values: np.ndarray, axis: int | None = None):
@@ -264,7 +269,7 @@ def best_step(i, k, p: float, bandwidth: float, cost: PagesCost,
     # worth having (a narrower band ties anyway); most steps of a costly F have none.
     probe = b_min + (bandwidth - b_min) * _TIE_ZOOM[1]
     wide = np.flatnonzero(step_cost(i, k, probe, p, bandwidth, cost)
-                          <= c_min + NEGLIGIBLE_PAGES * k / bandwidth)
+                          <= _tie_limit(c_min, k, bandwidth))
     if wide.size:
         iw, kw = i[wide, None], k[wide, None]
         b_min[wide], c_min[wide] = _fastest_as_cheap(
@@ -299,7 +304,7 @@ def best_step_one(i: float, k: float, p: float, bandwidth: float, cost: PagesCos
         best = (float(grid[j]), float(c[j]))
         right = float(c[j + 1]) if j + 1 < len(c) else np.inf
         grid = a + (z - a) * _ONE_ZOOM[1:]
-    if j + 1 < len(c) and right > best[1] + NEGLIGIBLE_PAGES * k / bandwidth:
+    if j + 1 < len(c) and right > _tie_limit(best[1], k, bandwidth):
         return best  # the cost already rises out of the tie band at the next point of the finest grid
     b, c = _fastest_as_cheap(lambda x: step_cost(i, k, x, p, bandwidth, cost, p_sent),
                              np.array(best[0]), np.array(best[1]), bandwidth, k, bandwidth, rounds=3)
