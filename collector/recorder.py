@@ -25,17 +25,22 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from calm.core.version import __version__
 from calm.core.errors import CalmError
 from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backend
-from calm.collector.procfs import PAGE_SIZE, ProcessGone, read_maps
+from calm.collector.procfs import PAGE_SIZE, ProcessGone
 from calm.trace.maps import MapsTable
 from calm.core.progress import Progress
-from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
-from calm.trace.writer import TraceWriter, check_output_path
+from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe, why_no_memory
+from calm.core.paths import check_output_path
+from calm.core import ready
+
+if TYPE_CHECKING:
+    from calm.trace.writer import TraceWriter
 
 FLUSH_EVERY_SECONDS = 1.0
 TERMINATE_GRACE_SECONDS = 5.0
@@ -52,6 +57,7 @@ class RecordOptions:
     duration: float | None = None
     force: bool = False
     quiet: bool = False
+    ready_file: Path | None = None  # created once recording has started (calm.core.ready)
 
 
 @dataclass
@@ -113,14 +119,6 @@ class _StopSignals:
         os.close(self._write_fd)
 
 
-def _alive_without_memory(proc: psutil.Process) -> bool:
-    """A live process whose memory cannot be opened because it has none (kernel threads)."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE and not read_maps(proc.pid).start.size
-    except (psutil.Error, ProcessGone, CalmError):
-        return False
-
-
 def _validate(options: RecordOptions) -> None:
     if not (options.interval > 0):
         raise CalmError(f"--interval must be > 0 seconds, got {options.interval}")
@@ -131,6 +129,10 @@ def _validate(options: RecordOptions) -> None:
     if not options.pids and not options.command:
         raise CalmError("nothing to record: give --pid PID or a command after --")
     check_output_path(options.output, force=options.force)
+    if options.ready_file is not None:
+        ready.check_ready_file(options.ready_file)
+        if options.ready_file.resolve() == options.output.resolve():
+            raise CalmError("the ready file and the output trace must be different files")
 
 
 class Recorder:
@@ -170,13 +172,9 @@ class Recorder:
             if len(maps) == 0:
                 raise ProcessGone(proc.pid)
         except (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessGone):
-            if _alive_without_memory(proc):
-                if required:
-                    raise CalmError(f"pid {proc.pid} has no user memory to record (a kernel thread?)") from None
-                return None
             if required:
                 who = f"command {self.options.command[0]}" if self.popen else f"pid {proc.pid}"
-                raise CalmError(f"{who} exited before recording started") from None
+                raise CalmError(f"{who} {why_no_memory(proc.pid)}") from None
             return None
         except (CalmError, psutil.AccessDenied) as exc:
             if required:
@@ -204,16 +202,23 @@ class Recorder:
         status, end_reason = "complete", ""
         t0 = time.monotonic()
         try:
+            if options.ready_file is not None:
+                ready.remove_stale(options.ready_file)
             roots = self._roots()
             targets = TargetSet(roots, options.children)
             # Every initial target is opened before the file exists: a refusal leaves nothing.
             prepared = [self._prepare(proc, required=proc in roots)
                         for proc in (targets.current() or roots)]
             self.progress.note(f"calm record: using the {self.why}")
+            # h5py loads only now, inside the first interval: the first sample is not delayed by it.
+            from calm.trace.writer import TraceWriter
+
             self.writer = TraceWriter(options.output, force=options.force, attrs=self._attrs(t0))
             for pending in prepared:
                 if pending is not None:
                     self._register(pending)
+            if options.ready_file is not None:  # every write from now on lands in the trace
+                ready.announce(options.ready_file)
             end_reason = self._loop(targets, stop, t0)
         except CalmError:
             status, end_reason = "failed", "error"
@@ -272,11 +277,24 @@ class Recorder:
             if self.popen is not None and self.popen.poll() is not None:
                 return f"command exited with status {self.popen.returncode}"
             if not self.tracked:
+                if self._command_exiting():
+                    return f"command exited with status {self.popen.returncode}"
                 return "all target processes exited"
             next_round += interval
             if next_round < previous_end:
                 self.overruns += 1
                 next_round = previous_end
+
+    def _command_exiting(self) -> bool:
+        """Waits for a launched command whose memory is gone: it is exiting but may not be a zombie
+        yet, and its exit status is calm's."""
+        if self.popen is None:
+            return False
+        try:
+            self.popen.wait(TERMINATE_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def _follow(self, targets: TargetSet, next_sample: int) -> None:
         """Closes processes that are gone and attaches new children."""

@@ -16,6 +16,43 @@ import psutil
 from calm.core.errors import CalmError
 
 
+# Task flags in field 9 of /proc/PID/stat (include/linux/sched.h).
+PF_EXITING = 0x00000004  # in do_exit(): memory is being or has been torn down
+PF_KTHREAD = 0x00200000  # a kernel thread: never had user memory
+
+
+def task_flags(pid: int) -> int | None:
+    """The kernel's task flags of a process, or None once it is gone (reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The name in parentheses may itself hold spaces and parentheses: fields start after the last ")".
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[6])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_kernel_thread(pid: int) -> bool:
+    flags = task_flags(pid)
+    return flags is not None and bool(flags & PF_KTHREAD)
+
+
+def why_no_memory(pid: int) -> str:
+    """Why a process calm could not open has no memory to record, as the end of an error message
+    ("pid 12 ..."): it exited (gone, a zombie, or still tearing its memory down; such a process is
+    not yet a zombie and its map is already empty), it is a kernel thread, or neither is known."""
+    flags = task_flags(pid)
+    if flags is None or flags & PF_EXITING:
+        return "exited before recording started"
+    if flags & PF_KTHREAD:
+        return "is a kernel thread: it has no user memory to record"
+    return "has no user memory mapped"
+
+
 @dataclass(frozen=True)
 class ProcessIdentity:
     """A process as (pid, creation time): a reused pid is a different process."""
@@ -60,6 +97,8 @@ def check_pid(pid: int) -> psutil.Process:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             raise CalmError(f"pid {pid} has exited (zombie)")
+        if is_kernel_thread(pid):
+            raise CalmError(f"pid {pid} is a kernel thread: it has no user memory to record")
         return proc
     except psutil.NoSuchProcess:
         raise CalmError(f"no process with pid {pid}") from None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,7 +43,9 @@ def start_workload(tmp: Path, **kwargs) -> tuple[subprocess.Popen, Path]:
     return proc, truth
 
 
-def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Waits for a ready file (a handshake, not a delay: it returns as soon as the file is there);
+    fails at once if `proc` exits first. The timeout only stops a hung test."""
     deadline = time.monotonic() + timeout
     while not path.exists() or path.stat().st_size == 0:
         if proc is not None and proc.poll() is not None:
@@ -49,6 +53,90 @@ def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear in {timeout} s")
         time.sleep(0.02)
+
+
+PROGRESS_LINE = re.compile(r"^recording +([0-9.]+) s +samples (\d+) +processes (\d+)")
+
+
+class Recording:
+    """`calm record` running in the background, with the handshakes a test waits on instead of
+    sleeping: its ready file (`--ready-file`: recording has started) and the lines it prints on
+    stderr (notes such as "pid N exited (sample K)" and, when not on a terminal, a progress line
+    "recording T s  samples N  processes P ..." after the first sample and every 5 s)."""
+
+    def __init__(self, tmp: Path, *args: str, name: str = "rec") -> None:
+        self.ready = tmp / f"{name}.ready"
+        self.proc = subprocess.Popen([sys.executable, "-m", "calm", "record", "--ready-file", str(self.ready), *args],
+                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self.stdout = ""
+        self._changed = threading.Condition()
+        self._eof = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        wait_for_file(self.ready, self.proc, timeout)
+
+    def wait_for_line(self, matches, timeout: float = 120) -> str:
+        """The first stderr line for which `matches(line)` is true (a substring also works)."""
+        test = (lambda line: matches in line) if isinstance(matches, str) else matches
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if test(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if self._eof or left <= 0:
+                    raise AssertionError(f"calm record {'exited' if self._eof else 'timed out'} before the "
+                                         f"expected line; stderr:\n" + "\n".join(self.lines))
+                self._changed.wait(left)
+
+    def wait_for_samples(self, n: int, timeout: float = 120) -> tuple[float, int, int]:
+        """Waits for a progress line reporting at least n samples: (elapsed s, samples, processes)."""
+        def enough(line: str) -> bool:
+            m = PROGRESS_LINE.match(line)
+            return m is not None and int(m[2]) >= n
+        m = PROGRESS_LINE.match(self.wait_for_line(enough, timeout))
+        return float(m[1]), int(m[2]), int(m[3])
+
+    def finish(self, sig: int | None = signal.SIGINT, timeout: float = 120) -> int:
+        """Sends `sig` (None: lets calm end by itself), waits for the exit; returns the exit code."""
+        if sig is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.stdout = self.proc.stdout.read()
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(30)
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10) -> int:

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from calm.collector.backends import soft_dirty_supported
+from calm.collector.targets import PF_EXITING, PF_KTHREAD, is_kernel_thread, task_flags, why_no_memory
 from tests.collector_helpers import calm, one_line_error
 
 
@@ -31,11 +32,7 @@ def test_pid_that_does_not_exist(tmp_path):
 def test_pid_that_already_exited(tmp_path):
     """A child that exited but was not reaped yet (a zombie) is refused."""
     child = subprocess.Popen(["true"])
-    psutil.Process(child.pid)
-    for _ in range(200):
-        if psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE:
-            break
-        __import__("time").sleep(0.01)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # returns once it is a zombie; keeps it one
     try:
         line = one_line_error(calm("record", "--pid", str(child.pid), "-o", str(tmp_path / "x.h5")))
     finally:
@@ -181,7 +178,27 @@ def test_kernel_thread_has_no_memory_to_record(tmp_path):
     if kthreadd is None:
         pytest.skip("no kthreadd visible in this pid namespace")
     line = one_line_error(calm("record", "--pid", str(kthreadd.pid), "-o", str(tmp_path / "x.h5")))
-    assert "no user memory" in line
+    assert f"pid {kthreadd.pid} is a kernel thread: it has no user memory to record" in line
+
+
+def test_why_a_process_has_no_memory_is_told_from_its_task_flags():
+    """A process whose memory map is empty is a kernel thread only if the kernel says so
+    (PF_KTHREAD); one that is exiting (PF_EXITING: a zombie, or still tearing down its memory, when
+    its map is empty but it is not a zombie yet) or gone has exited, never "a kernel thread"."""
+    child = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    try:
+        assert task_flags(child.pid) & PF_EXITING
+        assert why_no_memory(child.pid) == "exited before recording started"
+        assert not is_kernel_thread(child.pid)
+    finally:
+        child.wait()
+    assert task_flags(child.pid) is None and why_no_memory(child.pid) == "exited before recording started"
+    assert not task_flags(os.getpid()) & (PF_EXITING | PF_KTHREAD) and not is_kernel_thread(os.getpid())
+    kthreadd = next((p for p in psutil.process_iter(["name"]) if p.info["name"] == "kthreadd"), None)
+    if kthreadd is not None:  # not visible inside a pid namespace
+        assert is_kernel_thread(kthreadd.pid)
+        assert why_no_memory(kthreadd.pid) == "is a kernel thread: it has no user memory to record"
 
 
 def test_usage_errors_are_one_line(tmp_path):

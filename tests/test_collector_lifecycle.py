@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
@@ -13,29 +13,34 @@ import psutil
 
 from calm.analyzer.accuracy import exact_comparison, load_truth
 from calm.trace.reader import Trace
-from tests.collector_helpers import REPO, calm, start_workload, stop, wait_for_file, workload_command
-
-
-def _calm_popen(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "calm", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+from tests.collector_helpers import REPO, Recording, calm, start_workload, stop, wait_for_file, workload_command
 
 
 def test_children_are_followed_as_they_appear(tmp_path):
-    """A shell that forks two workloads, the second one later: both are recorded, correctly."""
+    """A shell that forks two workloads, the second one once recording has started: both are
+    recorded, correctly, and the second one from a later sample until it exits."""
     first, truth1, _ = workload_command(tmp_path, pages=512, interval=0.13, name="a", seed=1)
-    second, truth2, _ = workload_command(tmp_path, pages=768, interval=0.13, name="b", seed=2,
-                                         duration=2.5)
-    script = f"{' '.join(first)} & sleep 1; {' '.join(second)} & wait"
+    second, truth2, second_ready = workload_command(tmp_path, pages=768, interval=0.13, name="b", seed=2,
+                                                    duration=2.5)
+    go = tmp_path / "go"
+    script = f"{' '.join(first)} & until [ -e {go} ]; do sleep 0.05; done; {' '.join(second)} & wait"
     launcher = subprocess.Popen(["sh", "-c", script], cwd=REPO)
     out = tmp_path / "tree.h5"
     try:
-        calm("record", "--backend", "hash", "--children", "--pid", str(launcher.pid),
-             "--interval", "0.1", "--duration", "5", "-q", "-o", str(out), check=True)
+        with Recording(tmp_path, "--backend", "hash", "--children", "--pid", str(launcher.pid),
+                       "--interval", "0.1", "-o", str(out)) as rec:
+            rec.wait_ready()
+            go.touch()  # the shell starts the second workload only now
+            wait_for_file(second_ready, launcher)
+            second_pid = int(second_ready.read_text())
+            exited = rec.wait_for_line(f"pid {second_pid} exited")  # it ran its 2.5 s and calm noticed
+            noticed_at = int(re.search(r"\(sample (\d+)\)", exited)[1])
+            rec.wait_for_samples(noticed_at + 2)
+            assert rec.finish() == 0, rec.stderr
     finally:
         for proc in psutil.Process(launcher.pid).children(recursive=True):
             proc.terminate()
-        launcher.wait(10)
+        launcher.wait(60)
     with Trace(out) as trace:
         by_pid = {p.pid: p for p in trace.processes}
         for truth_path in (truth1, truth2):
@@ -47,32 +52,38 @@ def test_children_are_followed_as_they_appear(tmp_path):
             assert report.compared >= 5 and report.missed == 0 and report.spurious == 0, report
         # the shell itself is recorded too, and the second workload started later and exited early
         assert launcher.pid in by_pid
-        late = by_pid[int(np.load(truth2)["pid"])]
-        assert late.first_sample >= 5
-        assert late.exit_sample > late.first_sample and late.exit_sample < trace.n_samples
+        late = by_pid[second_pid]
+        assert by_pid[int(np.load(truth1)["pid"])].first_sample == 0
+        assert late.first_sample >= 1  # it did not exist when recording started
+        assert late.exit_sample == noticed_at and late.first_sample < late.exit_sample < trace.n_samples
         assert late.last_sample < late.exit_sample
         assert trace.segment_sample[trace.segment_process == late.row].max() == late.last_sample
 
 
 def test_one_target_exits_the_others_go_on(tmp_path):
-    short, _ = start_workload(tmp_path, pages=256, interval=0.1, duration=1.0, name="short")
+    short, _ = start_workload(tmp_path, pages=256, interval=0.1, name="short")
     long_, _ = start_workload(tmp_path, pages=256, interval=0.1, name="long")
     out = tmp_path / "two.h5"
     try:
-        result = calm("record", "--backend", "hash", "--pid", str(short.pid), "--pid",
-                      str(long_.pid), "--interval", "0.1", "--duration", "3", "-o", str(out),
-                      check=True)
+        with Recording(tmp_path, "--backend", "hash", "--pid", str(short.pid), "--pid", str(long_.pid),
+                       "--interval", "0.1", "-o", str(out)) as rec:
+            rec.wait_ready()
+            stop(short)  # it exits while the recording goes on
+            exited = rec.wait_for_line(f"pid {short.pid} exited")
+            noticed_at = int(re.search(r"\(sample (\d+)\)", exited)[1])
+            _, _, processes = rec.wait_for_samples(noticed_at + 6)
+            assert processes == 1
+            assert rec.finish() == 0, rec.stderr
     finally:
         stop(long_)
-        short.wait(10)
-    assert f"pid {short.pid} exited" in result.stderr
+        stop(short)
     with Trace(out) as trace:
         rows = {p.pid: p for p in trace.processes}
-        assert rows[short.pid].exit_sample > 0
+        assert rows[short.pid].exit_sample == noticed_at > 0
         assert rows[long_.pid].exit_sample == -1
         assert rows[long_.pid].last_sample == trace.n_samples - 1
-        assert trace.n_samples > rows[short.pid].exit_sample + 5
-        assert trace.info.end_reason.startswith("duration")
+        assert trace.n_samples >= noticed_at + 6
+        assert trace.info.end_reason == "stopped by SIGINT"
 
 
 def test_launched_command_recorded_until_it_exits(tmp_path):
@@ -99,42 +110,42 @@ def test_duration_stops_a_launched_command(tmp_path):
 
 
 def test_sigint_and_sigterm_close_the_file_cleanly(tmp_path):
+    """A signal ends the recording at once, and every sample taken so far (flushed or still
+    buffered) is in the closed file."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         workload, _ = start_workload(tmp_path, pages=256, name=f"w{sig}")
         out = tmp_path / f"sig{sig}.h5"
-        rec = _calm_popen("record", "--pid", str(workload.pid), "--interval", "0.05", "-o", str(out))
         try:
-            time.sleep(2)
-            rec.send_signal(sig)
-            _, stderr = rec.communicate(timeout=20)
+            with Recording(tmp_path, "--pid", str(workload.pid), "--interval", "0.05", "-o", str(out)) as rec:
+                rec.wait_for_samples(1)
+                code = rec.finish(sig)
         finally:
             stop(workload)
-        assert rec.returncode == 0, stderr
-        assert "Traceback" not in stderr
+        assert code == 0, rec.stderr
+        assert "Traceback" not in rec.stderr
+        summary = re.search(r"calm record: (\d+) samples", rec.stderr)
         with Trace(out) as trace:
             assert trace.info.status == "complete"
             assert trace.info.end_reason == f"stopped by {signal.Signals(sig).name}"
-            assert trace.n_samples >= 10
+            assert trace.n_samples == int(summary[1]) >= 1
 
 
 def test_sigkill_leaves_every_flushed_sample_readable(tmp_path):
+    """calm flushes at least once a second: when it is killed, at most the samples of its last
+    second are lost (at 0.05 s, at most 21 rounds: one per slot of the fixed-rate schedule)."""
     workload, _ = start_workload(tmp_path, pages=512, name="victim")
     out = tmp_path / "killed.h5"
-    rec = _calm_popen("record", "--pid", str(workload.pid), "--interval", "0.05", "-o", str(out))
     try:
-        wait_for_file(out)
-        time.sleep(3.2)
-        killed_at = time.monotonic()
-        rec.kill()
-        rec.wait(10)
+        with Recording(tmp_path, "--pid", str(workload.pid), "--interval", "0.05", "-o", str(out)) as rec:
+            rec.wait_ready()
+            rec.wait_for_samples(1)
+            _, reported, _ = rec.wait_for_samples(2)  # the next progress line, about 5 s later
+            rec.kill()
     finally:
         stop(workload)
     with h5py.File(out, "r") as f:
         assert f.attrs["status"] == "recording"  # never closed
-        start = float(f.attrs["start_monotonic"])
     with Trace(out) as trace:
-        # flushed at least once a second: samples up to about a second before the kill are there
-        assert trace.n_samples >= 20
-        assert trace.t_end[-1] >= killed_at - start - 1.5
+        assert trace.n_samples >= reported - (1 / 0.05 + 1), (trace.n_samples, reported)
         assert trace.n_events > 0
         assert sum(1 for _ in trace.iter_samples()) == trace.n_samples

@@ -21,6 +21,8 @@ EPILOG = (
     "examples:\n"
     "  calm record --pid 1234 --children --interval 500ms --duration 60s -o apache.h5\n"
     "  calm record --duration 10s -o workload.h5 -- python -m calm.workloads.groundtruth --profile service\n"
+    "  calm record --pid 1234 -o run.h5 --ready-file rec.ready &\n"
+    "  until [ -e rec.ready ]; do sleep 0.1; done; ...run the load...; kill -INT $(cat rec.ready)\n"
     "backends: soft-dirty (kernel bit 55 via clear_refs/pagemap; needs CONFIG_MEM_SOFT_DIRTY)\n"
     "          hash (reads and hashes writable resident memory each interval; portable, costlier)"
 )
@@ -43,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"trace file to write (default {DEFAULT_TRACE})")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
+                        help="create FILE (holding calm's pid) once recording has started: every write "
+                             "the targets make after it appears is in the trace. Wait for it instead "
+                             "of sleeping; a stale FILE is removed at start-up")
     parser.add_argument("--json", action="store_true",
                         help="print a machine-readable summary of the recording on stdout")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to launch and record (after --)")
@@ -59,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     options = RecordOptions(
         output=Path(args.output), pids=args.pid, command=command, children=args.children,
         backend=args.backend, interval=args.interval, duration=args.duration, force=args.force,
-        quiet=args.quiet,
+        quiet=args.quiet, ready_file=args.ready_file,
     )
     result = record(options)
     size = options.output.stat().st_size

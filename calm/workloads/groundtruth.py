@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from calm.core import ready
 from calm.core.argtypes import OneLineErrorParser
+from calm.core.errors import CalmError
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -149,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         print(f"workload: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        if args.ready_file:
+            ready.remove_stale(Path(args.ready_file))
+    except CalmError as exc:
+        print(f"workload: error: {exc}", file=sys.stderr)
+        return 1
     region, words, address = allocate(args.pages)
     truth = {
         "base_vpn": np.int64(address // PAGE_SIZE),
@@ -172,7 +180,11 @@ def run(args: argparse.Namespace) -> int:
     if args.truth:
         np.savez(args.truth, **truth)
     if args.ready_file:
-        Path(args.ready_file).write_text(f"{os.getpid()}\n")
+        try:
+            ready.announce(Path(args.ready_file))
+        except CalmError as exc:
+            print(f"workload: error: {exc}", file=sys.stderr)
+            return 1
     t0 = time.monotonic()
     round_no = 0
     while not stop:
@@ -212,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until signalled)")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: no limit)")
     parser.add_argument("--truth", help="write the truth (and at exit the write log) to this .npz")
-    parser.add_argument("--ready-file", help="write our pid here once the memory is resident")
+    parser.add_argument("--ready-file", help="create this file (holding our pid) once the memory is resident (calm.core.ready)")
     return parser
 
 
