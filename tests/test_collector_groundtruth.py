@@ -17,7 +17,7 @@ from tests.collector_helpers import record_workload, row_of
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
 def test_hash_backend_matches_truth(tmp_path, profile):
-    out, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.13, duration=5,
+    out, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.13, samples=50,
                                            profile=profile)
     truth = load_truth(truth_path)
     with Trace(out) as trace:
@@ -37,7 +37,7 @@ def test_hash_backend_matches_truth(tmp_path, profile):
 @pytest.mark.parametrize("wrong", ["doubled", "shuffled"])
 def test_statistical_check_catches_a_wrong_truth(tmp_path, wrong):
     """The checks are not vacuous: the same trace disagrees with a distorted truth."""
-    out, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.13, duration=5,
+    out, truth_path, pid = record_workload(tmp_path, pages=2048, interval=0.13, samples=50,
                                            profile="hotcold:0.2:0.5:0.02")
     truth = load_truth(truth_path)
     with Trace(out) as trace:

@@ -68,6 +68,21 @@ def assert_gone(httpd: int, pid: int) -> None:
     assert not psutil.pid_exists(httpd) or psutil.Process(httpd).status() == psutil.STATUS_ZOMBIE
 
 
+def wait_for_load(script: subprocess.Popen, timeout: float = 120) -> None:
+    """Waits until the script's `calm load` runs (a handshake on the process tree, not a delay)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for child in psutil.Process(script.pid).children(recursive=True):
+            try:
+                if child.cmdline()[1:4] == ["-m", "calm", "load"]:
+                    return
+            except (psutil.Error, IndexError):
+                continue
+        assert script.poll() is None, "the script exited before its load started"
+        assert time.monotonic() < deadline, f"no calm load started in {timeout} s"
+        time.sleep(0.02)
+
+
 def test_three_step_cost_curve(tmp_path):
     out = tmp_path / "curve"
     proc = subprocess.run([sys.executable, str(SCRIPT), "-o", str(out), "--no-install", "--steps", ",".join(STEPS),
@@ -118,7 +133,7 @@ def test_cleanup_on_sigterm(tmp_path):
     first = proc.stdout.readline()
     httpd, pid = script_pid(first)
     assert len(namespaces_of(pid)) == 2
-    time.sleep(2)  # inside the first step's load
+    wait_for_load(proc)  # inside the first step's load
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -2,13 +2,22 @@
 loop under slow responses, latency and SLA accounting, timeouts, and refused input.
 
 The server is a small threaded http.server in its own process that logs the monotonic time at which
-each request arrived and can delay its answer (/sleep/MS), so the arrival process and the latencies
-are checked from the other end of the socket, not from the generator's own bookkeeping.
+each request arrived (except /ping, see `machine_speed`) and can delay its answer (/sleep/MS), so
+the arrival process and the latencies are checked from the other end of the socket, not from the
+generator's own bookkeeping.
+
+What is checked exactly holds on any machine: the server saw each request between the moment the
+generator says it started it and the moment it got the answer (one CLOCK_MONOTONIC for all
+processes), latencies are at least what the server took, and the accounting matches the
+per-request data. What depends on the machine's speed (how much latency the generator may add, how
+late it may start requests) is judged against a trivial request's latency measured by
+`machine_speed.RequestPing` during the same test, never against a constant.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -23,6 +32,7 @@ import pytest
 from calm.core.errors import CalmError
 from calm.workloads.loadgen import LoadConfig, check_address_allowed, parse_target, poisson_schedule, run_load, summarise
 from tests.collector_helpers import REPO, calm
+from tests.machine_speed import RequestPing
 
 SERVER = r"""
 import sys, time, threading
@@ -34,8 +44,9 @@ lock = threading.Lock()
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         t = time.monotonic()
-        with lock:
-            log.write(f"{t:.6f}\n")
+        if self.path != "/ping":  # the machine-speed probe's requests are not the load's
+            with lock:
+                log.write(f"{t:.6f}\n")
         if self.path.startswith("/sleep/"):
             time.sleep(int(self.path.split("/")[2]) / 1000)
         body = b"x" * 2048
@@ -71,6 +82,27 @@ def server(tmp_path):
     proc.wait()
 
 
+def ping(url: str) -> RequestPing:
+    host, port = url.removeprefix("http://").split(":")
+    return RequestPing(host, int(port))
+
+
+def added_latency_bound(machine: RequestPing) -> float:
+    """The most the generator may add to a request's latency beyond the server's own time: four
+    times the worst latency of a trivial request during the same run, plus 50 ms."""
+    return 0.05 + 4 * machine.worst
+
+
+def assert_seen_between_start_and_end(arrivals: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+    """Each request reached the server after the generator started it and before it got the last
+    byte back. Requests are not labelled, but if arrival_i lies in [start_i, end_i] for every i, the
+    k-th smallest arrival lies between the k-th smallest start and the k-th smallest end."""
+    arrivals, starts, ends = np.sort(arrivals), np.sort(starts), np.sort(ends)
+    eps = 5e-6  # the log and the CSV keep microseconds
+    assert np.all(arrivals >= starts - eps), np.max(starts - arrivals)
+    assert np.all(arrivals <= ends + eps), np.max(arrivals - ends)
+
+
 def ks_exponential(gaps: np.ndarray, rate: float) -> float:
     """Kolmogorov-Smirnov distance between the gaps' empirical CDF and Exp(rate)."""
     x = np.sort(gaps)
@@ -98,8 +130,9 @@ def test_server_sees_poisson_arrivals(server, tmp_path):
     url, log = server
     rate = 60.0
     out = tmp_path / "lat.csv"
-    proc = calm("load", f"{url}/", "--rate", str(rate), "--duration", "8", "--sla", "0.5", "--seed", "11",
-                "-o", str(out), "--json", timeout=60)
+    with ping(url) as machine:
+        proc = calm("load", f"{url}/", "--rate", str(rate), "--duration", "8", "--sla", "0.5", "--seed", "11",
+                    "-o", str(out), "--json", timeout=300)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     n = summary["requests"]
@@ -111,13 +144,8 @@ def test_server_sees_poisson_arrivals(server, tmp_path):
     scheduled = np.array([float(r["scheduled_s"]) for r in rows])
     gaps = np.diff(np.concatenate(([0.0], scheduled)))
     assert ks_exponential(gaps, rate) < ks_critical(len(gaps)), "scheduled gaps are not Exp(rate)"
-    # the server saw the requests at the scheduled times (up to a constant offset and small jitter;
-    # a neighbour stalling the machine may delay a few by tens of ms)
     arrivals = np.sort(np.loadtxt(log))
     assert len(arrivals) == n
-    offset = arrivals - scheduled
-    jitter = np.abs(offset - np.median(offset))
-    assert np.count_nonzero(jitter < 0.020) >= 0.95 * n, np.percentile(jitter, [50, 95, 99])
     server_gaps = np.diff(arrivals)
     assert abs(server_gaps.mean() - 1 / rate) < 4.5 / rate / np.sqrt(len(server_gaps))
     # the latency file has one row per request, with the summary's numbers
@@ -125,9 +153,15 @@ def test_server_sees_poisson_arrivals(server, tmp_path):
     assert all(int(r["body_bytes"]) == 2048 and r["status"] == "200" for r in rows)
     lat = np.array([float(r["latency_s"]) for r in rows])
     lag = np.array([float(r["start_lag_s"]) for r in rows])
+    # the server saw each request when the generator says it started it (its scheduled time plus
+    # the lag it reports), and before its answer was complete
+    starts = summary["start_monotonic"] + scheduled + lag
+    assert_seen_between_start_and_end(arrivals, starts, starts + lat)
     assert summary["late_starts"] == np.count_nonzero(lag > 0.010)
     assert summary["schedule_kept"] == (summary["late_starts"] <= 0.01 * n)
-    assert np.median(lag) < 0.005
+    # typically on time: within 5 ms plus twice what this machine takes for a trivial request
+    assert np.median(lag) <= 0.005 + 2 * machine.quantile(0.5), (np.median(lag), machine)
+    assert np.all(lat <= added_latency_bound(machine)), (lat.max(), machine)
     assert abs(np.percentile(lat, 50, method="higher") - summary["latency_s"]["p50"]) < 1e-6
     assert summary["sla_violations"] == np.count_nonzero(lat > 0.5)
 
@@ -138,10 +172,12 @@ def test_open_loop_under_slow_responses(server):
     Exp(rate) gaps."""
     url, log = server
     rate = 40.0
-    result = run_load(LoadConfig(f"{url}/sleep/400", rate=rate, duration=6, sla=1.0, seed=5))
+    with ping(url) as machine:
+        result = run_load(LoadConfig(f"{url}/sleep/400", rate=rate, duration=6, sla=1.0, seed=5))
     s = summarise(result)
     assert s["ok"] == s["requests"]
-    assert np.all(result.latency >= 0.4) and np.median(result.latency) < 0.6
+    assert np.all(result.latency >= 0.4)
+    assert np.all(result.latency - 0.4 <= added_latency_bound(machine)), (result.latency.max(), machine)
     arrivals = np.sort(np.loadtxt(log))
     assert abs(len(arrivals) / (arrivals[-1] - arrivals[0]) - rate) < 5 * np.sqrt(rate * 6) / 6
     starts = result.scheduled + result.lag
@@ -149,18 +185,31 @@ def test_open_loop_under_slow_responses(server):
     midpoint = starts[len(starts) // 2]
     in_flight = np.count_nonzero((starts <= midpoint) & (ends > midpoint))
     assert in_flight >= 5, in_flight
-    offset = arrivals - np.sort(result.scheduled)
-    assert np.count_nonzero(np.abs(offset - np.median(offset)) < 0.020) >= 0.95 * len(arrivals)
+    assert len(arrivals) == len(starts)
+    assert_seen_between_start_and_end(arrivals, result.start_monotonic + starts, result.start_monotonic + ends)
 
 
-@pytest.mark.parametrize("sla, violated", [(0.2, True), (1.0, False)])
-def test_sla_accounting(server, sla, violated):
+def test_sla_accounting(server):
+    """Every answer takes at least 300 ms (the server sleeps): an SLA of 200 ms is violated by all;
+    one above 300 ms plus what this machine adds (measured in the same run) by none; one in between
+    by exactly the requests slower than it."""
     url, _ = server
-    s = summarise(run_load(LoadConfig(f"{url}/sleep/300", rate=20, count=30, sla=sla, seed=2)))
+    with ping(url) as machine:
+        result = run_load(LoadConfig(f"{url}/sleep/300", rate=20, count=30, sla=1.0, seed=2))
+    lat = result.latency
+
+    def at(sla: float) -> dict:  # the SLA only enters the accounting, so one run serves every SLA
+        return summarise(dataclasses.replace(result, config=dataclasses.replace(result.config, sla=sla)))
+
+    s = at(0.2)
     assert s["requests"] == 30 and s["ok"] == 30
-    assert s["latency_s"]["p50"] >= 0.3
-    assert s["sla_violations"] == (30 if violated else 0)
-    assert s["sla_violation_fraction"] == (1.0 if violated else 0.0)
+    assert s["latency_s"]["p50"] >= 0.3 and np.all(lat >= 0.3)
+    assert s["sla_violations"] == 30 and s["sla_violation_fraction"] == 1.0
+    s = at(0.3 + added_latency_bound(machine))
+    assert s["sla_violations"] == 0 and s["sla_violation_fraction"] == 0.0, (lat.max(), machine)
+    middle = float(np.median(lat))
+    s = at(middle)
+    assert s["sla_violations"] == np.count_nonzero(lat > middle) and 0 < s["sla_violations"] < 30
 
 
 def test_timeouts_and_refused_connections_count_as_violations(server):
@@ -176,11 +225,31 @@ def test_timeouts_and_refused_connections_count_as_violations(server):
 
 
 def test_cli_human_summary(server, tmp_path):
+    """The printed summary says what the per-request CSV holds: the violations, and whether the
+    schedule was kept (a second run makes it fail for sure: one request in flight at a time, each
+    taking 200 ms, and arrivals every 20 ms on average, so arrivals are dropped)."""
     url, _ = server
-    proc = calm("load", f"{url}/", "--rate", "50", "--count", "40", "--sla", "1")
+    out = tmp_path / "lat.csv"
+    proc = calm("load", f"{url}/", "--rate", "50", "--count", "40", "--sla", "1", "-o", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "40 requests" in proc.stdout and "0 of 40 violated" in proc.stdout
-    assert "schedule kept" in proc.stdout or "could not keep the schedule" in proc.stdout
+    rows = list(csv.DictReader(out.open()))
+    violated = sum(1 for r in rows if r["outcome"] != "ok" or float(r["latency_s"]) > 1)
+    late = sum(1 for r in rows if r["start_lag_s"] and float(r["start_lag_s"]) > 0.010)
+    assert "40 requests" in proc.stdout and f"{violated} of 40 violated" in proc.stdout, proc.stdout
+    if late <= 0.01 * 40:
+        assert "schedule kept" in proc.stdout and "could not keep" not in proc.stdout, proc.stdout
+    else:
+        assert f"could not keep the schedule: {late} requests started" in proc.stdout, proc.stdout
+
+    proc = calm("load", f"{url}/sleep/200", "--rate", "50", "--count", "20", "--max-inflight", "1",
+                "--seed", "1", "-o", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    dropped = sum(1 for r in rows if r["outcome"] == "dropped")
+    assert dropped >= 1 and f"{dropped} dropped" in proc.stdout, proc.stdout
+    assert "could not keep the schedule" in proc.stdout and "schedule kept" not in proc.stdout
+    violated = sum(1 for r in rows if r["outcome"] != "ok" or float(r["latency_s"]) > 1)
+    assert f"{violated} of 20 violated" in proc.stdout, proc.stdout
 
 
 @pytest.mark.parametrize("args, code, message", [

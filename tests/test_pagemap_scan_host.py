@@ -78,12 +78,12 @@ def test_unknown_category_is_reported_unsupported() -> None:
 
 
 def test_scan_supported_agrees_with_soft_dirty_support() -> None:
-    """No soft-dirty, no fast path: the probe must not claim PAGEMAP_SCAN soft-dirty support on a
-    kernel that accepts the category but never sets it (the host here)."""
+    """The probe claims the PAGEMAP_SCAN fast path exactly when the kernel has both the ioctl and
+    the soft-dirty bit: not on a kernel that accepts the category but never sets it (the project's
+    host), not on one without the ioctl (before 6.7), and yes on a distribution kernel >= 6.8."""
     supported, reason = ps.scan_supported()
     assert reason
-    if not soft_dirty_supported()[0]:
-        assert not supported, reason
+    assert supported == (soft_dirty_supported()[0] and _has_pagemap_scan()), reason
 
 
 @pytest.mark.skipif(not _has_pagemap_scan(), reason="host kernel has no PAGEMAP_SCAN (< 6.7)")

@@ -132,7 +132,7 @@ DOM_PROBE = """JSON.stringify({
 def report(tmp_path_factory) -> Path:
     """A report of a real recording of the workload and its real replay."""
     tmp = tmp_path_factory.mktemp("report")
-    trace, _, _ = record_workload(tmp, profile="service", pages=2048, duration=4)
+    trace, _, _ = record_workload(tmp, profile="service", pages=2048, samples=40)
     replay = tmp / "replay"
     calm("replay", str(trace), *(a for s in SCENARIOS for a in ("-s", s)), "--sweep", "4", "-q",
          "--no-plots", "-o", str(replay), check=True)

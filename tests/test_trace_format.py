@@ -16,7 +16,7 @@ from calm.core.errors import CalmError
 from calm.collector.procfs import read_maps
 from calm.trace.reader import Trace
 from calm.trace.writer import TraceWriter
-from tests.collector_helpers import REPO
+from tests.collector_helpers import REPO, wait_for_file
 
 ATTRS = dict(page_size=4096, backend="hash", interval=0.1, kernel_release="test", hostname="h",
              start_time="2026-01-01T00:00:00+00:00", start_time_unix=0.0, start_monotonic=0.0,
@@ -110,17 +110,14 @@ def test_a_writer_killed_at_random_moments_leaves_a_readable_file(tmp_path):
         "    w.add_sample(s, s + 1, {r: (np.unique(rng.integers(0, 10**6, 3000)).astype(np.uint64), 5)})\n"
         "    s += 1\n"
         "    if s % 3 == 0: w.flush()\n"
-        "    if s == 30: open(sys.argv[1] + '.ready', 'w').close()\n"
+        "    if s == 30: open(sys.argv[1] + '.ready', 'w').write('1')\n"
     )
     rng = np.random.default_rng(1)
     for attempt in range(15):
         path = tmp_path / f"k{attempt}.h5"
         proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO)
-        ready = tmp_path / f"k{attempt}.h5.ready"
-        deadline = time.monotonic() + 30
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(float(rng.uniform(0, 0.25)))
+        wait_for_file(tmp_path / f"k{attempt}.h5.ready", proc)  # 30 samples written, 27 of them flushed
+        time.sleep(float(rng.uniform(0, 0.25)))  # not a wait: the kill lands at a random moment
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         with Trace(path) as trace:
@@ -148,14 +145,11 @@ def test_a_writer_killed_before_its_superblock_reached_disk_is_read_in_full(tmp_
         "        w.flush()\n"
         "        open(sys.argv[1] + '.sb', 'wb').write(open(sys.argv[1], 'rb').read(48))\n"
         "w.flush()\n"
-        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        "open(sys.argv[1] + '.ready', 'w').write('1')\n"
         "time.sleep(60)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO)
-    ready = tmp_path / "t.h5.ready"
-    deadline = time.monotonic() + 30
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_file(tmp_path / "t.h5.ready", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with open(path, "r+b") as f:

@@ -140,6 +140,9 @@ class LoadResult:
     target: np.ndarray  # index into config.urls
     error: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0  # first arrival time to last completion
+    # CLOCK_MONOTONIC time of the schedule's origin: request i started at start_monotonic + scheduled[i] +
+    # lag[i], on the clock of a calm trace's start_monotonic (one clock for every process of the machine)
+    start_monotonic: float = 0.0
 
 
 def run_load(config: LoadConfig) -> LoadResult:
@@ -198,23 +201,23 @@ async def _run(config: LoadConfig, targets: list[Target], schedule: np.ndarray, 
     last_end = [0.0]
 
     async def one(i: int, t0: float) -> None:
-        start = time.perf_counter()
+        start = time.monotonic()
         lag[i] = start - t0 - schedule[i]
         try:
             async with asyncio.timeout(config.timeout):  # cheaper than wait_for: no extra task
                 st, nbytes, err = await _get(loop, targets[choice[i]], requests[choice[i]])
-            latency[i] = time.perf_counter() - start
+            latency[i] = time.monotonic() - start
             status[i], body[i] = st, nbytes
             outcome[i], errors[i] = (ERROR, err) if err else (OK, "")
         except (asyncio.TimeoutError, TimeoutError):
             outcome[i], errors[i] = TIMEOUT, f"no complete response within {config.timeout:g} s"
         except OSError as exc:
             outcome[i], errors[i] = ERROR, exc.strerror or str(exc)
-        last_end[0] = max(last_end[0], time.perf_counter())
+        last_end[0] = max(last_end[0], time.monotonic())
 
-    t0 = time.perf_counter()
+    t0 = time.monotonic()
     for i in range(n):
-        delay = t0 + schedule[i] - time.perf_counter()
+        delay = t0 + schedule[i] - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         if len(inflight) >= config.max_inflight:
@@ -227,6 +230,6 @@ async def _run(config: LoadConfig, targets: list[Target], schedule: np.ndarray, 
         await asyncio.gather(*inflight)
     wall = last_end[0] - (t0 + schedule[0]) if n and last_end[0] else 0.0
     return LoadResult(config, seed, schedule, lag, latency, status, body, outcome.astype(str), choice, errors,
-                      max(wall, 0.0))
+                      max(wall, 0.0), t0)
 
 

@@ -66,6 +66,7 @@ def summarise(result: LoadResult) -> dict:
         "late_starts": late,
         "schedule_kept": late <= LATE_FRACTION * max(int(started.sum()), 1) and counts[DROPPED] == 0,
         "wall_seconds": result.wall_seconds,
+        "start_monotonic": result.start_monotonic,
         "errors": errors[:5],
         **({"per_url": per_url} if per_url else {}),
     }
