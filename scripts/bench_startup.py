@@ -80,9 +80,10 @@ def main() -> int:
     for calm in calms:
         if not shutil.which(calm):
             p.error(f"{calm} is not an executable calm")
+    calms = [os.path.abspath(shutil.which(calm)) for calm in calms]
     print(f"# {platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d %H:%M %Z')}, "
           f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.2f}")
-    python = _python_of(shutil.which(calms[0]))
+    python = _python_of(calms[0])
     results: dict[str, dict[str, list[float]]] = {c: {"version": [], "started": [], "first": []} for c in calms}
     baseline: list[float] = []
     with tempfile.TemporaryDirectory(prefix="calm-bench-startup-") as tmp:

@@ -35,24 +35,29 @@ def workload_command(tmp: Path, *, pages: int = 1024, interval: float = 0.1,
     return cmd, truth, ready
 
 
-def start_workload(tmp: Path, **kwargs) -> tuple[subprocess.Popen, Path]:
+def start_workload(tmp: Path, timeout: float = 120, **kwargs) -> tuple[subprocess.Popen, Path]:
     """Starts the ground-truth workload and waits until its memory is resident."""
     cmd, truth, ready = workload_command(tmp, **kwargs)
     proc = subprocess.Popen(cmd, cwd=REPO)
-    wait_for_file(ready, proc)
+    wait_for_file(ready, proc, timeout)
     return proc, truth
 
 
-def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
-    """Waits for a ready file (a handshake, not a delay: it returns as soon as the file is there);
-    fails at once if `proc` exits first. The timeout only stops a hung test."""
+def wait_until(condition, what: str, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Polls `condition()` until it holds (a handshake on observable state, not a delay: it returns
+    as soon as it holds); fails at once if `proc` exits first. The timeout only stops a hung test."""
     deadline = time.monotonic() + timeout
-    while not path.exists() or path.stat().st_size == 0:
+    while not condition():
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode} before {path} appeared")
+            raise AssertionError(f"process exited with {proc.returncode} before {what}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear in {timeout} s")
+            raise AssertionError(f"no {what} in {timeout} s")
         time.sleep(0.02)
+
+
+def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: float = 120) -> None:
+    """Waits for a ready file to appear with some content."""
+    wait_until(lambda: path.exists() and path.stat().st_size > 0, f"{path}", proc, timeout)
 
 
 PROGRESS_LINE = re.compile(r"^recording +([0-9.]+) s +samples (\d+) +processes (\d+)")
@@ -170,7 +175,7 @@ def record_workload(tmp: Path, *, backend: str = "hash", record_interval: float 
     Returns (trace path, truth path, workload pid). `workload` goes to `start_workload` (its
     `interval` is the workload's write interval, `record_interval` the collector's).
     """
-    proc, truth = start_workload(tmp, **workload)
+    proc, truth = start_workload(tmp, timeout, **workload)
     name = workload.get("name", "w")
     out = tmp / f"{name}-trace.h5"
     try:

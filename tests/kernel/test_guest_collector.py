@@ -8,9 +8,8 @@ stay incommensurate (0.33 s vs 0.25 s) so write rounds drift across sampling win
 
 from __future__ import annotations
 
-import signal
+import re
 import subprocess
-import sys
 import time
 
 import h5py
@@ -21,7 +20,8 @@ import pytest
 from calm.analyzer.accuracy import binomial_comparison, exact_comparison, load_truth
 from calm.collector.pagemap_scan import scan_supported
 from calm.trace.reader import Trace
-from tests.collector_helpers import REPO, calm, row_of, start_workload, stop, wait_for_file, workload_command
+from tests.collector_helpers import (REPO, Recording, calm, record_workload, row_of, start_workload, stop,
+                                    wait_for_file, workload_command)
 
 pytestmark = pytest.mark.kernel
 
@@ -31,18 +31,14 @@ WORK_INTERVAL = 0.33
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
 def test_soft_dirty_matches_truth(tmp_path, profile):
-    workload, truth_path = start_workload(tmp_path, pages=2048, interval=WORK_INTERVAL, profile=profile)
-    out = tmp_path / "trace.h5"
-    try:
-        calm("record", "--backend", "soft-dirty", "--pid", str(workload.pid), "--interval", INTERVAL,
-             "--duration", "12", "-q", "-o", str(out), check=True, timeout=120)
-    finally:
-        stop(workload)
+    out, truth_path, pid = record_workload(tmp_path, backend="soft-dirty", record_interval=float(INTERVAL),
+                                           samples=48, timeout=600, pages=2048, interval=WORK_INTERVAL,
+                                           profile=profile)
     truth = load_truth(truth_path)
     with Trace(out) as trace:
         assert trace.info.backend == "soft-dirty"
         assert trace.info.status == "complete"
-        row = row_of(trace, workload.pid)
+        row = row_of(trace, pid)
         exact = exact_comparison(trace, row, truth)
         stats = binomial_comparison(trace, row, truth)
     assert exact.compared >= 10, exact
@@ -67,7 +63,8 @@ def test_auto_backend_picks_soft_dirty(tmp_path):
 
 
 def test_children_followed_with_soft_dirty(tmp_path):
-    """A shell forks two workloads, the second only once recording runs: both recorded exactly."""
+    """A shell forks two workloads, the second only once recording runs: both recorded exactly, the
+    second from a later sample until it exits."""
     first, truth1, ready1 = workload_command(tmp_path, pages=512, interval=WORK_INTERVAL, name="a", seed=1)
     second, truth2, ready2 = workload_command(tmp_path, pages=768, interval=WORK_INTERVAL, name="b",
                                               seed=2, duration=4)
@@ -75,22 +72,22 @@ def test_children_followed_with_soft_dirty(tmp_path):
     script = (f"{' '.join(first)} & while [ ! -e {trigger} ]; do sleep 0.1; done; "
               f"{' '.join(second)} & wait")
     launcher = subprocess.Popen(["sh", "-c", script], cwd=REPO)
-    wait_for_file(ready1, launcher, timeout=60)
+    wait_for_file(ready1, launcher, timeout=600)
     out = tmp_path / "tree.h5"
-    rec = subprocess.Popen([sys.executable, "-m", "calm", "record", "--backend", "soft-dirty",
-                            "--children", "--pid", str(launcher.pid), "--interval", INTERVAL,
-                            "--duration", "12", "-q", "-o", str(out)],
-                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_file(out, rec, timeout=60)
-        time.sleep(1.5)
-        trigger.touch()
-        # soft-dirty also sees the workload's initial fill, which its truth does not log: compare
-        # only samples that start after it signalled ready
-        wait_for_file(ready2, timeout=60)
-        ready_at = time.monotonic()
-        _, stderr = rec.communicate(timeout=120)
-        assert rec.returncode == 0, stderr
+        with Recording(tmp_path, "--backend", "soft-dirty", "--children", "--pid", str(launcher.pid),
+                       "--interval", INTERVAL, "-o", str(out)) as rec:
+            rec.wait_ready(600)
+            rec.wait_for_samples(2, 600)  # a few samples before the second workload exists
+            trigger.touch()
+            # soft-dirty also sees the workload's initial fill, which its truth does not log: compare
+            # only samples that start after it signalled ready
+            wait_for_file(ready2, launcher, timeout=600)
+            ready_at = time.monotonic()
+            second_pid = int(ready2.read_text())
+            exited = rec.wait_for_line(f"pid {second_pid} exited", 600)  # ran its 4 s, calm noticed
+            rec.wait_for_samples(int(re.search(r"\(sample (\d+)\)", exited)[1]) + 2, 600)
+            assert rec.finish(timeout=600) == 0, rec.stderr
     finally:
         for proc in psutil.Process(launcher.pid).children(recursive=True):
             proc.terminate()
@@ -106,7 +103,7 @@ def test_children_followed_with_soft_dirty(tmp_path):
             first = max(proc.first_sample + 1, ready_sample + 1 if truth_path == truth2 else 0)
             report = exact_comparison(trace, proc.row, load_truth(truth_path), first_sample=first)
             assert report.compared >= 3 and report.missed == 0 and report.spurious == 0, report
-        late = by_pid[int(np.load(truth2)["pid"])]
+        late = by_pid[second_pid]
         assert late.first_sample >= 2
         assert late.first_sample < late.exit_sample < trace.n_samples
 
@@ -115,45 +112,43 @@ def test_target_that_exits_ends_its_stream(tmp_path):
     short, _ = start_workload(tmp_path, pages=256, interval=WORK_INTERVAL, name="short")
     long_, _ = start_workload(tmp_path, pages=256, interval=WORK_INTERVAL, name="long")
     out = tmp_path / "two.h5"
-    rec = subprocess.Popen([sys.executable, "-m", "calm", "record", "--backend", "soft-dirty",
-                            "--pid", str(short.pid), "--pid", str(long_.pid), "--interval", INTERVAL,
-                            "--duration", "8", "-o", str(out)],
-                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_file(out, rec, timeout=60)
-        time.sleep(2)
-        stop(short)  # the short target exits while recording goes on
-        _, stderr = rec.communicate(timeout=120)
-        assert rec.returncode == 0, stderr
+        with Recording(tmp_path, "--backend", "soft-dirty", "--pid", str(short.pid), "--pid", str(long_.pid),
+                       "--interval", INTERVAL, "-o", str(out)) as rec:
+            rec.wait_ready(600)
+            rec.wait_for_samples(1, 600)
+            stop(short)  # the short target exits while recording goes on
+            exited = rec.wait_for_line(f"pid {short.pid} exited", 600)
+            noticed_at = int(re.search(r"\(sample (\d+)\)", exited)[1])
+            rec.wait_for_samples(noticed_at + 4, 600)
+            assert rec.finish(timeout=600) == 0, rec.stderr
     finally:
         stop(long_)
         stop(short)
-    assert f"pid {short.pid} exited" in stderr
     with Trace(out) as trace:
         rows = {p.pid: p for p in trace.processes}
-        assert rows[short.pid].exit_sample > 0
+        assert rows[short.pid].exit_sample == noticed_at > 0
         assert rows[long_.pid].exit_sample == -1
         assert rows[long_.pid].last_sample == trace.n_samples - 1
-        assert trace.n_samples > rows[short.pid].exit_sample + 3
+        assert trace.n_samples >= noticed_at + 4
 
 
 def test_sigkilled_collector_leaves_a_readable_file(tmp_path):
     workload, _ = start_workload(tmp_path, pages=512, interval=WORK_INTERVAL, name="victim")
     out = tmp_path / "killed.h5"
-    rec = subprocess.Popen([sys.executable, "-m", "calm", "record", "--backend", "soft-dirty",
-                            "--pid", str(workload.pid), "--interval", "0.1", "-o", str(out)],
-                           cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_file(out, rec, timeout=60)
-        time.sleep(4)
-        rec.send_signal(signal.SIGKILL)
-        rec.wait(20)
+        with Recording(tmp_path, "--backend", "soft-dirty", "--pid", str(workload.pid), "--interval", "0.1",
+                       "-o", str(out)) as rec:
+            rec.wait_ready(600)
+            _, reported, _ = rec.wait_for_samples(2, 600)  # the second progress line, about 5 s in
+            rec.kill()
     finally:
         stop(workload)
     with h5py.File(out, "r") as f:
         assert f.attrs["status"] == "recording"  # never closed
         assert f.attrs["backend"] == "soft-dirty"
     with Trace(out) as trace:
-        assert trace.n_samples >= 5
+        # flushed at least once a second: at most the last second's rounds (11 at 0.1 s) are lost
+        assert trace.n_samples >= max(1, reported - 11), (trace.n_samples, reported)
         assert trace.n_events > 0
         assert sum(1 for _ in trace.iter_samples()) == trace.n_samples
