@@ -275,6 +275,8 @@ class Recorder:
             if duration is not None and previous_end - t0 >= duration:
                 return f"duration of {duration:g} s reached"
             if self.popen is not None and self.popen.poll() is not None:
+                for identity in [i for i in self.tracked if i.pid == self.popen.pid]:
+                    self._close(identity, writer.n_samples)  # it has gone: not alive at the end
                 return f"command exited with status {self.popen.returncode}"
             if not self.tracked:
                 if self._command_exiting():

@@ -33,7 +33,10 @@ def test_demo_writes_trace_analysis_replay_and_report(demo) -> None:
     with Trace(out / "trace.h5") as trace:
         assert trace.info.backend == expected_backend
         assert trace.info.status == "complete"
-        assert 25 <= trace.n_samples <= 45  # 4 s at 0.1 s
+        # 4 s at 0.1 s: at most one sample per slot of the fixed-rate schedule; fewer when a busy
+        # machine makes rounds overrun (never a timing guess: calm says why it stopped)
+        assert trace.info.end_reason == "duration of 4 s reached"
+        assert 5 <= trace.n_samples <= 41 and trace.t_start[-1] < 4.0
         assert len(trace.processes) == 1 and trace.processes[0].cmdline[1:3] == ["-m", "calm.workloads.groundtruth"]
         workload_pid = trace.processes[0].pid
     assert not psutil.pid_exists(workload_pid) or psutil.Process(workload_pid).status() == psutil.STATUS_ZOMBIE
