@@ -114,10 +114,14 @@ class ExactReport:
 
 
 def exact_comparison(trace: Trace, row: int, truth: Truth, first_sample: int = 0) -> ExactReport:
+    """Sample by sample, from `first_sample` to the process's last sample: after it the process had
+    exited, and what it wrote after that sample's read went with its memory (no tool can see it)."""
     windows = sample_windows(trace, truth)
     measured = measured_pages(trace, row, truth)
+    last = trace.processes[row].last_sample
+    end = last + 1 if last >= 0 else trace.n_samples
     compared = matching = missed = spurious = 0
-    for s in range(first_sample, trace.n_samples):
+    for s in range(first_sample, end):
         if windows.ambiguous[s]:
             continue
         rounds = windows.rounds_inside[s]
@@ -128,7 +132,7 @@ def exact_comparison(trace: Trace, row: int, truth: Truth, first_sample: int = 0
         matching += int(np.array_equal(got, true))
         missed += np.setdiff1d(true, got).size
         spurious += np.setdiff1d(got, true).size
-    return ExactReport(compared, int(windows.ambiguous[first_sample:].sum()), matching, missed, spurious)
+    return ExactReport(compared, int(windows.ambiguous[first_sample:end].sum()), matching, missed, spurious)
 
 
 @dataclass
@@ -149,12 +153,15 @@ class BinomialReport:
 
 def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float = 0.999,
                         first_sample: int = 0) -> BinomialReport:
-    """Counts per page vs their expectation from p_i and the rounds in each sample."""
+    """Counts per page vs their expectation from p_i and the rounds in each sample (over the
+    process's life, as exact_comparison)."""
     windows = sample_windows(trace, truth)
     measured = measured_pages(trace, row, truth)
     phases = truth.round_phase()
     n_phases = truth.p.shape[0]
-    samples = [s for s in range(first_sample, trace.n_samples) if not windows.ambiguous[s]]
+    last = trace.processes[row].last_sample
+    end = last + 1 if last >= 0 else trace.n_samples
+    samples = [s for s in range(first_sample, end) if not windows.ambiguous[s]]
     counts = np.zeros(truth.pages, dtype=np.int64)
     patterns: dict[tuple[int, ...], int] = {}
     for s in samples:
