@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until signalled)")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: no limit)")
     parser.add_argument("--truth", help="write the truth (and at exit the write log) to this .npz")
-    parser.add_argument("--ready-file", help="create this file (holding our pid) once the memory is resident (calm.core.ready)")
+    parser.add_argument("--ready-file", help="create this file (holding our pid) once the memory is resident")
     return parser
 
 
