@@ -53,14 +53,14 @@ class DevTools:
                                       "--window-size=1280,900", "about:blank"],
                                      stdout=self._log, stderr=subprocess.STDOUT)
         port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # only against a hang: a busy machine starts chromium slowly
         while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
                 raise AssertionError(f"chromium did not start its DevTools endpoint; log:\n{log.read_text()}")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=30, suppress_origin=True)
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=120, suppress_origin=True)
         self._ids = itertools.count(1)
         self.events: list[dict] = []
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
@@ -84,7 +84,7 @@ class DevTools:
     def page(self, method: str, **params) -> dict:
         return self.call(method, session=True, **params)
 
-    def wait_event(self, method: str, timeout: float = 60) -> dict:
+    def wait_event(self, method: str, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             for event in self.events:
