@@ -12,34 +12,21 @@ import pytest
 
 from calm.analyzer.accuracy import binomial_comparison, exact_comparison, load_truth
 from calm.trace.reader import Trace
-from tests.collector_helpers import record_workload, row_of
+from tests.collector_helpers import record_comparable, row_of
 
 
 COMPARED = 20  # unambiguous samples each check needs
 
 
-def record_comparable(tmp_path, profile: str) -> tuple:
-    """Records the workload until at least COMPARED samples can be compared with its truth.
-
-    A sample whose window a write round straddles is ambiguous and left out. On a busy machine the
-    rounds and calm's reads stretch and more samples are ambiguous, so this records again, twice as
-    long each time (slower, never a weaker check); the last recording is returned either way."""
-    samples = 50
-    for attempt in range(4):
-        where = tmp_path / f"attempt{attempt}"
-        where.mkdir()
-        out, truth_path, pid = record_workload(where, pages=2048, interval=0.13, samples=samples, profile=profile)
-        truth = load_truth(truth_path)
-        with Trace(out) as trace:
-            if exact_comparison(trace, row_of(trace, pid), truth).compared >= COMPARED:
-                break
-        samples *= 2
-    return out, truth, pid
+def record(tmp_path, profile: str) -> tuple:
+    out, truth_path, pid = record_comparable(tmp_path, need=COMPARED, samples=50, pages=2048, interval=0.13,
+                                             profile=profile)
+    return out, load_truth(truth_path), pid
 
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
 def test_hash_backend_matches_truth(tmp_path, profile):
-    out, truth, pid = record_comparable(tmp_path, profile)
+    out, truth, pid = record(tmp_path, profile)
     with Trace(out) as trace:
         assert trace.info.backend == "hash"
         assert trace.info.status == "complete"
@@ -57,7 +44,7 @@ def test_hash_backend_matches_truth(tmp_path, profile):
 @pytest.mark.parametrize("wrong", ["doubled", "shuffled"])
 def test_statistical_check_catches_a_wrong_truth(tmp_path, wrong):
     """The checks are not vacuous: the same trace disagrees with a distorted truth."""
-    out, truth, pid = record_comparable(tmp_path, "hotcold:0.2:0.5:0.02")
+    out, truth, pid = record(tmp_path, "hotcold:0.2:0.5:0.02")
     with Trace(out) as trace:
         row = row_of(trace, pid)
         honest = binomial_comparison(trace, row, truth)
