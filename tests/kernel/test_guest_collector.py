@@ -33,7 +33,8 @@ WORK_INTERVAL = 0.33
 
 @pytest.mark.parametrize("profile", ["uniform:0.1", "hotcold:0.2:0.5:0.02"])
 def test_soft_dirty_matches_truth(tmp_path, profile):
-    out, truth_path, pid = record_comparable(tmp_path, need=25, samples=48, backend="soft-dirty",
+    # (at most two recordings, 60 then 120 samples: the guest's whole suite has a time budget)
+    out, truth_path, pid = record_comparable(tmp_path, need=20, samples=60, attempts=2, backend="soft-dirty",
                                              record_interval=float(INTERVAL), timeout=600, pages=2048,
                                              interval=WORK_INTERVAL, profile=profile)
     truth = load_truth(truth_path)
@@ -43,7 +44,7 @@ def test_soft_dirty_matches_truth(tmp_path, profile):
         row = row_of(trace, pid)
         exact = exact_comparison(trace, row, truth)
         stats = binomial_comparison(trace, row, truth)
-    assert exact.compared >= 25, exact
+    assert exact.compared >= 20, exact
     assert exact.missed == 0 and exact.spurious == 0, exact
     assert stats.pages_checked >= 300, stats
     assert stats.outside <= stats.allowed and stats.total_ok, stats
