@@ -40,7 +40,7 @@ class ProcessInfo:
     start_time_unix: float
     first_sample: int  # -1: never sampled
     last_sample: int  # last sample holding a segment of it
-    exit_sample: int  # sample at which it was seen gone, -1 if alive at the end
+    exit_sample: int  # first sample without it (may equal n_samples), -1 if alive at the end
 
 
 @dataclass(frozen=True)
