@@ -140,7 +140,7 @@ def summary_text(a: Analysis, most: int = 5) -> str:
     s = summary_dict(a)
     svc = s["service"]
     lines = [
-        f"{a.trace_path}: {recording_span(a.n_samples, a.duration, a.baseline_read, a.interval)} "
+        f"{a.trace_path}: {recording_span(a.n_samples, a.duration, a.baseline_read, a.info.interval)} "
         f"(interval {a.interval:.3g} s, backend {a.info.backend}), {len(a.processes)} process(es)",
         f"dirtied pages: {svc['dirtied_pages']:,} ({svc['dirtied_mib']:.1f} MiB); "
         f"dirty rate mean {s['dirty_rate_mb_s']['mean']:.2f} MB/s, max {s['dirty_rate_mb_s']['max']:.2f} MB/s",

@@ -81,7 +81,7 @@ def region_phrase(kind: str, label: str, bss_of: str = "") -> str:
     """The same as a noun phrase for sentences: 'the heap', 'anonymous memory', 'the .bss of
     libz.so (anonymous memory after the file)', 'the mapping of the file libc.so.6'."""
     if bss_of:
-        return f"the .bss of {short_file_name(bss_of)} (anonymous memory after the file)"
+        return f"the .bss of {short_file_name(bss_of, 1 << 10)} (anonymous memory after the file)"
     if kind == KIND_HEAP:
         return "the heap"
     if kind == KIND_STACK:
@@ -89,7 +89,7 @@ def region_phrase(kind: str, label: str, bss_of: str = "") -> str:
     if kind == KIND_ANON:
         return "anonymous memory" if label == "anonymous" else f"anonymous memory ({label})"
     if kind == KIND_FILE:
-        return f"the mapping of the file {short_file_name(label)}"
+        return f"the mapping of the file {short_file_name(label, 1 << 10)}"
     if kind == KIND_UNMAPPED:
         return "memory in no recorded region"
     return f"the {label} mapping"

@@ -107,7 +107,7 @@ def bandwidth_over_time(results: dict) -> Figure:
             rate = np.asarray(series["bandwidth_bps"], dtype=float) / 1e6
             if t.size:
                 ax.fill_between(t, rate, step="pre", color=color, alpha=0.25, lw=0)
-                ax.step(t, rate, where="pre", color=color, lw=1.4)
+                ax.step(t, rate, where="pre", color=color, lw=1.4, gid="bandwidth")
                 ax.plot(t[-1:], rate[-1:], "o", color=color, ms=4)
             else:
                 ax.text(0.5, 0.5, "not run" if r is None else "no pre-copy", ha="center", va="center",
@@ -170,7 +170,7 @@ def cost_sweep(results: dict) -> Figure | None:
         ax.set_ylabel("cost (s of violated SLA, log)")
         ax.grid(alpha=0.3)
     labels = {"sim": "fixed bandwidth, simulated on the trace (stopped at its best moment)",
-              "oracle": "oracle: the cheapest of them, chosen in hindsight",
+              "oracle": "oracle: the cheapest of these bandwidths, chosen in hindsight",
               "plan": "the table's fixed row: bandwidth planned by the uniform model, cost on the trace",
               "model": "the uniform model at the trace's mean p", "below": "the model, below the axis",
               "calm": "CALM on the trace"}

@@ -95,6 +95,7 @@ def test_report_holds_the_trace_metadata_and_exact_figures(made, tmp_path: Path)
         ("11", "0x65000", "1.000", "1.000"), ("10", "0x1f4000", "1.000", "1.000"),
         ("10", "0x65000", "0.500", "0.750")]  # 0.5 per 0.5 s sample = 0.75 per second
     assert top[0][5] == "10 / 10" and top[3][6] == "(no recorded region)"
+    assert "The busiest region is the heap." in html  # not "[heap] (heap)"
     assert len(top) == 7
 
 

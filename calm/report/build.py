@@ -60,8 +60,8 @@ def write_report(html: str, output: Path) -> Path:
 
 def _header(a, name: str) -> Raw:
     info = a.info
-    sub = (f"recorded on {info.hostname} (kernel {info.kernel_release}) at {info.start_time}: "
-           f"{_span(a)} with the {info.backend} backend")
+    sub = (f"recorded on {info.hostname} (kernel {info.kernel_release}) at {info.start_time} with the "
+           f"{info.backend} backend: {_span(a)}")
     return tag("header", tag("div", join([
         tag("h1", join([tag("span", "calm", class_="tool"), " report · ", name])),
         tag("p", sub)]), class_="wrap"), class_="top")
@@ -69,7 +69,7 @@ def _header(a, name: str) -> Raw:
 
 def _span(a) -> str:
     """The recording's span, printed as every command prints it (FORMAT.md)."""
-    return units.recording_span(a.n_samples, a.duration, a.baseline_read, a.interval)
+    return units.recording_span(a.n_samples, a.duration, a.baseline_read, a.info.interval)
 
 
 def _toc() -> Raw:
@@ -245,8 +245,8 @@ def _where(a, s: dict) -> Raw:
                     sym_rows or [["no dirtied page lies in an ELF data symbol", "", "", "", "", "", ""]],
                     caption="Hottest ELF data symbols (.data, .bss): dirty rate counts each page by the "
                             "share of its bytes the symbol covers")
-    region_text = (f"The busiest region is {a.region_stats[0].label} ({a.region_stats[0].kind})."
-                   if a.region_stats else "No page was dirtied.")
+    region_text = (f"The busiest region is {a.region_stats[0].phrase}." if a.region_stats
+                   else "No page was dirtied.")
     sym_text = (f"The hottest symbol is {a.symbols[0].name} in {a.symbols[0].section} of "
                 f"{Path(a.symbols[0].path).name}." if a.symbols else
                 "No dirtied page lies in a data symbol of an ELF file" + (f" ({skipped})." if skipped else "."))

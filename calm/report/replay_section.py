@@ -118,7 +118,8 @@ def _rows(results: dict):
             cost, bw = best_point
             points = len(sc["sweep"]["bandwidth_bps"])
             rows.append([*_group(sc, n, n - 1), join([tag("span", "oracle", class_="nowrap"), tag(
-                "div", "not a policy: hindsight", class_="stop")]), units.seconds(cost), "–", "–", "–", "–", "–",
+                "div", f"not a policy: best of {points} swept bandwidths, in hindsight", class_="stop")]),
+                units.seconds(cost), "–", "–", "–", "–", "–",
                 tag("span", f"the cheapest of {points} fixed bandwidths swept ({units.mbit_s(bw)}), stopped at "
                             "its best moment: both chosen knowing the whole trace", class_="stop")])
             classes.append("oracle")
