@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         from calm.core.units import recording_span
 
         span = recording_span(recorded.samples, recorded.span, recorded.baseline, recorded.interval)
-        print(f"calm demo: recorded {span} with the {recorded.backend} backend "
+        print(f"calm demo: recorded {span}, with the {recorded.backend} backend "
               f"({recorded.events:,} dirty-page events{overran})")
         print(summary_text(analysis))
         print()

@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
                    "--interval)" if result.overruns else "")
         from calm.core.units import recording_span
 
-        print(f"[ calm record: {recording_span(result.samples, result.span, result.baseline, result.interval)} "
-              f"of {result.processes} process(es) with the {result.backend} backend ({result.end_reason}); "
-              f"{result.events:,} dirty-page events{overran} ]", file=sys.stderr)
+        span = recording_span(result.samples, result.span, result.baseline, result.interval)
+        print(f"[ calm record: {result.processes} process(es), {span}, with the {result.backend} backend "
+              f"({result.end_reason}); {result.events:,} dirty-page events{overran} ]", file=sys.stderr)
         print(f"[ calm record: wrote {options.output} ({size / 2**20:.2f} MiB{per_event}) ]", file=sys.stderr)
     return result.command_status or 0

@@ -54,8 +54,8 @@ def _table_order(results: dict):
     return lambda a: order.index(a) if a in order else len(order)
 
 
-def winners_text(results: dict) -> str:
-    """'Lowest cost: CALM in 1GiB@1Gbit and 512MiB@512Mbit; CALM and Clark (tied) in ...'."""
+def winners_text(results: dict, with_rule: bool = True) -> str:
+    """'Lowest cost (RULE): CALM in 1GiB@1Gbit and 512MiB@512Mbit; CALM and Clark (tied) in ...'."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for sc, best in zip(results["scenarios"], lowest_by_scenario(results)):
         if best:
@@ -67,7 +67,7 @@ def winners_text(results: dict) -> str:
         who = " and ".join(display(a) for a in algs) + (" (tied)" if len(algs) > 1 else "")
         where = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         parts.append(f"{who} in {where}")
-    return f"Lowest cost ({TIE_RULE}): " + "; ".join(parts) + "."
+    return f"Lowest cost{f' ({TIE_RULE})' if with_rule else ''}: " + "; ".join(parts) + "."
 
 
 def fixed_plan(result: dict, results: dict) -> str:
