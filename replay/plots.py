@@ -5,11 +5,14 @@ same figures.
 Replay figures are drawn from the results dictionary (`ReplayReport.to_dict()`, i.e. what
 results.json holds), so a report can be rebuilt from results.json alone:
 - `cost_bars`: cost of each algorithm in each scenario;
-- `bandwidth_over_time`: the slides' "Bandwidth Usage on Different Scenarios";
+- `bandwidth_over_time`: the slides' "Bandwidth Usage on Different Scenarios", one panel per
+  scenario and algorithm so that no algorithm hides under another;
 - `cost_sweep`: the slides' "Migration's Cost With Real Dirtying Trace": simulated cost of fixed
   bandwidth migrations against the bandwidth, beside the uniform model's curve at the trace's
-  mean p, with CALM's simulated cost as a reference line (only with `--sweep`).
-`plot_model` draws `calm model`'s figure ("Simulated Cost of a Fixed Bandwidth Migration").
+  mean p, with the oracle (the sweep's cheapest point), the `fixed` row's planned bandwidth and
+  CALM's cost marked for what they are (only with `--sweep`).
+`plot_model` draws `calm model`'s figure ("Simulated Cost of a Fixed Bandwidth Migration") in
+Mbit/s and seconds, with pages per time unit on second axes.
 """
 
 from __future__ import annotations

@@ -85,7 +85,8 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
     ws1 = s["working_set_mib"].get("1s")
     cards = [
         card("Recorded", f"{a.duration:.1f} s", f"{a.n_samples:,} samples every {a.interval * 1000:.0f} ms"
-             + (f", after a {a.baseline_read:.1f} s baseline read" if "baseline" in _span(a) else "")),
+             + (f", after a {a.baseline_read:.1f} s baseline read"
+                if units.baseline_worth_saying(a.baseline_read, a.info.interval) else "")),
         card("Backend", a.info.backend, "how dirty pages were detected"),
         card("Processes", f"{len(a.processes)}", ", ".join(f"{p.name} ({p.pid})" for p in a.processes[:3])
              + (" …" if len(a.processes) > 3 else "")),
