@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from calm.replay.compare import lowest_cost  # noqa: E402
 from calm.replay.model import CalmPlan, FixedPlan  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -48,31 +49,42 @@ def _algorithms(results: dict) -> list[str]:
 
 
 def cost_bars(results: dict) -> Figure:
-    """Grouped bars: the cost of each algorithm in each scenario, log scale (costs span decades)."""
+    """Grouped bars: the cost of each algorithm in each scenario, log scale (costs span decades).
+    The lowest of each scenario is outlined, ties included (calm.replay.compare), as the report's
+    badges mark them."""
     scenarios = results["scenarios"]
     algorithms = _algorithms(results)
     width = 0.8 / max(len(algorithms), 1)
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.6))
     costs = [r["cost"] for sc in scenarios for r in sc["results"] if r["cost"]]
     floor = min(costs) / 3 if costs else 1e-6
+    lowest = [lowest_cost(sc, int(results["page_size"])) for sc in scenarios]
     x = np.arange(len(scenarios))
     for i, name in enumerate(algorithms):
         values = []
         for sc in scenarios:
             found = [r["cost"] for r in sc["results"] if r["algorithm"] == name]
-            values.append(max(found[0] or 0.0, floor) if found else np.nan)
-        bars = ax.bar(x + (i - (len(algorithms) - 1) / 2) * width, values, width * 0.92,
-                      color=_color(name, i), label=name, bottom=0)
+            values.append((found[0] or 0.0) if found and found[0] is not None else np.nan)
+        bars = ax.bar(x + (i - (len(algorithms) - 1) / 2) * width, np.maximum(values, floor), width * 0.92,
+                      color=_color(name, i), label=name, bottom=0,
+                      edgecolor=["black" if name in low else "none" for low in lowest],
+                      linewidth=[1.6 if name in low else 0 for low in lowest])
         for bar, v in zip(bars, values):
             if np.isfinite(v):
-                ax.annotate(f"{v:.2g}", (bar.get_x() + bar.get_width() / 2, v), ha="center",
+                ax.annotate(f"{v:.2g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                             va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
     ax.set_yscale("log")
     ax.margins(y=0.25)  # room for the rotated labels above the tallest bars
     ax.set_xticks(x, [sc["name"].replace("@", " @ ") for sc in scenarios])
     ax.set_ylabel("cost (s of violated SLA, log scale)")
     ax.set_xlabel("scenario: RAM @ total bandwidth")
-    ax.legend(ncols=len(algorithms), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    names = ax.legend([plt.Rectangle((0, 0), 1, 1, color=_color(a, i)) for i, a in enumerate(algorithms)],
+                      algorithms, ncols=len(algorithms), loc="upper center", bbox_to_anchor=(0.5, -0.18),
+                      frameon=False)
+    ax.add_artist(names)
+    ax.legend([plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="black", linewidth=1.6)],
+              ["outlined: the lowest cost of the scenario (ties: within 1 % or one page's downtime)"],
+              loc="upper center", bbox_to_anchor=(0.5, -0.27), frameon=False, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title("Cost of each migration algorithm (lower is better)")
     return fig

@@ -197,3 +197,27 @@ def test_model_figure_in_physical_units_says_what_the_schedule_does(tmp_path, mo
     assert right.get_title().startswith(f"Bandwidth schedule: CALM {schedule}")
     low, high = left.get_ylim()
     assert high / low < 1e20  # not 1e-314 to 1e14
+
+
+def test_cost_bars_outline_the_lowest_with_ties(replayed):
+    """The bars outlined as lowest are the ones the report badges: within 1 % of the scenario's
+    lowest cost or within one page's downtime of it (rule written out here, not imported)."""
+    from calm.replay.plots import FIGURES
+
+    results = {**replayed, "scenarios": [dict(sc) for sc in replayed["scenarios"]]}
+    first = results["scenarios"][0]
+    low = min(r["cost"] for r in first["results"])
+    first["results"] = [{**r, "cost": low * 1.005} if r["algorithm"] == "fixed" else r for r in first["results"]]
+    fig = FIGURES["cost_bars"][0](results)
+    ax = fig.axes[0]
+    algorithms = [r["algorithm"] for r in first["results"]]
+    bars = [p for p in ax.patches if p.get_height() > 0][:len(algorithms) * len(results["scenarios"])]
+    for i, sc in enumerate(results["scenarios"]):
+        costs = {r["algorithm"]: r["cost"] for r in sc["results"]}
+        low = min(costs.values())
+        tie = max(0.01 * low, results["page_size"] * 8 / sc["bandwidth_bps"])
+        outlined = {a for j, a in enumerate(algorithms)
+                    if bars[j * len(results["scenarios"]) + i].get_linewidth() > 0}
+        assert outlined == {a for a, c in costs.items() if c - low <= tie}, (sc["name"], costs, outlined)
+    fixed = algorithms.index("fixed")  # 0.5 % above the lowest: a tie, outlined too
+    assert bars[fixed * len(results["scenarios"])].get_linewidth() > 0
