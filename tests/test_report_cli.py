@@ -186,7 +186,7 @@ def test_results_of_another_recording_are_refused(made, tmp_path: Path) -> None:
         f.attrs["start_time"] = "2026-01-01T01:00:00Z"
     out = tmp_path / "r.html"
     line = one_line_error(calm("report", str(other), "--replay", str(made["results"]), "-o", str(out)))
-    assert "was computed from" in line and "not from other.h5" in line and "2026-01-01T01:00:00Z" in line
+    assert ": computed from" in line and "not from other.h5" in line and "2026-01-01T01:00:00Z" in line
     assert not out.exists()
     # results.json of an older calm do not name their recording: the sample count still tells
     results = json.loads(made["results"].read_text())

@@ -61,10 +61,10 @@ def recording_mismatch(results: dict, identity: dict, trace_name: str, where: st
     identity of the trace it replayed (workload.recording) since this check exists."""
     workload = results.get("workload", {})
     if workload.get("kind") == "uniform":
-        return "warn", (f"{where} holds a replay of a synthetic uniform workload (p = {workload.get('p')}), "
+        return "warn", (f"{where}: a replay of a synthetic uniform workload (p = {workload.get('p')}), "
                         f"not of {trace_name}")
     if workload.get("kind") != "trace":
-        return "warn", f"{where} does not say which workload it replayed"
+        return "warn", f"{where}: no word of which workload was replayed"
     theirs = workload.get("recording") or {}
     source = workload.get("path", "another trace")
     if theirs:
@@ -73,15 +73,15 @@ def recording_mismatch(results: dict, identity: dict, trace_name: str, where: st
                 and int(theirs.get("samples", -1)) == int(identity["samples"]))
         if same:
             return "", ""
-        return "refuse", (f"{where} was computed from {source} (recorded on {theirs.get('hostname')} at "
+        return "refuse", (f"{where}: computed from {source} (recorded on {theirs.get('hostname')} at "
                           f"{theirs.get('start_time')}, {theirs.get('samples')} samples), not from {trace_name} "
                           f"(recorded on {identity['hostname']} at {identity['start_time']}, "
                           f"{identity['samples']} samples); replay this trace first")
     replayed = int(workload.get("n_steps", -1)) + int(workload.get("skipped_samples", 0))
     if replayed != int(identity["samples"]):
-        return "refuse", (f"{where} was computed from {source} ({replayed} samples), not from {trace_name} "
+        return "refuse", (f"{where}: computed from {source} ({replayed} samples), not from {trace_name} "
                           f"({identity['samples']} samples); replay this trace first")
     if Path(str(source)).name != Path(trace_name).name:
-        return "warn", (f"{where} was computed from {source}, which may not be {trace_name} (it is too old to "
-                        "say which recording it replayed)")
+        return "warn", (f"{where}: computed from {source}, which may not be {trace_name} (results.json of "
+                        "an older calm does not say which recording it replayed)")
     return "", ""

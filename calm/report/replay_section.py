@@ -138,7 +138,7 @@ def _notes(a, results: dict) -> list[Raw]:
     workload = results.get("workload", {})
     notes = []
     level, why = recording_mismatch(results, recording_identity(a.info, a.n_samples),
-                                    Path(a.trace_path).name, "these replay results")
+                                    Path(a.trace_path).name, "the replay results")
     if level:
         notes.append(tag("div", f"Note: {why}.", class_="note"))
     if workload.get("skipped_samples"):
