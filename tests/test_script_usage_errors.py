@@ -18,6 +18,7 @@ COMMANDS = [
     ["scripts/bench_replay.py", "--repeat", "x"],
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
+    ["scripts/refresh-readme-figures", "--only", "nothing"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 
