@@ -65,11 +65,14 @@ class RecordResult:
     samples: int
     processes: int
     events: int
-    seconds: float
+    seconds: float  # wall time of the whole run, closing the file included
     overruns: int
     end_reason: str
     backend: str
     command_status: int | None = None  # exit status of a launched command that ended by itself
+    span: float = 0.0  # the recording's span (FORMAT.md): t_end of the last sample - t_start of the first
+    baseline: float = 0.0  # seconds from the start to the first sample's t_start (the baseline read)
+    interval: float = 0.0  # the requested sampling interval
 
 
 @dataclass
@@ -78,6 +81,7 @@ class _Tracked:
     row: int
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
+    first_sample: int  # the first sample that reads it
 
 
 @dataclass
@@ -149,6 +153,7 @@ class Recorder:
         self.events = 0
         self.n_processes = 0
         self._command_status: int | None = None
+        self._times: tuple[float, float] | None = None  # (t_start of the first sample, t_end of the last)
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
@@ -192,7 +197,8 @@ class Recorder:
             name=details.name, cmdline=details.cmdline, exe=details.exe,
         )
         self.writer.add_maps(row, self.writer.n_samples, pending.maps)
-        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps)
+        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps,
+                                                  self.writer.n_samples)
         self.n_processes += 1
 
     # -- the loop ------------------------------------------------------------------------------
@@ -209,6 +215,7 @@ class Recorder:
             # Every initial target is opened before the file exists: a refusal leaves nothing.
             prepared = [self._prepare(proc, required=proc in roots)
                         for proc in (targets.current() or roots)]
+            baseline_end = time.monotonic()  # sample 0 holds the writes made from here on
             self.progress.note(f"calm record: using the {self.why}")
             # h5py loads only now, inside the first interval: the first sample is not delayed by it.
             from calm.trace.writer import TraceWriter
@@ -219,7 +226,7 @@ class Recorder:
                     self._register(pending)
             if options.ready_file is not None:  # every write from now on lands in the trace
                 ready.announce(options.ready_file)
-            end_reason = self._loop(targets, stop, t0)
+            end_reason = self._loop(targets, stop, t0, baseline_end)
         except CalmError:
             status, end_reason = "failed", "error"
             raise
@@ -231,15 +238,17 @@ class Recorder:
             if self.writer is not None:
                 self.writer.close(status=status, end_reason=end_reason)
             self._stop_command()
+        first, last = self._times or (0.0, 0.0)
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
                             time.monotonic() - t0, self.overruns, end_reason, self.backend.name,
-                            self._command_status)
+                            self._command_status, span=last - first, baseline=first,
+                            interval=options.interval)
 
-    def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float) -> str:
+    def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float, baseline_end: float) -> str:
         writer = self.writer
         assert writer is not None
         interval, duration = self.options.interval, self.options.duration
-        previous_end = time.monotonic()
+        previous_end = baseline_end
         next_round = t0 + interval
         dirty_recent: list[tuple[float, int]] = []
         while True:
@@ -264,6 +273,7 @@ class Recorder:
                     writer.add_maps(tracked.row, sample, result.maps)
                     tracked.maps = result.maps
             writer.add_sample(previous_end - t0, round_begin - t0, per_process)
+            self._times = ((self._times or (previous_end - t0,))[0], round_begin - t0)
             self._follow(targets, sample + 1)
             previous_end = time.monotonic()
             if previous_end - writer.last_flush >= FLUSH_EVERY_SECONDS or interval >= FLUSH_EVERY_SECONDS:
@@ -315,10 +325,14 @@ class Recorder:
                     self._register(pending)
 
     def _close(self, identity: ProcessIdentity, sample: int) -> None:
+        """Ends a process's stream; `sample` is the first sample without it (FORMAT.md's
+        exit_sample), so the last one that holds it is `sample - 1`."""
         tracked = self.tracked.pop(identity)
         assert self.writer is not None
         self.writer.close_process(tracked.row, exit_sample=sample)
-        self.progress.note(f"calm record: pid {identity.pid} exited (sample {sample})")
+        when = (f"after sample {sample - 1}" if sample > tracked.first_sample
+                else "before its first sample")
+        self.progress.note(f"calm record: pid {identity.pid} exited {when}")
 
     def _report(self, elapsed: float, samples: int, recent: list[tuple[float, int]]) -> None:
         span = recent[-1][0] - recent[0][0] if len(recent) > 1 else 0.0

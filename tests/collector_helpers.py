@@ -60,6 +60,17 @@ def wait_for_file(path: Path, proc: subprocess.Popen | None = None, timeout: flo
     wait_until(lambda: path.exists() and path.stat().st_size > 0, f"{path}", proc, timeout)
 
 
+EXITED_AFTER = re.compile(r"exited (?:after sample (\d+)|before its first sample)")
+
+
+def last_sample_said(line: str) -> int:
+    """The last sample holding a process, from calm's note "pid N exited after sample K" (-1 for
+    "exited before its first sample"); the trace's exit_sample is one more."""
+    m = EXITED_AFTER.search(line)
+    assert m, line
+    return int(m[1]) if m[1] is not None else -1
+
+
 PROGRESS_LINE = re.compile(r"^recording +([0-9.]+) s +samples (\d+) +processes (\d+)")
 
 

@@ -9,15 +9,13 @@ analyzer's count must lie inside its 99.9% normal bound for all but the pages ch
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
 from calm.analyzer import analyze
 from calm.analyzer.accuracy import load_truth, poisson_binomial_check
 from calm.trace.reader import Trace
-from tests.collector_helpers import Recording, record_workload, start_workload, stop
+from tests.collector_helpers import Recording, last_sample_said, record_workload, start_workload, stop
 
 CONFIDENCE = 0.999
 
@@ -91,7 +89,7 @@ def test_process_that_exits_mid_recording(tmp_path):
             rec.wait_for_samples(2)  # the second progress line: about 5 s recorded
             stop(short)
             exited = rec.wait_for_line(f"pid {short.pid} exited")
-            rec.wait_for_samples(int(re.search(r"\(sample (\d+)\)", exited)[1]) + 6)
+            rec.wait_for_samples(last_sample_said(exited) + 7)
             assert rec.finish() == 0, rec.stderr
     finally:
         stop(short)

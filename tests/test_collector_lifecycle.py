@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,7 +14,8 @@ import psutil
 
 from calm.analyzer.accuracy import exact_comparison, load_truth
 from calm.trace.reader import Trace
-from tests.collector_helpers import REPO, Recording, calm, start_workload, stop, wait_for_file, workload_command
+from tests.collector_helpers import (REPO, Recording, calm, last_sample_said, start_workload, stop, wait_for_file,
+                                    workload_command)
 
 
 def _record_a_growing_tree(tmp_path, life: int):
@@ -36,7 +38,7 @@ def _record_a_growing_tree(tmp_path, life: int):
             rec.wait_for_samples(rec.samples_so_far() + life)
             os.kill(second_pid, signal.SIGTERM)  # it exits (saving its truth) while the first goes on
             exited = rec.wait_for_line(f"pid {second_pid} exited")
-            noticed_at = int(re.search(r"\(sample (\d+)\)", exited)[1])
+            noticed_at = last_sample_said(exited) + 1  # its exit_sample: the first sample without it
             rec.wait_for_samples(noticed_at + 2)
             assert rec.finish() == 0, rec.stderr
     finally:
@@ -87,7 +89,7 @@ def test_one_target_exits_the_others_go_on(tmp_path):
             rec.wait_ready()
             stop(short)  # it exits while the recording goes on
             exited = rec.wait_for_line(f"pid {short.pid} exited")
-            noticed_at = int(re.search(r"\(sample (\d+)\)", exited)[1])
+            noticed_at = last_sample_said(exited) + 1  # its exit_sample: the first sample without it
             _, _, processes = rec.wait_for_samples(noticed_at + 6)
             assert processes == 1
             assert rec.finish() == 0, rec.stderr
@@ -96,7 +98,10 @@ def test_one_target_exits_the_others_go_on(tmp_path):
         stop(short)
     with Trace(out) as trace:
         rows = {p.pid: p for p in trace.processes}
-        assert rows[short.pid].exit_sample == noticed_at > 0
+        # the message names the last sample that holds the process, never one past the trace
+        gone = rows[short.pid]
+        assert gone.last_sample == gone.exit_sample - 1 < trace.n_samples
+        assert gone.exit_sample == noticed_at > 0
         assert rows[long_.pid].exit_sample == -1
         assert rows[long_.pid].last_sample == trace.n_samples - 1
         assert trace.n_samples >= noticed_at + 6
@@ -106,11 +111,19 @@ def test_one_target_exits_the_others_go_on(tmp_path):
 def test_launched_command_recorded_until_it_exits(tmp_path):
     cmd, truth_path, _ = workload_command(tmp_path, pages=256, interval=0.1, duration=1.5)
     out = tmp_path / "cmd.h5"
-    result = calm("record", "--backend", "hash", "--interval", "0.1", "-o", str(out), "--", *cmd,
+    result = calm("record", "--backend", "hash", "--interval", "0.1", "--json", "-o", str(out), "--", *cmd,
                   cwd=REPO, check=True)
     assert "command exited with status 0" in result.stderr
     truth = load_truth(truth_path)
+    summary = json.loads(result.stdout)
     with Trace(out) as trace:
+        # one span (FORMAT.md), the same in the summary, in --json and in the file
+        assert summary["span_s"] == round(trace.duration, 3) and summary["samples"] == trace.n_samples
+        assert summary["baseline_read_s"] == round(trace.baseline_read, 3) > 0
+        assert f"{trace.n_samples} samples over {trace.duration:.1f} s" in result.stderr
+        for line in result.stderr.splitlines():
+            if " exited after sample " in line:
+                assert int(line.rsplit(" ", 1)[1]) < trace.n_samples, line
         assert trace.info.command == cmd
         assert trace.processes[0].cmdline == cmd
         assert trace.n_events > 0
@@ -143,11 +156,11 @@ def test_sigint_and_sigterm_close_the_file_cleanly(tmp_path):
             stop(workload)
         assert code == 0, rec.stderr
         assert "Traceback" not in rec.stderr
-        summary = re.search(r"calm record: (\d+) samples", rec.stderr)
+        summary = re.search(r"\[ calm record: .*?([\d,]+) samples? over", rec.stderr)
         with Trace(out) as trace:
             assert trace.info.status == "complete"
             assert trace.info.end_reason == f"stopped by {signal.Signals(sig).name}"
-            assert trace.n_samples == int(summary[1]) >= 1
+            assert trace.n_samples == int(summary[1].replace(",", "")) >= 1
 
 
 def test_sigkill_leaves_every_flushed_sample_readable(tmp_path):

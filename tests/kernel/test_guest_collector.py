@@ -9,7 +9,6 @@ stay incommensurate (0.33 s vs 0.25 s) so write rounds drift across sampling win
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import time
@@ -22,8 +21,8 @@ import pytest
 from calm.analyzer.accuracy import binomial_comparison, exact_comparison, load_truth
 from calm.collector.pagemap_scan import scan_supported
 from calm.trace.reader import Trace
-from tests.collector_helpers import (REPO, Recording, calm, record_comparable, row_of, start_workload, stop,
-                                    wait_for_file, workload_command)
+from tests.collector_helpers import (REPO, Recording, calm, last_sample_said, record_comparable, row_of,
+                                    start_workload, stop, wait_for_file, workload_command)
 
 pytestmark = pytest.mark.kernel
 
@@ -91,7 +90,7 @@ def test_children_followed_with_soft_dirty(tmp_path):
             rec.wait_for_samples(rec.samples_so_far() + 40, 600)
             os.kill(second_pid, signal.SIGTERM)  # it exits (saving its truth) while the first goes on
             exited = rec.wait_for_line(f"pid {second_pid} exited", 600)
-            rec.wait_for_samples(int(re.search(r"\(sample (\d+)\)", exited)[1]) + 2, 600)
+            rec.wait_for_samples(last_sample_said(exited) + 3, 600)
             assert rec.finish(timeout=600) == 0, rec.stderr
     finally:
         for proc in psutil.Process(launcher.pid).children(recursive=True):
@@ -124,7 +123,7 @@ def test_target_that_exits_ends_its_stream(tmp_path):
             rec.wait_for_samples(1, 600)
             stop(short)  # the short target exits while recording goes on
             exited = rec.wait_for_line(f"pid {short.pid} exited", 600)
-            noticed_at = int(re.search(r"\(sample (\d+)\)", exited)[1])
+            noticed_at = last_sample_said(exited) + 1  # its exit_sample
             rec.wait_for_samples(noticed_at + 4, 600)
             assert rec.finish(timeout=600) == 0, rec.stderr
     finally:
