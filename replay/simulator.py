@@ -25,8 +25,11 @@ pages sent + log F); a new pass O(F). Where a policy holds a fixed rate over a l
 
 The default time limit scales with what can happen: the first pass may take up to
 DEFAULT_MAX_RAM_TIMES x the RAM's send time at full bandwidth (a policy slower than 1% of the
-link); after it, the pre-copy may go on for DEFAULT_FOOTPRINT_TIMES x the footprint's send time
-or DEFAULT_LOOPS loops of the trace, whichever is longer (at least MIN_STEPS steps).
+link); after it only the footprint can be dirty, and the pre-copy may go on for
+DEFAULT_FOOTPRINT_TIMES x the footprint's send time or DEFAULT_LOOPS loops of the trace,
+whichever is longer (at least MIN_STEPS steps). It cuts open-ended pre-copies (a policy that
+does not converge); a policy holding its rate to a planned stop step (Fixed) is not cut before
+that step. An explicit `max_steps` cuts everything.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ class Migration:
         F = self.F
         self.need = np.ones(F, dtype=bool)
         self.written_in_round = np.zeros(F, dtype=bool)
+        self.track_round = not policy.continuous or policy.skip_redirtied
         self.sent_step = np.full(F, -1, dtype=np.int64)
         self.zero_now = lay.footprint_zero.copy()
         self.ordered = type(policy).order is not Policy.order
@@ -227,7 +231,7 @@ class Migration:
             if self.n_dirty == 0:
                 reason = "all pages clean"
                 break
-            if self.step >= self.limit:
+            if self.step >= self.limit and not self._planned():
                 reason, forced = f"time limit ({self.limit} steps)", True
                 break
             hold = self.hold
@@ -259,6 +263,12 @@ class Migration:
                 self.progress(f"{self.step * self.ctx.step_seconds:,.0f} s simulated, pass {self.rounds}")
         return self.finish(reason, forced)
 
+    def _planned(self) -> bool:
+        """The default limit cuts open-ended pre-copies only, not a policy's own planned stop
+        step (Fixed's T*); an explicit max_steps cuts everything."""
+        h = self.hold
+        return self.max_steps is None and h is not None and h.until_step is not None and self.step < h.until_step
+
     def _hold_over(self, hold: Hold) -> bool:
         if hold.until_step is not None and self.step >= hold.until_step:
             return True
@@ -288,8 +298,7 @@ class Migration:
                     break
             elif avail - spent < min_unit - EPS:
                 break
-            left = self.pass_.left
-            if continuous and (left == 0 or (left < sync_below and not synced)):
+            if continuous and ((left := self.pass_.left) == 0 or (left < sync_below and not synced)):
                 if left == 0 and rescanned:
                     ran_out = True
                     break
@@ -371,9 +380,11 @@ class Migration:
         d = self.source.dirty(self.step)
         need = self.need
         newly = int(d.size - np.count_nonzero(need[d]))
-        self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
+        if n_sent:
+            self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
         need[d] = True
-        self.written_in_round[d] = True
+        if self.track_round:  # round-based: each round's dirtied count (and Xen's skips)
+            self.written_in_round[d] = True
         if self.track_zero:
             self.zero_now[d] = False
         if self.ordered:

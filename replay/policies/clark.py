@@ -18,7 +18,7 @@ forces the stop, marked `forced`). Xen's implementation of it also capped the ro
 from __future__ import annotations
 
 from calm.errors import CalmError
-from replay.policies.base import MigrationContext, Policy, Stop, View
+from replay.policies.base import Hold, MigrationContext, Policy, Stop, View
 from replay.units import format_rate
 
 DEFAULT_MIN_BPS = 100e6
@@ -53,7 +53,7 @@ class Clark(Policy):
                             f"{format_rate(self.max * 8 * ctx.page_size / ctx.step_seconds)}")
         self.rate = self.min
 
-    def decide(self, view: View) -> float | Stop:
+    def decide(self, view: View) -> Hold | Stop:
         if view.round_done:
             if view.n_dirty * self.ctx.page_size < self.stop_bytes:
                 return Stop(f"Clark: fewer than {self.stop_bytes // 1024} KiB left")
@@ -64,7 +64,7 @@ class Clark(Policy):
             if rate > self.max:
                 return Stop("Clark: next round's rate would exceed the maximum")
             self.rate = rate
-        return min(self.rate, self.max)
+        return Hold(min(self.rate, self.max))  # a round runs at one rate
 
     def final_rate(self) -> float:
         return self.max
