@@ -152,7 +152,8 @@ class Migration:
         F = self.F
         self.need = np.ones(F, dtype=bool)
         self.written_in_round = np.zeros(F, dtype=bool)
-        self.track_round = not policy.continuous or policy.skip_redirtied
+        self.resend = policy.resend_written_since_sync
+        self.track_round = not policy.continuous or policy.skip_redirtied or self.resend
         self.sent_step = np.full(F, -1, dtype=np.int64)
         self.zero_now = lay.footprint_zero.copy()
         self.ordered = type(policy).order is not Policy.order
@@ -348,14 +349,19 @@ class Migration:
     def _account(self, t) -> int:
         """Marks what a take sent as clean; returns the pages sent."""
         pages = t.pages
-        if len(pages):
-            self.need[pages] = False
+        cleaned = len(pages)
+        if cleaned:
+            if self.resend:  # still logged since the last sync: it goes again after the next one
+                stays = self.written_in_round[pages]
+                self.need[pages] = stays
+                cleaned -= int(np.count_nonzero(stays))
+            else:
+                self.need[pages] = False
             self.sent_step[pages] = self.step
         if t.end >= 0:
             self.cursor = t.end
-        n = len(pages) + t.cold
-        self.n_dirty -= n
-        return n
+        self.n_dirty -= cleaned + t.cold
+        return len(pages) + t.cold
 
     def _count_sent(self, n_sent: int, zeros: int, skipped: int) -> None:
         self.round_sent += n_sent

@@ -76,14 +76,19 @@ def try_stride(m) -> bool:
     nu_all = wi.next_write(everyone, t0)  # first write at or after t0, every footprint page
     nu_sent = wi.next_write(pages, t0 + sigma)  # first write at or after its send step
     clean = np.flatnonzero(~m.need)
+    # a sent page turns clean unless (QEMU) it was written since the pass began, before it went
+    cleaned = np.ones(pages.size, dtype=bool)
+    if m.resend:
+        cleaned = ~(m.written_in_round[pages] | (nu_all[pages] < t0 + sigma))
     rel_clean = nu_all[clean] - t0
-    rel_sent = nu_sent - t0
+    rel_sent = nu_sent[cleaned] - t0
     newly = np.bincount(rel_clean[rel_clean < K], minlength=K)[:K]
     newly += np.bincount(rel_sent[rel_sent < K], minlength=K)[:K]
-    same_step = rel_sent == sigma
-    sent_dirtied = np.bincount(sigma[same_step], minlength=K)[:K]
+    sent_dirtied = np.bincount(sigma[nu_sent - t0 == sigma], minlength=K)[:K]
     sent = np.diff(N, prepend=0)
-    dirty = m.n_dirty - N + np.cumsum(newly)
+    not_cleaned = np.bincount(sigma[~cleaned], minlength=K)[:K]
+    turned_clean = np.cumsum(sent - not_cleaned)
+    dirty = m.n_dirty - turned_clean + np.cumsum(newly)
     # where the step-by-step run would stop or ask the policy again
     stop = np.zeros(K, dtype=bool)
     stop |= N == L
@@ -96,11 +101,13 @@ def try_stride(m) -> bool:
     K = int(hit[0]) + 1 if hit.size else K
     if K < k_min and not hit.size:
         return False
-    _commit(m, K, N, credits, pages, sigma, nu_all, nu_sent, clean, sent, newly, sent_dirtied, dirty, t0, b)
+    _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sent, turned_clean, newly,
+            sent_dirtied, dirty, t0, b)
     return True
 
 
-def _commit(m, K, N, credits, pages, sigma, nu_all, nu_sent, clean, sent, newly, sent_dirtied, dirty, t0, b) -> None:
+def _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sent, turned_clean, newly,
+            sent_dirtied, dirty, t0, b) -> None:
     """Applies the first K steps of a stride to the migration's state."""
     wi, t1 = m.source.write_index, t0 + K
     in_stride = sigma < K
@@ -112,9 +119,10 @@ def _commit(m, K, N, credits, pages, sigma, nu_all, nu_sent, clean, sent, newly,
         m.zero_sent += int(np.count_nonzero(m.zero_now[sent_pages] & (nu_all[sent_pages] >= t0 + sigma[in_stride])))
         m.zero_sent += taken.cold_zero
     need = m.need
-    need[sent_pages] = False
+    now_clean = in_stride & cleaned
+    need[pages[now_clean]] = False
     m.sent_step[sent_pages] = t0 + sigma[in_stride]
-    need[sent_pages[nu_sent[in_stride] < t1]] = True
+    need[pages[now_clean & (nu_sent < t1)]] = True
     need[clean[nu_all[clean] < t1]] = True
     written = nu_all < t1
     if m.track_round:
@@ -128,7 +136,7 @@ def _commit(m, K, N, credits, pages, sigma, nu_all, nu_sent, clean, sent, newly,
     if taken.end >= 0:
         m.cursor = taken.end
     sent, newly, dirty = sent[:K], newly[:K], dirty[:K]
-    before_writes = np.concatenate(([m.n_dirty], dirty[:-1])) - sent
+    before_writes = m.n_dirty - turned_clean[:K] + np.concatenate(([0], np.cumsum(newly)[:-1]))
     step_cost = m.F_of(b) * 1.0 + m.f_idle * 0.0
     cost_so_far = np.add.accumulate(np.concatenate(([m.precopy_cost], np.full(K, step_cost))))[1:]
     n_sent = int(N[K - 1])

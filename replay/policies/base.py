@@ -127,6 +127,10 @@ class Policy:
     name = "policy"
     continuous = False
     skip_redirtied = False  # Xen: a round skips pages dirtied again since it began
+    # QEMU: the dirty log is read only at bitmap syncs, so a page written since the last sync goes
+    # again after the next one even if this pass sent it after that write (the copy-then-dirty
+    # engine otherwise counts a page sent after its last write as clean)
+    resend_written_since_sync = False
     wire = WireFormat()
 
     def begin(self, ctx: MigrationContext) -> None:
