@@ -162,26 +162,34 @@ class Pass:
         return out
 
     def _take_scan(self, n: int, skip, count_zero: bool) -> tuple[np.ndarray, int, int, int]:
+        """The next n items of the scan. With skips, windows of 2 x the pages still wanted are
+        passed whole unless they hold more items than wanted (then the cut is right after the
+        last one wanted): the page arithmetic of a round list, which the first pass once was."""
         pos, member, M = self.layout.position, self.member, self.layout.n_pages
         parts, cold, skipped, start = [], 0, 0, self.c
         while n > 0 and self.c < M:
-            x = min(M, self.c + n)
-            j1 = int(np.searchsorted(pos, x, side="left"))
-            j0 = self.j
+            c, j0 = self.c, self.j
+            x = min(M, c + (2 * n if skip is not None else n))
+            j1 = int(np.searchsorted(pos, x))
             is_item = member[j0:j1]
             if skip is not None:
-                was_skipped = is_item & skip[j0:j1]
                 is_item = is_item & ~skip[j0:j1]
-                skipped += int(np.count_nonzero(was_skipped))
-                self.members_left -= int(np.count_nonzero(was_skipped))
             fp_items = np.flatnonzero(is_item)
-            n_fp = int(fp_items.size)
-            if n_fp:
+            if (x - c) - (j1 - j0) + fp_items.size > n:  # cut right after the n-th item
+                holes = pos[j0:j1][~is_item] - c
+                a = holes - np.arange(holes.size)
+                x = c + (n - 1) + int(np.searchsorted(a, n - 1, side="right")) + 1
+                j1 = int(np.searchsorted(pos, x))
+                fp_items = fp_items[fp_items < j1 - j0]
+                is_item = is_item[:j1 - j0]
+            passed = int(np.count_nonzero(member[j0:j1]))
+            if fp_items.size:
                 parts.append(fp_items + j0)
-            cold_here = (x - self.c) - (j1 - j0)
+            cold_here = (x - c) - (j1 - j0)
             cold += cold_here
-            self.members_left -= n_fp
-            n -= n_fp + cold_here
+            skipped += passed - int(fp_items.size)
+            self.members_left -= passed
+            n -= int(fp_items.size) + cold_here
             self.c, self.j = x, j1
         if self.cold_ahead == 0 and self.members_left == 0:
             self.scan = False
@@ -191,24 +199,26 @@ class Pass:
 
     # -- taking by budget (mixed zero and data pages) ------------------------------------------
     def take_budget(self, budget: float, normal: float, zero_cost: float, zero_now: np.ndarray,
-                    skip: np.ndarray | None = None) -> Taken:
-        """Items in order while their cumulative cost stays within `budget` page units."""
+                    skip: np.ndarray | None = None, max_items: int | None = None) -> Taken:
+        """Items in order while their cumulative cost stays within `budget` page units (and at
+        most `max_items` of them)."""
         out = Taken(_EMPTY)
         parts: list[np.ndarray] = []
         for seg in ("head", "scan", "tail"):
-            if budget < min(normal, zero_cost) - EPS:
+            if budget < min(normal, zero_cost) - EPS or (max_items is not None and out.items >= max_items):
                 break
+            cap = None if max_items is None else max_items - out.items
             if seg == "scan":
                 if not self.scan:
                     continue
-                got, cold, cold_zero, skipped, cost = self._budget_scan(budget, normal, zero_cost, zero_now, skip)
+                got, cold, cold_zero, skipped, cost = self._budget_scan(budget, normal, zero_cost, zero_now, skip, cap)
                 out.cold, out.cold_zero = cold, cold_zero
             else:
                 lst = self.head if seg == "head" else self.tail
                 i = self.hi if seg == "head" else self.ti
                 if i >= len(lst):
                     continue
-                got, i, skipped, cost = _budget_list(lst, i, budget, normal, zero_cost, zero_now, skip)
+                got, i, skipped, cost = _budget_list(lst, i, budget, normal, zero_cost, zero_now, skip, cap)
                 if seg == "head":
                     self.hi = i
                 else:
@@ -217,7 +227,7 @@ class Pass:
             out.skipped += skipped
             out.cost += cost
             budget -= cost
-            if seg == "scan" and (len(got) or out.cold):
+            if seg == "scan" and (len(got) or cold):
                 out.end = self.c
             elif seg != "scan" and len(got):
                 out.end = int(self.layout.position[got[-1]]) + 1
@@ -226,56 +236,59 @@ class Pass:
         out.pages = np.concatenate(parts) if parts else _EMPTY
         return out
 
-    def _budget_scan(self, budget, normal, zero_cost, zero_now, skip):
-        """The scan segment by budget: the cost is piecewise uniform between footprint pages and
-        zero-run boundaries, so the cut is found on those breakpoints, not page by page."""
-        lay, M = self.layout, self.layout.n_pages
-        pos = lay.position
-        span = int((budget + EPS) / zero_cost) + 2
+    def _budget_scan(self, budget, normal, zero_cost, zero_now, skip, cap):
+        """The scan by budget. Its cost is piecewise uniform: single footprint pages, and runs of
+        cold pages between footprint pages and zero-run boundaries; the cut is found on those
+        pieces, never page by page."""
+        lay, M, pos = self.layout, self.layout.n_pages, self.layout.position
+        c, j0 = self.c, self.j
+        span = int((budget + EPS) / min(normal, zero_cost)) + 2
         while True:
-            x_hi = min(M, self.c + span)
-            j0, j1 = self.j, int(np.searchsorted(pos, x_hi))
-            fp = np.arange(j0, j1)
-            is_item = self.member[j0:j1].copy()
-            skipped_mask = np.zeros(j1 - j0, dtype=bool)
+            x_hi = min(M, c + span)
+            j1 = int(np.searchsorted(pos, x_hi))
+            fp_pos = pos[j0:j1]
+            is_item = self.member[j0:j1]
             if skip is not None:
-                skipped_mask = is_item & skip[j0:j1]
-                is_item &= ~skip[j0:j1]
-            fp_cost = np.where(zero_now[j0:j1], zero_cost, normal) * is_item
-            # pieces: cold runs between breakpoints, and single footprint pages
+                is_item = is_item & ~skip[j0:j1]
             zs, ze = lay.zero_start, lay.zero_end
-            a, b = np.searchsorted(ze, self.c, side="right"), np.searchsorted(zs, x_hi)
-            cuts = np.unique(np.concatenate(([self.c, x_hi], pos[j0:j1], pos[j0:j1] + 1,
-                                             np.clip(zs[a:b], self.c, x_hi), np.clip(ze[a:b], self.c, x_hi))))
+            r0, r1 = int(np.searchsorted(ze, c, side="right")), int(np.searchsorted(zs, x_hi))
+            cuts = np.unique(np.concatenate(([c, x_hi], fp_pos, fp_pos + 1, np.clip(zs[r0:r1], c, x_hi),
+                                             np.clip(ze[r0:r1], c, x_hi))))
             lo, hi = cuts[:-1], cuts[1:]
-            k = np.searchsorted(pos[j0:j1], lo)
-            is_fp = (k < fp.size) & (pos[np.minimum(j0 + k, max(j1 - 1, 0))] == lo) & (fp.size > 0)
-            in_zero = lay._in_zero_runs(lo)
-            unit = np.where(is_fp, 0.0, np.where(in_zero, zero_cost, normal))
-            piece_cost = unit * (hi - lo)
-            piece_cost[is_fp] = fp_cost[k[is_fp]]
-            cum = np.cumsum(piece_cost)
-            if cum.size and cum[-1] <= budget + EPS and x_hi < M:
-                span *= 2  # holes made the window too short: look further
+            k = np.minimum(np.searchsorted(fp_pos, lo), max(fp_pos.size - 1, 0))
+            is_fp = (fp_pos[k] == lo) if fp_pos.size else np.zeros(lo.size, dtype=bool)
+            fp_j = j0 + k
+            n_items = np.where(is_fp, is_item[k] if fp_pos.size else 0, hi - lo)
+            unit = np.where(is_fp, np.where(zero_now[np.minimum(fp_j, max(lay.footprint - 1, 0))], zero_cost, normal)
+                            if lay.footprint else normal, np.where(lay._in_zero_runs(lo), zero_cost, normal))
+            cum_cost = np.cumsum(n_items * unit)
+            cum_items = np.cumsum(n_items)
+            fits = cum_cost <= budget + EPS
+            if cap is not None:
+                fits &= cum_items <= cap
+            full = int(np.count_nonzero(fits))  # pieces taken whole (a prefix: both sums only grow)
+            if full == lo.size and x_hi < M:
+                span *= 2
                 continue
             break
-        full = int(np.searchsorted(cum, budget + EPS, side="right"))  # pieces paid in full
-        end = int(hi[full - 1]) if full else self.c
-        spent = float(cum[full - 1]) if full else 0.0
-        if full < len(lo) and not is_fp[full]:  # part of a cold run fits
+        spent = float(cum_cost[full - 1]) if full else 0.0
+        taken_items = int(cum_items[full - 1]) if full else 0
+        end = int(hi[full - 1]) if full else c
+        if full < lo.size and not is_fp[full]:  # part of a cold run still fits
             extra = affordable(budget - spent, float(unit[full]))
-            end = int(lo[full]) + extra
-            spent += extra * float(unit[full])
+            if cap is not None:
+                extra = min(extra, cap - taken_items)
+            end, spent = int(lo[full]) + extra, spent + extra * float(unit[full])
         jend = int(np.searchsorted(pos, end))
-        sent = fp[: jend - j0][is_item[: jend - j0]]
-        n_skipped = int(np.count_nonzero(skipped_mask[: jend - j0]))
-        cold = (end - self.c) - (jend - j0)
-        cold_zero = lay.cold_zero_between(self.c, end)
-        self.members_left -= int(sent.size) + n_skipped
+        sent = j0 + np.flatnonzero(is_item[:jend - j0])
+        passed = int(np.count_nonzero(self.member[j0:jend]))
+        cold = (end - c) - (jend - j0)
+        cold_zero = lay.cold_zero_between(c, end)
+        self.members_left -= passed
         self.c, self.j = end, jend
         if self.cold_ahead == 0 and self.members_left == 0:
             self.scan = False
-        return sent, cold, cold_zero, n_skipped, spent
+        return sent, cold, cold_zero, passed - int(sent.size), spent
 
     # -- strides -----------------------------------------------------------------------------
     def peek_ranks(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -336,22 +349,26 @@ def _take_list(lst: np.ndarray, i: int, n: int, skip) -> tuple[np.ndarray, int, 
     return (np.concatenate(parts) if parts else _EMPTY), i, skipped
 
 
-def _budget_list(lst, i, budget, normal, zero_cost, zero_now, skip):
-    """Pages of a list from index i while their cumulative cost fits the budget."""
+def _budget_list(lst, i, budget, normal, zero_cost, zero_now, skip, cap):
+    """Pages of a list from index i while their cumulative cost fits the budget (at most `cap`
+    of them): (sent, new i, skipped, spent)."""
     w = int(budget / normal) + 16
+    if cap is not None:
+        w = min(w, cap + 16)
     while True:
         window = lst[i:i + w]
         items = np.ones(window.size, dtype=bool) if skip is None else ~skip[window]
         cost = np.where(zero_now[window], zero_cost, normal) * items
         cum = np.cumsum(cost)
-        if window.size and cum[-1] <= budget + EPS and i + w < len(lst):
+        fits = cum <= budget + EPS
+        if cap is not None:
+            fits &= np.cumsum(items) <= cap
+        k = int(np.count_nonzero(fits))
+        if k == window.size and i + w < len(lst):
             w *= 2
             continue
         break
-    k = int(np.searchsorted(cum, budget + EPS, side="right"))
-    # a skipped page right after the cut costs nothing: pass over the free ones that follow
-    while k < window.size and cost[k] == 0.0 and not items[k]:
-        k += 1
-    taken = window[:k]
-    sent = taken[items[:k]]
+    took = np.flatnonzero(items[:k])
+    k = int(took[-1]) + 1 if took.size else 0  # end right after the last page sent
+    sent = window[:k][items[:k]]
     return sent, i + k, int(k - sent.size), float(cum[k - 1]) if k else 0.0

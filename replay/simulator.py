@@ -157,6 +157,9 @@ class Migration:
         self.sent_step = np.full(F, -1, dtype=np.int64)
         self.zero_now = lay.footprint_zero.copy()
         self.ordered = type(policy).order is not Policy.order
+        self.own_sync = type(policy).at_sync_point is not Policy.at_sync_point
+        interval = policy.check_interval_s
+        self.windows = max(1, round(source.step_seconds / interval)) if interval else 1
         self.log_writes = np.zeros(F, dtype=np.int64) if self.ordered else None
         self.last_write = np.full(F, -1, dtype=np.int64) if self.ordered else None
         # counters
@@ -172,6 +175,7 @@ class Migration:
         self.series = _Series()
         self.hold: Hold | None = None
         self.synced_at_stop = False
+        self._written_part = self._newly_part = 0  # writes of the current step applied at a sync point
         self._cost_cache: dict[float, float] = {}
         self.f_idle = float(cost(self.B))
         self.pass_ = self._new_pass()
@@ -279,7 +283,11 @@ class Migration:
 
     def one_step(self) -> Stop | None:
         """Sends one step's pages and applies that step's writes; a Stop if a sync point stopped
-        the migration mid-step (nothing written then: the guest is paused from that moment)."""
+        the migration mid-step (nothing written then: the guest is paused from that moment).
+
+        Sync points of a continuous policy: when its pass runs out, and at the start of every
+        check window (`Policy.check_interval_s`; QEMU checks its pending bytes once per 100 ms
+        rate-limit window) if the pass is below `sync_threshold` then."""
         policy, b = self.policy, self.b
         continuous = policy.continuous
         skip = self.written_in_round if policy.skip_redirtied else None
@@ -287,52 +295,65 @@ class Migration:
         sync_below = policy.sync_threshold(self.last_step_bytes) if continuous else 0.0
         avail = self.credit + b
         min_unit = min(self.normal, self.zero)
+        nw = self.windows
         if self.uniform:
             want = int(avail + EPS) if self.normal == 1.0 else affordable(avail, self.normal)
+            bound = want if nw == 1 else affordable(avail / nw, self.normal)
+        else:
+            bound = avail if nw == 1 else avail / nw
         got = zeros = skipped = 0
         spent = 0.0
+        w, check = 1, sync_below > 0
         rescanned = synced = ran_out = False
         stop = None
         while True:
-            if self.uniform:
-                if got >= want:
+            if (got >= bound) if self.uniform else (bound - spent < min_unit - EPS):
+                if w >= nw:
                     break
-            elif avail - spent < min_unit - EPS:
-                break
-            if continuous and ((left := self.pass_.left) == 0 or (left < sync_below and not synced)):
-                if left == 0 and rescanned:
-                    ran_out = True
+                w += 1  # a new rate-limit window: the policy checks again
+                bound = (want if w == nw else affordable(avail * w / nw, self.normal)) if self.uniform \
+                    else (avail if w == nw else avail * w / nw)
+                check = sync_below > 0
+                continue
+            left = self.pass_.left
+            if continuous and (left == 0 or (check and left < sync_below)):
+                if left == 0 and (synced or (rescanned and not self.own_sync)):
+                    ran_out = True  # nothing to send even after a sync
                     break
-                stop = self.policy.at_sync_point(self.view(False))
+                if self.own_sync and spent > 0 and b > 0:
+                    self._write_part(min(spent / b, 1.0))  # the guest ran on while the step's pages went
+                stop = policy.at_sync_point(self.view(False))
                 if stop is not None:
                     break
                 self.begin_pass()
-                synced = True
-                rescanned = rescanned or left == 0
+                synced = rescanned = True
+                check = False
                 continue
             if self.uniform:
-                t = self.pass_.take(want - got, skip, zero_now)
+                t = self.pass_.take(bound - got, skip, zero_now)
                 cost_t = (len(t.pages) + t.cold) * self.normal
             else:
-                t = self.pass_.take_budget(avail - spent, self.normal, self.zero, self.zero_now, skip)
+                t = self.pass_.take_budget(bound - spent, self.normal, self.zero, self.zero_now, skip)
                 cost_t = t.cost
             n_t = self._account(t)
             got += n_t
             spent += cost_t
             skipped += t.skipped
             zeros += self._zeros_of(t, zero_now)
-            synced = False
+            synced = check = False
             if not continuous:
-                break
-            if n_t == 0 and self.pass_.left > 0:
-                break  # the budget cannot pay for the next page
+                break  # a round-based policy's round that runs out leaves the step idle
+            if n_t == 0 and self.pass_.left > 0:  # this window's budget cannot pay for the next page
+                if w >= nw or self.uniform:
+                    break
+                bound = -np.inf  # on to the next window
         if self.uniform:
             spent = got * self.normal
-            ran_out = ran_out or got < want
+            ran_out = ran_out or (got < want and stop is None)
         else:
-            ran_out = ran_out or (self.pass_.left == 0 and avail - spent >= min_unit - EPS)
+            ran_out = ran_out or (not continuous and self.pass_.left == 0 and avail - spent >= min_unit - EPS)
         if stop is not None:  # stopped mid-step: the step lasted as long as its sending
-            self._close_partial(b, got, zeros, skipped, spent / b if b > 0 else 0.0)
+            self._close_partial(b, got, zeros, skipped, min(spent / b, 1.0) if b > 0 else 0.0)
             return stop
         if ran_out:
             busy, self.credit = (spent / b if b > 0 else 0.0), 0.0
@@ -378,16 +399,10 @@ class Migration:
             self.partial = busy
             self.series.add(self.step * self.ctx.step_seconds, b, n_sent, self.n_dirty, self.precopy_cost)
 
-    def _close_step(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
-        self.precopy_cost += self.F_of(b) * busy + self.f_idle * (1.0 - busy)
-        self._count_sent(n_sent, zeros, skipped)
-        s = self.ctx.step_seconds
-        clean_before = self.M - self.n_dirty
-        d = self.source.dirty(self.step)
+    def _write(self, d: np.ndarray) -> int:
+        """Applies writes to pages `d`; returns how many were clean."""
         need = self.need
         newly = int(d.size - np.count_nonzero(need[d]))
-        if n_sent:
-            self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
         need[d] = True
         if self.track_round:  # round-based: each round's dirtied count (and Xen's skips)
             self.written_in_round[d] = True
@@ -397,9 +412,38 @@ class Migration:
             self.log_writes[d] += 1
             self.last_write[d] = self.step
         self.n_dirty += newly
+        self.clean_dirtied += newly
+        return newly
+
+    def _write_part(self, fraction: float) -> None:
+        """At a sync point inside a step, the writes the guest made so far: the step's written
+        pages are taken as spread evenly over it, in an order drawn once per step (the same for
+        every policy), and the first `fraction` of them are applied now, the rest at its end."""
+        d = self.source.dirty(self.step)
+        order = np.random.default_rng([0x5EED, self.step]).permutation(d.size)
+        k = int(fraction * d.size)
+        done = self._written_part
+        if k > done:
+            self._newly_part += self._write(d[order[done:k]])
+            self._written_part = k
+
+    def _close_step(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
+        self.precopy_cost += self.F_of(b) * busy + self.f_idle * (1.0 - busy)
+        self._count_sent(n_sent, zeros, skipped)
+        s = self.ctx.step_seconds
+        d = self.source.dirty(self.step)
+        if n_sent:
+            self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
+        if self._written_part:  # part of this step's writes went in at a sync point
+            order = np.random.default_rng([0x5EED, self.step]).permutation(d.size)
+            clean_before = self.M - self.n_dirty + self._newly_part
+            self._write(d[order[self._written_part:]])
+            self._written_part = self._newly_part = 0
+        else:
+            clean_before = self.M - self.n_dirty
+            self._write(d)
         self.written += len(d)
         self.clean_exposure += clean_before
-        self.clean_dirtied += newly
         self.series.add(self.step * s, b, n_sent, self.n_dirty, self.precopy_cost)
         self.step += 1
 

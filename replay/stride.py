@@ -89,17 +89,18 @@ def try_stride(m) -> bool:
     not_cleaned = np.bincount(sigma[~cleaned], minlength=K)[:K]
     turned_clean = np.cumsum(sent - not_cleaned)
     dirty = m.n_dirty - turned_clean + np.cumsum(newly)
-    # where the step-by-step run would stop or ask the policy again
-    stop = np.zeros(K, dtype=bool)
-    stop |= N == L
-    stop |= dirty == 0
+    # where the step-by-step run would stop or ask the policy again: after a step that ends the
+    # pass, cleans everything or reaches the hold's clean count; before a step that leaves the
+    # pass short enough for the policy's answer to change (a mid-step sync could come in it)
+    stop = (N == L) | (dirty == 0)
     if hold.until_clean is not None:
         stop |= m.M - dirty >= hold.until_clean
-    if hold.until_pass_left is not None:
-        stop |= L - N <= hold.until_pass_left
     hit = np.flatnonzero(stop)
     K = int(hit[0]) + 1 if hit.size else K
-    if K < k_min and not hit.size:
+    if hold.until_pass_left is not None:
+        short = np.flatnonzero(L - N[:K] <= hold.until_pass_left)
+        K = int(short[0]) if short.size else K
+    if K < k_min and not (hit.size and K == int(hit[0]) + 1 and K > 0):
         return False
     _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sent, turned_clean, newly,
             sent_dirtied, dirty, t0, b)

@@ -131,6 +131,7 @@ class Policy:
     # again after the next one even if this pass sent it after that write (the copy-then-dirty
     # engine otherwise counts a page sent after its last write as clean)
     resend_written_since_sync = False
+    check_interval_s: float | None = None  # continuous: also check the sync threshold this often within a step
     wire = WireFormat()
 
     def begin(self, ctx: MigrationContext) -> None:

@@ -19,12 +19,15 @@ What QEMU does, and where it sits here:
   its length) and sets `threshold_size = bandwidth x downtime-limit` (or
   `avail-switchover-bandwidth x downtime-limit` when set, QEMU 8.2+). Here the window is one
   trace step. Before the first measurement the threshold is 0.
-- Each iteration, once the bitmap's remaining dirty bytes fall below the threshold, QEMU syncs
-  the bitmap (`ram_save_pending` in 7.2, `ram_state_pending_exact` later; a sync per crossing,
-  counted in `dirty-sync-count`) and completes if what is dirty then (pages x page size) is
-  below the threshold or nothing is left; otherwise the next pass starts. An empty bitmap before
-  any bandwidth was measured completes without a sync (pending 0). `sync_threshold` and
-  `at_sync_point` put this in the simulator, at step boundaries and mid-step.
+- Each iteration of the migration thread (`migration_iteration_run`, before it sends a window's
+  worth with `ram_save_iterate`, and again whenever the bitmap runs dry) checks the bitmap's
+  remaining dirty bytes: below the threshold, QEMU syncs the bitmap (`ram_save_pending` in 7.2,
+  `ram_state_pending_exact` later; counted in `dirty-sync-count`) and completes if what is
+  dirty then (pages x page size) is below the threshold or nothing is left; otherwise the next
+  pass starts. An empty bitmap before any bandwidth was measured completes without a sync
+  (pending 0). `sync_threshold`, `at_sync_point` and `check_interval_s` (each 100 ms window
+  of a longer trace step) put this in the simulator; the trace's writes still land at the end
+  of their step.
 - The final copy (`migration_completion`) stops the guest, syncs once more, and sends every
   dirty page with the rate limit lifted (`qemu_file_set_rate_limit(INT64_MAX)`): it runs at the
   link's speed (`final_rate`).
@@ -57,6 +60,7 @@ class Qemu(Policy):
     name = "qemu"
     continuous = True  # passes back to back: a sync and the next pass, within the same step
     resend_written_since_sync = True  # the bitmap sync ORs in every page logged since the last one
+    check_interval_s = 0.1  # BUFFER_DELAY: the migration thread checks what is pending once per window
     wire = WireFormat(PAGE_HEADER_BYTES, ZERO_PAGE_BYTES)
 
     def __init__(self, max_bandwidth_bps: float | None = None, downtime_limit_s: float = DEFAULT_DOWNTIME_LIMIT_S,
