@@ -50,8 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clark-increment", metavar="RATE", help="Clark: rate increment per round (default 50Mbit, at most a quarter of the bandwidth)")
     p.add_argument("--clark-max-rounds", metavar="N", help="Clark: also stop after N rounds (default: no cap, "
                    "as in Clark et al.; Xen's implementation used 29)")
-    p.add_argument("--qemu-max-bandwidth", metavar="RATE", help="QEMU: max-bandwidth (default: the scenario's)")
+    p.add_argument("--qemu-max-bandwidth", metavar="RATE", help="QEMU: max-bandwidth (default 128MiB/s, QEMU's "
+                   "MAX_THROTTLE; a slower link caps it)")
     p.add_argument("--qemu-downtime-limit", metavar="DURATION", help="QEMU: downtime-limit (default 300ms)")
+    p.add_argument("--qemu-switchover-bandwidth", metavar="RATE", help="QEMU: avail-switchover-bandwidth, used "
+                   "instead of the measured bandwidth for the switch-over threshold (default: unset)")
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default TRACE-replay/ or replay-uniform/)")
     p.add_argument("--no-plots", action="store_true", help="write only the data files")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -119,7 +122,8 @@ def run_replay_command(args: argparse.Namespace) -> int:
     clark_opts = (args.clark_min, args.clark_max, args.clark_increment, args.clark_max_rounds)
     if any(o is not None for o in clark_opts) and "clark" not in algorithms:
         raise CalmError("--clark-* options need the clark algorithm")
-    if (args.qemu_max_bandwidth or args.qemu_downtime_limit) and "qemu" not in algorithms:
+    if (args.qemu_max_bandwidth or args.qemu_downtime_limit or args.qemu_switchover_bandwidth) \
+            and "qemu" not in algorithms:
         raise CalmError("--qemu-* options need the qemu algorithm")
     options = PolicyOptions(
         clark_min_bps=parse_rate(args.clark_min, "--clark-min") if args.clark_min else None,
@@ -130,6 +134,8 @@ def run_replay_command(args: argparse.Namespace) -> int:
         qemu_max_bandwidth_bps=parse_rate(args.qemu_max_bandwidth, "--qemu-max-bandwidth") if args.qemu_max_bandwidth else None,
         qemu_downtime_limit_s=(parse_duration(args.qemu_downtime_limit, "--qemu-downtime-limit")
                                if args.qemu_downtime_limit else 0.3),
+        qemu_switchover_bandwidth_bps=(parse_rate(args.qemu_switchover_bandwidth, "--qemu-switchover-bandwidth")
+                                       if args.qemu_switchover_bandwidth else None),
     )
     cost = parse_cost(args.cost)
     sweep = _int(args.sweep, "--sweep", 0)
