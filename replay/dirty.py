@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from calm.errors import CalmError
-from replay.layout import RamLayout, identity, spread
-from replay.trace_map import MappedTrace, check_fits
+from calm.core.errors import CalmError
+from calm.replay.defaults import EXTEND_MODES
+from calm.replay.layout import RamLayout, identity, spread
+from calm.replay.trace_map import MappedTrace, check_fits
 
-EXTEND_MODES = ("loop", "resample")
 NEVER = np.iinfo(np.int64).max // 4  # "no write at or after this step"
 
 
@@ -61,7 +61,7 @@ class TraceSource(DirtySource):
             raise CalmError(f"unknown trace extension '{extend}': use {' or '.join(EXTEND_MODES)}")
         self.mapped = mapped
         if n_pages is None:
-            from replay.own_memory import own_layout
+            from calm.replay.own_memory import own_layout
             self.layout = own_layout(mapped)
         else:
             check_fits(mapped.footprint, int(n_pages), mapped.page_size)

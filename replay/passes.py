@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replay.layout import RamLayout
+from calm.replay.layout import RamLayout
 
 EPS = 1e-9  # rounding slack of the per-step page budget (a rate of 2.9999999999 sends 3)
 _EMPTY = np.empty(0, np.int64)

@@ -1,10 +1,10 @@
-"""Trace-driven simulator of in-band pre-copy live migration (the CALM model, trace-driven).
+"""Trace-driven simulator of in-band pre-copy live migration (docs/model.md, section 5).
 
 Time advances in *steps*: one step is one sample of the trace (`DirtySource.step_seconds`
 seconds; the uniform model's time unit for synthetic traces). Bandwidths are in pages per step:
 R bit/s is R / 8 / page_size * step_seconds pages per step (see `replay.scenario`).
 
-Each step, following the CALM model's copy-then-dirty convention:
+Each step, following the model's copy-then-dirty convention (docs/model.md, section 2):
 1. the policy picks a rate b <= B (or stops, at step boundaries, or at a sync point mid-step);
 2. pages not clean at the destination are sent, in the order of the current pass, for up to b
    pages of data (a fractional b carries over, so 2.5 pages/step sends 2, 3, 2, 3...; a policy's
@@ -37,90 +37,21 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from calm.errors import CalmError
-from replay.cost import PagesCost
-from replay.dirty import DirtySource
-from replay.passes import EPS, Pass, affordable
-from replay.policies.base import Hold, MigrationContext, PageLog, Policy, Stop, View
+from calm.core.errors import CalmError
+from calm.replay.cost import PagesCost
+from calm.replay.dirty import DirtySource
+from calm.replay.passes import EPS, Pass, affordable
+from calm.replay.policies.base import Hold, MigrationContext, PageLog, Policy, Stop, View
+from calm.replay.sim_result import SimResult, StepSeries
 
 DEFAULT_MAX_RAM_TIMES = 100  # the first pass: at most this many RAM send times at full bandwidth
 DEFAULT_FOOTPRINT_TIMES = 100  # after it: this many footprint send times ...
 DEFAULT_LOOPS = 10  # ... or this many loops of the trace, whichever is longer
 MIN_STEPS = 1000
 PROGRESS_EVERY_S = 0.5
-
-
-@dataclass
-class SimResult:
-    """One simulated migration. Times in seconds, cost in seconds of violated SLA."""
-
-    algorithm: str
-    cost: float
-    precopy_cost: float
-    total_time: float
-    precopy_time: float
-    downtime: float
-    pages_sent: int  # pre-copy + stop-and-copy
-    final_pages: int  # sent during the downtime
-    rounds: int  # passes (rounds) begun
-    stop_reason: str
-    forced: bool  # stopped by the time limit, not by the policy
-    options: dict = field(default_factory=dict)
-    bytes_sent: float = 0.0  # on the wire, by the policy's wire format (QEMU: ram.transferred)
-    zero_pages: int = 0  # pages sent that held only zeros (QEMU: ram.duplicate)
-    normal_pages: int = 0  # the other pages sent (QEMU: ram.normal)
-    syncs: int = 0  # dirty-bitmap syncs: one to start, one per pass after the first, one for the copy phase
-    # Per-step series (one entry per pre-copy step).
-    time: np.ndarray = field(default_factory=lambda: np.empty(0))  # step start, s
-    rate_bps: np.ndarray = field(default_factory=lambda: np.empty(0))  # migration rate asked, bit/s
-    sent: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # pages sent
-    dirty: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # dirty pages after the step
-    cost_so_far: np.ndarray = field(default_factory=lambda: np.empty(0))  # cumulative pre-copy cost, s
-
-    def summary(self) -> dict:
-        return {k: (bool(v) if isinstance(v, np.bool_) else v) for k, v in self.__dict__.items()
-                if not isinstance(v, np.ndarray)}
-
-    def to_dict(self, max_points: int = 5000) -> dict:
-        """JSON-ready; series thinned to at most `max_points` evenly spaced steps."""
-        n = len(self.time)
-        idx = np.unique(np.linspace(0, n - 1, min(n, max_points)).astype(np.int64)) if n else np.empty(0, np.int64)
-        return {**self.summary(), "series": {
-            "time_s": self.time[idx].tolist(), "bandwidth_bps": self.rate_bps[idx].tolist(),
-            "sent_pages": self.sent[idx].tolist(), "dirty_pages": self.dirty[idx].tolist(),
-            "cost_so_far": self.cost_so_far[idx].tolist()}}
-
-
-class _Series:
-    """Per-step series: Python lists for single steps, arrays for strides, joined at the end."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[np.ndarray, ...]] = []
-        self.lists: tuple[list, ...] = ([], [], [], [], [])
-
-    def add(self, t, rate, sent, dirty, cost) -> None:
-        for lst, v in zip(self.lists, (t, rate, sent, dirty, cost)):
-            lst.append(v)
-
-    def add_arrays(self, *arrays: np.ndarray) -> None:
-        self._flush()
-        self.chunks.append(arrays)
-
-    def _flush(self) -> None:
-        if self.lists[0]:
-            self.chunks.append(tuple(np.asarray(lst) for lst in self.lists))
-            self.lists = ([], [], [], [], [])
-
-    def arrays(self) -> list[np.ndarray]:
-        self._flush()
-        dtypes = (float, float, np.int64, np.int64, float)
-        if not self.chunks:
-            return [np.empty(0, d) for d in dtypes]
-        return [np.concatenate([c[i] for c in self.chunks]).astype(d) for i, d in enumerate(dtypes)]
 
 
 class Migration:
@@ -172,7 +103,7 @@ class Migration:
         self.last_step_bytes = 0.0
         self.credit, self.precopy_cost, self.partial = 0.0, 0.0, 0.0
         self.first_pass_end: int | None = None
-        self.series = _Series()
+        self.series = StepSeries()
         self.hold: Hold | None = None
         self.synced_at_stop = False
         self._written_part = self._newly_part = 0  # writes of the current step applied at a sync point
@@ -190,11 +121,8 @@ class Migration:
     def view(self, round_done: bool) -> View:
         s, k, st, d = self.last
         return View(self.step, self.n_dirty, self.rounds, round_done, s, k, st, d, self.total_sent, self.written,
-                    self.clean_exposure, self.clean_dirtied, self.sent_dirtied, self.pass_left(),
+                    self.clean_exposure, self.clean_dirtied, self.sent_dirtied, self.pass_.left,
                     self.last_step_bytes)
-
-    def pass_left(self) -> int:
-        return self.pass_.left
 
     def _new_pass(self) -> Pass:
         order = None
@@ -255,7 +183,7 @@ class Migration:
                     self.begin_pass()
                     self.round_start, self.round_sent, self.round_skipped, self.credit = self.step, 0, 0, 0.0
             if self.strides and hold is not None:
-                from replay.stride import try_stride
+                from calm.replay.stride import try_stride
                 if try_stride(self):
                     continue
             stop = self.one_step()

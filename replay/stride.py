@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from replay.passes import EPS, affordable
+from calm.replay.passes import EPS, affordable
 
 MIN_STRIDE = 32  # steps; shorter phases go step by step
 PAGES_PER_STEP_EQUIVALENT = 500  # a stride costs about as much as one step per this many footprint pages

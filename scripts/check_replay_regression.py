@@ -75,9 +75,11 @@ print(json.dumps(out))
 """
 
 
-def run(tree: Path, job: dict) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=tree, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+def run(tree: Path | None, job: dict) -> list[dict]:
+    """The worker in the old tree (on PYTHONPATH), or in the installed current one (tree None)."""
+    env = {"PATH": "/usr/bin:/bin", **({"PYTHONPATH": str(tree)} if tree else {})}
+    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=tree or tempfile.gettempdir(),
+                          capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"worker in {tree} failed:\n{proc.stderr}")
     return json.loads(proc.stdout)
@@ -90,8 +92,7 @@ def same(a, b) -> bool:
 
 
 def main() -> int:
-    sys.path.insert(0, str(REPO))
-    from calm.cli import OneLineErrorParser
+    from calm.core.argtypes import OneLineErrorParser
 
     ap = OneLineErrorParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", default=BASE, help=f"git revision of the old simulator (default {BASE})")
@@ -105,7 +106,7 @@ def main() -> int:
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
         workloads = [{"name": Path(t).name, "trace": str(Path(t).resolve())} for t in args.traces]
         if not workloads:
-            from replay.synth import write_profile_trace
+            from calm.workloads.synthetic import write_profile_trace
             for name, pages, samples, profile in (
                     ("phases", 65536, 300, "phases:10:zipf:0.6:0.5/hotcold:0.02:0.1:0.0002"),
                     ("hotcold", 16384, 200, "hotcold:0.05:0.3:0.001"),
@@ -116,7 +117,7 @@ def main() -> int:
             workloads.append({"name": "uniform p=0.002", "p": 0.002})
         job = {"workloads": workloads, "scenarios": list(SCENARIOS), "algorithms": list(ALGORITHMS),
                "cost": COST, "fields": list(FIELDS)}
-        before, after = run(old, job), run(REPO, job)
+        before, after = run(old, job), run(None, job)
     bad = 0
     for a, b in zip(before, after, strict=True):
         diffs = [k for k in (*FIELDS, "series") if not same(a[k], b[k])]

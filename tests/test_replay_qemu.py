@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from replay_helpers import hot_set, write_trace
 
-from replay.cost import in_pages, parse_cost
-from replay.dirty import DirtySource, TraceSource
-from replay.layout import RamLayout
-from replay.policies import Qemu
-from replay.policies.qemu import MAX_THROTTLE_BPS
-from replay.simulator import simulate
-from replay.trace_map import map_trace
+from calm.replay.cost import in_pages, parse_cost
+from calm.replay.dirty import DirtySource, TraceSource
+from calm.replay.layout import RamLayout
+from calm.replay.policies import Qemu
+from calm.replay.policies.qemu import MAX_THROTTLE_BPS
+from calm.replay.simulator import simulate
+from calm.replay.trace_map import map_trace
 
 P, STEP = 4096, 0.1
 F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), P, STEP)

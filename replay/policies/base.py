@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replay.cost import PagesCost
-from replay.passes import PageOrder
+from calm.replay.cost import PagesCost
+from calm.replay.passes import PageOrder
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""QEMU's pre-copy live migration of RAM (the CALM model, "Baselines": QEMU), as in QEMU 7.2
+"""QEMU's pre-copy live migration of RAM (docs/model.md, section 6), as in QEMU 7.2
 (Debian 12's) to 9.x: migration/migration.c, migration/ram.c, migration/options.c.
 
 What QEMU does, and where it sits here:
@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import math
 
-from calm.errors import CalmError
-from replay.passes import PageOrder
-from replay.policies.base import Hold, MigrationContext, PageLog, Policy, Stop, View, WireFormat
+from calm.core.errors import CalmError
+from calm.replay.passes import PageOrder
+from calm.replay.policies.base import Hold, MigrationContext, PageLog, Policy, Stop, View, WireFormat
 
 MAX_THROTTLE_BPS = (128 << 20) * 8.0  # QEMU's default max-bandwidth, 128 MiB/s, in bit/s
 DEFAULT_DOWNTIME_LIMIT_S = 0.3  # QEMU's default downtime-limit (300 ms)
