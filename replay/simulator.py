@@ -232,15 +232,19 @@ class Migration:
         got = zeros = skipped = 0
         spent = 0.0
         w, check = 1, sync_below > 0
+        w_got = w_zeros = 0  # at the start of the current window
         rescanned = synced = ran_out = False
         stop = None
         while True:
             if (got >= bound) if self.uniform else (bound - spent < min_unit - EPS):
                 if w >= nw:
                     break
-                w += 1  # a new rate-limit window: the policy checks again
+                w += 1  # a new rate-limit window: the bandwidth is measured over the last one, checked again
                 bound = (want if w == nw else affordable(avail * w / nw, self.normal)) if self.uniform \
                     else (avail if w == nw else avail * w / nw)
+                self.last_step_bytes = self.bytes_of(got - w_got, zeros - w_zeros) * nw
+                w_got, w_zeros = got, zeros
+                sync_below = policy.sync_threshold(self.last_step_bytes)
                 check = sync_below > 0
                 continue
             left = self.pass_.left
@@ -280,6 +284,7 @@ class Migration:
             ran_out = ran_out or (got < want and stop is None)
         else:
             ran_out = ran_out or (not continuous and self.pass_.left == 0 and avail - spent >= min_unit - EPS)
+        window_bytes = self.bytes_of(got - w_got, zeros - w_zeros) * nw if nw > 1 else None
         if stop is not None:  # stopped mid-step: the step lasted as long as its sending
             self._close_partial(b, got, zeros, skipped, min(spent / b, 1.0) if b > 0 else 0.0)
             return stop
@@ -288,6 +293,8 @@ class Migration:
         else:
             busy, self.credit = 1.0, self.credit + b - spent
         self._close_step(b, got, zeros, skipped, busy)
+        if window_bytes is not None:  # the next step's first window measures this step's last one
+            self.last_step_bytes = window_bytes
         return None
 
     def _zeros_of(self, t, zero_now) -> int:
@@ -313,6 +320,8 @@ class Migration:
         return len(pages) + t.cold
 
     def _count_sent(self, n_sent: int, zeros: int, skipped: int) -> None:
+        """Counts a step's pages; `last_step_bytes` is what the next step measures its bandwidth
+        on (a policy with check windows: the last window's bytes, scaled to a step)."""
         self.round_sent += n_sent
         self.round_skipped += skipped
         self.total_sent += n_sent

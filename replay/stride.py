@@ -110,6 +110,7 @@ def try_stride(m) -> bool:
 def _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sent, turned_clean, newly,
             sent_dirtied, dirty, t0, b) -> None:
     """Applies the first K steps of a stride to the migration's state."""
+    m_credit0 = m.credit
     wi, t1 = m.source.write_index, t0 + K
     in_stride = sigma < K
     sent_pages = pages[in_stride]
@@ -151,6 +152,10 @@ def _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sen
     m.precopy_cost = float(cost_so_far[-1])
     m.credit = float(credits[K - 1])
     m.last_step_bytes = m.bytes_of(int(sent[-1]), 0)
+    if m.windows > 1:  # what the last step's last check window measured (as in Migration.one_step)
+        avail = (float(credits[K - 2]) if K > 1 else m_credit0) + b
+        first_part = affordable(avail * (m.windows - 1) / m.windows, m.normal)
+        m.last_step_bytes = m.bytes_of(int(sent[-1]) - first_part, 0) * m.windows
     s = m.ctx.step_seconds
     m.series.add_arrays((t0 + np.arange(K)) * s, np.full(K, b), sent.astype(np.int64), dirty.astype(np.int64),
                         cost_so_far)

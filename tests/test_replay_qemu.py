@@ -71,18 +71,21 @@ def qemu_reference(layout: RamLayout, writes, rate_bytes: int, link_bytes: float
     normal = duplicate = 0
     sent_bytes = 0
     for t in range(max_steps):
-        threshold = last_bytes / step * limit_s if last_bytes else 0.0  # migration_update_counters
+        threshold = last_bytes / step * limit_s  # measured over the last window (migration_update_counters)
         budget = credit + rate_bytes
         used = 0
         done = None
         made = 0  # of this step's writes
         window, check = 1, True  # migration_iteration_run at the start of each window ...
+        window_start = 0
         cheapest = 9 if layout.has_zero_pages else P + 8
         while True:
             if budget * window / windows - used < cheapest:  # this window's rate limit is reached
                 if window == windows:
                     break
                 window, check = window + 1, True
+                threshold = (used - window_start) / 0.1 * limit_s  # migration_update_counters
+                window_start = used
                 continue
             remaining = int(bitmap.sum())
             if remaining == 0 or (check and remaining * P < threshold):  # ... and when the bitmap runs dry
@@ -108,6 +111,8 @@ def qemu_reference(layout: RamLayout, writes, rate_bytes: int, link_bytes: float
                 if window == windows:
                     break
                 window, check = window + 1, True
+                threshold = (used - window_start) / 0.1 * limit_s
+                window_start = used
                 continue
             check = False
             bitmap[page] = False
@@ -119,7 +124,7 @@ def qemu_reference(layout: RamLayout, writes, rate_bytes: int, link_bytes: float
         if done:
             precopy = t + min(used / rate_bytes, 1.0)
             break
-        credit, last_bytes = budget - used, used
+        credit, last_bytes = budget - used, (used - window_start) * windows
         guest_writes(layout, writes[t % len(writes)], t, 1.0, made, log, zero)
     else:
         return None
