@@ -37,9 +37,11 @@ def own_layout(mapped: MappedTrace) -> RamLayout:
     k1 = k0 + res["pages"][first].astype(np.uint64)
     state = res["state"][first]
     fp = mapped.keys
-    run = np.searchsorted(k0, fp, side="right") - 1
-    inside = (run >= 0) & (fp < k1[np.maximum(run, 0)])
-    outside = fp[~inside]  # pages mapped after the recording began: empty before
+    before = mapped.written_before if mapped.written_before is not None else np.empty(0, np.uint64)
+    written = np.union1d(fp, before)
+    run = np.searchsorted(k0, written, side="right") - 1
+    inside = (run >= 0) & (written < k1[np.maximum(run, 0)])
+    outside = written[~inside]  # pages mapped after the recording began: empty until written
     starts = np.concatenate((k0, outside))
     ends = np.concatenate((k1, outside + np.uint64(1)))
     states = np.concatenate((state, np.zeros(outside.size, dtype=state.dtype)))
@@ -54,8 +56,8 @@ def own_layout(mapped: MappedTrace) -> RamLayout:
     position = base[iv] + (fp - starts[iv]).astype(np.int64)
     zero = states != RESIDENCY_RESIDENT
     zs, ze = base[zero], base[zero] + length[zero]
-    if mapped.written_before is not None and mapped.written_before.size:
-        wb = mapped.written_before
+    if before.size:
+        wb = before
         jv = np.searchsorted(starts, wb, side="right") - 1
         ok = (jv >= 0) & (wb < ends[np.maximum(jv, 0)])
         points = np.unique(base[jv[ok]] + (wb[ok] - starts[jv[ok]]).astype(np.int64))

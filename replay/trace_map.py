@@ -127,7 +127,7 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: 
             raise CalmError(f"trace {path} has no usable sampling interval")
         residency = trace.residency()
         written_before = None
-        if residency is not None and first:  # pages the left-out start wrote are not zero any more
+        if residency is not None and first:  # pages the left-out start wrote: RAM, and not zero any more
             written_before = np.empty(0, np.uint64)
             for chunk in trace.iter_chunks(max_events, stop_sample=first):
                 written_before = np.union1d(written_before, make_keys(chunk.event_process, chunk.vpn))
