@@ -72,7 +72,7 @@ class Migration:
         self.zero = self.normal if wire.zero_page_bytes is None else wire.zero_page_bytes / P
         self.track_zero = lay.has_zero_pages
         self.uniform = self.zero == self.normal or not self.track_zero
-        self.strides = strides and source.write_index is not None and self.uniform
+        self.strides = strides and source.write_index is not None and self.uniform and not policy.skip_redirtied
         self.max_steps = max_steps
         self.first_pass_limit = max(MIN_STEPS, math.ceil(DEFAULT_MAX_RAM_TIMES * self.M / self.B))
         loops = DEFAULT_LOOPS * (source.loop_steps or 0)
@@ -85,12 +85,15 @@ class Migration:
         self.written_in_round = np.zeros(F, dtype=bool)
         self.resend = policy.resend_written_since_sync
         self.track_round = not policy.continuous or policy.skip_redirtied or self.resend
-        self.sent_step = np.full(F, -1, dtype=np.int64)
-        self.zero_now = lay.footprint_zero.copy()
+        self.just_sent = np.zeros(F, dtype=bool)  # pages sent in the current step
+        self._sent_now: list[np.ndarray] = []
+        self.zero_now = lay.footprint_zero.copy() if lay.has_zero_pages else None
         self.ordered = type(policy).order is not Policy.order
         self.own_sync = type(policy).at_sync_point is not Policy.at_sync_point
         interval = policy.check_interval_s
         self.windows = max(1, round(source.step_seconds / interval)) if interval else 1
+        self.simple = (self.windows == 1 and not self.own_sync and self.uniform
+                       and type(policy).sync_threshold is Policy.sync_threshold)
         self.log_writes = np.zeros(F, dtype=np.int64) if self.ordered else None
         self.last_write = np.full(F, -1, dtype=np.int64) if self.ordered else None
         # counters
@@ -109,6 +112,7 @@ class Migration:
         self._written_part = self._newly_part = 0  # writes of the current step applied at a sync point
         self._cost_cache: dict[float, float] = {}
         self.f_idle = float(cost(self.B))
+        self._dirty = source.dirty
         self.pass_ = self._new_pass()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -216,6 +220,8 @@ class Migration:
         Sync points of a continuous policy: when its pass runs out, and at the start of every
         check window (`Policy.check_interval_s`; QEMU checks its pending bytes once per 100 ms
         rate-limit window) if the pass is below `sync_threshold` then."""
+        if self.simple:
+            return self._simple_step()
         policy, b = self.policy, self.b
         continuous = policy.continuous
         skip = self.written_in_round if policy.skip_redirtied else None
@@ -297,6 +303,28 @@ class Migration:
             self.last_step_bytes = window_bytes
         return None
 
+    def _simple_step(self) -> None:
+        """One step of a policy with no sync rule of its own, no check windows and one cost per
+        page (all but QEMU): the general step without its bookkeeping, same arithmetic."""
+        b, policy = self.b, self.policy
+        zero_now = self.zero_now
+        avail = self.credit + b
+        want = int(avail + EPS) if self.normal == 1.0 else affordable(avail, self.normal)
+        t = self.pass_.take(want, self.written_in_round if policy.skip_redirtied else None, zero_now)
+        got = self._account(t)
+        zeros = self._zeros_of(t, zero_now)
+        if policy.continuous and got < want:  # the pass ran out: sync and go on, once a step
+            self.begin_pass()
+            t2 = self.pass_.take(want - got, None, zero_now)
+            got += self._account(t2)
+            zeros += self._zeros_of(t2, zero_now)
+        spent = got * self.normal
+        if got < want:
+            busy, self.credit = (spent / b if b > 0 else 0.0), 0.0
+        else:
+            busy, self.credit = 1.0, self.credit + b - spent
+        self._close_step(b, got, zeros, t.skipped, busy)
+
     def _zeros_of(self, t, zero_now) -> int:
         if zero_now is None:
             return 0
@@ -313,7 +341,8 @@ class Migration:
                 cleaned -= int(np.count_nonzero(stays))
             else:
                 self.need[pages] = False
-            self.sent_step[pages] = self.step
+            self.just_sent[pages] = True
+            self._sent_now.append(pages)
         if t.end >= 0:
             self.cursor = t.end
         self.n_dirty -= cleaned + t.cold
@@ -368,9 +397,12 @@ class Migration:
         self.precopy_cost += self.F_of(b) * busy + self.f_idle * (1.0 - busy)
         self._count_sent(n_sent, zeros, skipped)
         s = self.ctx.step_seconds
-        d = self.source.dirty(self.step)
-        if n_sent:
-            self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
+        d = self._dirty(self.step)
+        if self._sent_now:
+            self.sent_dirtied += int(np.count_nonzero(self.just_sent[d]))
+            for pages in self._sent_now:
+                self.just_sent[pages] = False
+            self._sent_now.clear()
         if self._written_part:  # part of this step's writes went in at a sync point
             order = np.random.default_rng([0x5EED, self.step]).permutation(d.size)
             clean_before = self.M - self.n_dirty + self._newly_part

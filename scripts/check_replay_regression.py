@@ -38,21 +38,21 @@ FIELDS = ("cost", "precopy_cost", "total_time", "precopy_time", "downtime", "pag
 # Runs in the old or the new tree (whichever `replay` is first on sys.path).
 WORKER = r"""
 import json, math, sys
-try:
-    from calm.replay.runner import PolicyOptions
-    from calm.replay.dirty import TraceSource, UniformSource
-    from calm.replay.simulator import simulate
-    from calm.replay.trace_map import map_trace
-    from calm.replay.scenario import parse_scenario
-    from calm.replay.cost import in_pages, parse_cost
-except ImportError:
+job = json.loads(sys.argv[1])
+if job.get("legacy"):  # the tree before calm.* (an installed calm would shadow it otherwise)
     from replay.runner import PolicyOptions
     from replay.dirty import TraceSource, UniformSource
     from replay.simulator import simulate
     from replay.trace_map import map_trace
     from replay.scenario import parse_scenario
     from replay.cost import in_pages, parse_cost
-job = json.loads(sys.argv[1])
+else:
+    from calm.replay.runner import PolicyOptions
+    from calm.replay.dirty import TraceSource, UniformSource
+    from calm.replay.simulator import simulate
+    from calm.replay.trace_map import map_trace
+    from calm.replay.scenario import parse_scenario
+    from calm.replay.cost import in_pages, parse_cost
 out = []
 for work in job["workloads"]:
     mapped = map_trace(work["trace"]) if "trace" in work else None
@@ -71,18 +71,23 @@ for work in job["workloads"]:
             row.update(workload=work["name"], scenario=sc_text, algorithm=name,
                        series=[a.tolist() for a in (r.rate_bps, r.sent, r.dirty, r.cost_so_far)])
             out.append(row)
-print(json.dumps(out))
+print(json.dumps({"engine": simulate.__code__.co_filename, "rows": out}))
 """
 
 
 def run(tree: Path | None, job: dict) -> list[dict]:
     """The worker in the old tree (on PYTHONPATH), or in the installed current one (tree None)."""
     env = {"PATH": "/usr/bin:/bin", **({"PYTHONPATH": str(tree)} if tree else {})}
+    job = {**job, "legacy": tree is not None}
     proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=tree or tempfile.gettempdir(),
                           capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"worker in {tree} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout)
+    result = json.loads(proc.stdout)
+    expected = tree or REPO
+    if not Path(result["engine"]).resolve().is_relative_to(expected.resolve()):  # the tree really ran
+        raise SystemExit(f"worker meant for {expected} ran the simulator of {result['engine']}")
+    return result["rows"]
 
 
 def same(a, b) -> bool:
