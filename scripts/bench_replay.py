@@ -38,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from replay_trees import old_tree, run_worker  # noqa: E402
 from calm.core.argtypes import OneLineErrorParser, duration  # noqa: E402
 from calm.replay import model  # noqa: E402
 from calm.replay.cost import DEFAULT_COST_SPEC, in_pages, parse_cost  # noqa: E402
@@ -58,25 +60,9 @@ ALGORITHMS = ("calm", "clark", "xen", "qemu", "fixed")
 # defaults), "table-old-limit" (simulate with the old default limit), "scale" (one scenario,
 # each policy timed on its own).
 WORKER = r"""
-import json, math, resource, sys, time
-job = json.loads(sys.argv[1])
-if job.get("legacy"):  # the tree before calm.* (an installed calm would shadow it otherwise)
-    from replay.runner import PolicyOptions, run_replay
-    from replay.dirty import TraceSource
-    from replay.simulator import simulate
-    from replay.trace_map import map_trace
-    from replay.scenario import parse_scenario
-    from replay.cost import in_pages, parse_cost
-else:
-    from calm.replay.runner import PolicyOptions, run_replay
-    from calm.replay.dirty import TraceSource
-    from calm.replay.simulator import simulate
-    from calm.replay.trace_map import map_trace
-    from calm.replay.scenario import parse_scenario
-    from calm.replay.cost import in_pages, parse_cost
 mapped = map_trace(job["trace"], skip_seconds=job.get("skip", 0.0))
 F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), mapped.page_size, mapped.step_seconds)
-out = {"runs": [], "engine": simulate.__code__.co_filename}
+out = {"runs": [], "engine": ENGINE}
 t0 = time.perf_counter()
 if job["mode"] == "table":
     report = run_replay(mapped, job["scenarios"], job["algorithms"])
@@ -102,30 +88,7 @@ print(json.dumps(out))
 
 
 def worker(tree: Path | None, job: dict, timeout: float | None) -> dict:
-    """The worker in the old tree (on PYTHONPATH) or in the installed current one (tree None)."""
-    env = {**os.environ, **({"PYTHONPATH": str(tree)} if tree else {})}
-    if tree is None:
-        env.pop("PYTHONPATH", None)
-    job = {**job, "legacy": tree is not None}
-    try:
-        proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=tree or tempfile.gettempdir(),
-                              capture_output=True, text=True, env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"timeout": timeout}
-    if proc.returncode:
-        raise SystemExit(f"replay worker ({'baseline' if tree else 'current'}) failed:\n{proc.stderr}")
-    result = json.loads(proc.stdout)
-    expected = tree or REPO
-    if not Path(result["engine"]).resolve().is_relative_to(expected.resolve()):  # the tree really ran
-        raise SystemExit(f"worker meant for {expected} ran the simulator of {result['engine']}")
-    return result
-
-
-def old_tree(rev: str, into: Path) -> Path:
-    into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
+    return run_worker(WORKER, tree, job, timeout) or {"timeout": timeout}
 
 
 def machine() -> dict:
