@@ -113,7 +113,8 @@ def _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sen
     wi, t1 = m.source.write_index, t0 + K
     in_stride = sigma < K
     sent_pages = pages[in_stride]
-    taken = m.pass_.take(int(N[K - 1]))  # moves the pass's cursors exactly as single steps would
+    # moves the pass's cursors exactly as single steps would (and counts the cold zero pages)
+    taken = m.pass_.take(int(N[K - 1]), None, m.zero_now if m.track_zero else None)
     if len(taken.pages) != len(sent_pages):  # same order, by construction
         raise AssertionError("stride and pass disagree on the pages sent")
     if m.track_zero:  # zero pages sent: zero at the start and not written before their send step

@@ -143,3 +143,29 @@ def test_predict_prints_qemus_table_from_a_replay(tmp_path):
 def test_bad_predict_input_gives_one_line(tmp_path, args, message):
     path = synthetic_trace(tmp_path / "t.h5", [(0, 100, 10, RESIDENCY_RESIDENT)], [[(0, 101)]])
     assert message in one_line_error(calm("predict", str(path), *args), 2)
+
+
+def test_strides_count_zero_pages_like_single_steps(tmp_path, monkeypatch):
+    """On a trace's own memory every policy but QEMU still sends whole pages, so strides apply;
+    the zero pages they count must be the single steps' (data, zero and absent runs, writes
+    that turn zero pages into data)."""
+    from calm.replay.cost import in_pages, parse_cost
+    from calm.replay.dirty import TraceSource
+    from calm.replay.policies import Clark, Fixed
+    from calm.replay.simulator import simulate
+    import calm.replay.stride as stride
+
+    strided = []
+    real = stride.try_stride
+    monkeypatch.setattr(stride, "try_stride", lambda m: strided.append(real(m)) or strided[-1])
+    residency = [(0, 0, 3000, RESIDENCY_RESIDENT), (0, 3000, 2000, RESIDENCY_ZERO), (0, 5000, 20000, RESIDENCY_ABSENT)]
+    steps = [[(0, v) for v in range(2900 + 40 * s, 3100 + 40 * s)] for s in range(12)]
+    path = synthetic_trace(tmp_path / "t.h5", residency, steps)
+    src = TraceSource(map_trace(path), None)
+    F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), PAGE, 0.1)
+    for make in (lambda: Clark(min_bps=30e6, max_rounds=30), lambda: Fixed(150.0, n_clean=None, precopy_time=400)):
+        a = simulate(src, make(), 1000.0, F, strides=False)
+        b = simulate(src, make(), 1000.0, F, strides=True)
+        assert a.summary() == b.summary() and np.array_equal(a.dirty, b.dirty)
+        assert a.zero_pages > 20000  # the absent and zero runs, sent as (whole) pages of zeros
+    assert any(strided)
