@@ -204,7 +204,7 @@ class Migration:
         """The default limit cuts open-ended pre-copies only, not a policy's own planned stop
         step (Fixed's T*); an explicit max_steps cuts everything."""
         h = self.hold
-        return self.max_steps is None and h is not None and h.until_step is not None and self.step < h.until_step
+        return self.max_steps is None and h is not None and h.until_step is not None and self.step <= h.until_step
 
     def _hold_over(self, hold: Hold) -> bool:
         if hold.until_step is not None and self.step >= hold.until_step:

@@ -212,3 +212,19 @@ def test_a_long_replay_shows_progress_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert proc.wait(60) == 130
     assert rest.strip().splitlines()[-1] == "calm replay: interrupted"
     assert "Traceback" not in rest and not out.exists()  # nothing half-written
+
+
+def test_default_time_limit_follows_the_first_pass_and_spares_a_planned_stop(tmp_path):
+    # 4096 pages at 100 pages/step: the first pass ends in step 40 (the next one begins in it);
+    # then the default allows max(1000 steps, 100 footprint send times, 10 loops of the 10-step
+    # trace) = 1000 more
+    path = write_trace(tmp_path / "t.h5", hot_set(0, 300), n_steps=10, interval=0.1)
+    src = TraceSource(map_trace(path), 4096)
+    F = in_pages(parse_cost(COST), 4096, 0.1)
+    open_ended = simulate(src, Fixed(100.0, n_clean=None, precopy_time=None), 1000.0, F)
+    assert open_ended.forced and open_ended.stop_reason == "time limit (1040 steps)"
+    planned = simulate(src, Fixed(100.0, n_clean=None, precopy_time=3000), 1000.0, F)
+    assert not planned.forced and planned.stop_reason == "Fixed: planned pre-copy time elapsed"
+    assert planned.precopy_time == pytest.approx(300.0)
+    explicit = simulate(src, Fixed(100.0, n_clean=None, precopy_time=3000), 1000.0, F, max_steps=500)
+    assert explicit.forced and explicit.precopy_time == pytest.approx(50.0)  # an explicit limit cuts all
