@@ -23,7 +23,7 @@ before the skip are left out and step 0 is the first sample after it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class MappedTrace:
     write_counts: np.ndarray  # int64[F]: steps in which each footprint page was dirtied
     skipped_samples: int = 0  # trace samples left out at the start (see skip_seconds)
     skipped_seconds: float = 0.0
+    recording: dict = field(default_factory=dict)  # which recording this is (`Trace.identity`)
     keys: np.ndarray | None = None  # uint64[F]: each footprint page's (process, vpn) key (calm.trace.keys)
     residency: dict | None = None  # the trace's residency runs (format minor 1), None before
     written_before: np.ndarray | None = None  # keys written in the samples --skip left out
@@ -73,7 +74,8 @@ class MappedTrace:
         return {"path": self.path, "page_size": self.page_size, "step_seconds": self.step_seconds,
                 "backend": self.backend, "residency_recorded": self.residency is not None,
                 "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events,
-                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds}
+                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds,
+                "recording": self.recording}
 
 
 def check_fits(footprint: int, n_pages: int, page_size: int) -> None:
@@ -135,5 +137,5 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: 
                            int(footprint.size), offsets, pages,
                            np.bincount(pages, minlength=footprint.size).astype(np.int64),
                            skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])),
-                           keys=footprint, residency=residency, written_before=written_before,
-                           backend=trace.info.backend)
+                           recording=trace.identity, keys=footprint, residency=residency,
+                           written_before=written_before, backend=trace.info.backend)
