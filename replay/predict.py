@@ -6,9 +6,9 @@ Each cell replays the trace on its own memory (`trace@RATE`, `replay.own_memory`
 QEMU policy (`replay.policies.qemu`) with the link and max-bandwidth both at the row's rate (the
 bandwidth available to the migration, as predict_migration.py assumes) and downtime-limit at the
 column's; "unlimited" switches over as soon as QEMU has measured its bandwidth. A cell whose
-pre-copy the simulator had to cut (`forced`: still not done after the time limit, by default the
-first pass plus 10 loops of the trace) is "does not converge": with a fixed rate over a looped
-trace, a pre-copy that has not converged by then never will.
+pre-copy the simulator had to cut (`forced`: still not done at the time limit, by default at least
+10 loops of the trace after the first pass) is "does not converge": with a fixed rate over a
+looped trace, a pre-copy that has not converged by then never will.
 
 The defaults are predict_migration.py's rows and columns; its rates are binary (its "1 Gbps" is
 2^30 bit/s), calm's are decimal (1 Gbit/s = 10^9 bit/s), like every other rate calm prints.

@@ -23,13 +23,15 @@ count that the first pass drains (`replay.passes`). A step costs O(pages written
 pages sent + log F); a new pass O(F). Where a policy holds a fixed rate over a looped trace
 (`Hold`), `replay.stride` advances many steps at once, with the same result step by step.
 
-The default time limit scales with what can happen: the first pass may take up to
-DEFAULT_MAX_RAM_TIMES x the RAM's send time at full bandwidth (a policy slower than 1% of the
-link); after it only the footprint can be dirty, and the pre-copy may go on for
-DEFAULT_FOOTPRINT_TIMES x the footprint's send time or DEFAULT_LOOPS loops of the trace,
-whichever is longer (at least MIN_STEPS steps). It cuts open-ended pre-copies (a policy that
-does not converge); a policy holding its rate to a planned stop step (Fixed) is not cut before
-that step. An explicit `max_steps` cuts everything.
+The default time limit scales with what can happen: at most DEFAULT_MAX_RAM_TIMES x the RAM's
+send time at full bandwidth (the limit before the footprint engine, which lets a policy as slow as
+1% of the link finish its first pass); and once the first pass has sent every page, after which
+only the footprint can be dirty, at most DEFAULT_FOOTPRINT_TIMES x the footprint's send time or
+DEFAULT_LOOPS loops of the trace more, whichever is longer (at least MIN_STEPS steps). On a RAM
+much larger than the footprint (1 TiB for a 100 MiB service) that is the first pass plus minutes
+instead of 100 RAM send times (a day); on a small one it changes nothing. It cuts open-ended
+pre-copies (a policy that does not converge); a policy holding its rate to a planned stop step
+(Fixed) may reach that step. An explicit `max_steps` cuts everything.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from calm.replay.sim_result import SimResult, StepSeries
 from calm.replay.sync_step import sync_step
 
 DEFAULT_MAX_RAM_TIMES = 100  # the first pass: at most this many RAM send times at full bandwidth
-DEFAULT_FOOTPRINT_TIMES = 100  # after it: this many footprint send times ...
+DEFAULT_FOOTPRINT_TIMES = 1000  # after it: this many footprint send times ...
 DEFAULT_LOOPS = 10  # ... or this many loops of the trace, whichever is longer
 MIN_STEPS = 1000
 PROGRESS_EVERY_S = 0.5
@@ -147,8 +149,8 @@ class Migration:
 
     def _end_first_pass(self) -> None:
         self.first_pass_end = self.step
-        if self.max_steps is None:
-            self.limit = self.step + self.after_first_pass
+        if self.max_steps is None:  # never longer than 100 RAM send times, as before
+            self.limit = min(self.first_pass_limit, self.step + self.after_first_pass)
 
     def bytes_of(self, items: int, zeros: int) -> float:
         P = self.ctx.page_size

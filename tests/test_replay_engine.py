@@ -215,14 +215,16 @@ def test_a_long_replay_shows_progress_and_stops_cleanly_on_ctrl_c(tmp_path):
 
 
 def test_default_time_limit_follows_the_first_pass_and_spares_a_planned_stop(tmp_path):
-    # 4096 pages at 100 pages/step: the first pass ends in step 40 (the next one begins in it);
-    # then the default allows max(1000 steps, 100 footprint send times, 10 loops of the 10-step
-    # trace) = 1000 more
+    # 65,536 pages on a 1000-page/step link, Fixed at 100 pages/step: the first pass ends in step
+    # 655 (the next one begins in it); then the default allows max(1000 steps, 1000 footprint send
+    # times = 300, 10 loops of the 10-step trace) = 1000 more, under 100 RAM send times (6554)
     path = write_trace(tmp_path / "t.h5", hot_set(0, 300), n_steps=10, interval=0.1)
-    src = TraceSource(map_trace(path), 4096)
+    src = TraceSource(map_trace(path), 65536)
     F = in_pages(parse_cost(COST), 4096, 0.1)
     open_ended = simulate(src, Fixed(100.0, n_clean=None, precopy_time=None), 1000.0, F)
-    assert open_ended.forced and open_ended.stop_reason == "time limit (1040 steps)"
+    assert open_ended.forced and open_ended.stop_reason == "time limit (1655 steps)"
+    small = simulate(TraceSource(map_trace(path), 4096), Fixed(100.0, n_clean=None, precopy_time=None), 1000.0, F)
+    assert small.stop_reason == "time limit (1000 steps)"  # a small RAM: the old limit, max(1000, 410)
     planned = simulate(src, Fixed(100.0, n_clean=None, precopy_time=3000), 1000.0, F)
     assert not planned.forced and planned.stop_reason == "Fixed: planned pre-copy time elapsed"
     assert planned.precopy_time == pytest.approx(300.0)

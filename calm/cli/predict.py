@@ -61,7 +61,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="leave out the trace's first DURATION (a service's start-up)")
     p.add_argument("--max-time", type=argtypes.duration(), metavar="DURATION",
                    help="count a migration still in pre-copy after this long as not converging "
-                        "(default: its first pass plus 10 loops of the trace)")
+                        "(default: calm replay's default time limit)")
     p.add_argument("--json", action="store_true", help="print the cells as JSON instead of the tables")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 

@@ -59,9 +59,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="also simulate fixed-bandwidth migrations at POINTS (>= 2) bandwidths and plot cost "
                         "against bandwidth beside the uniform model (default 0: off)")
     p.add_argument("--max-time", type=argtypes.duration(), metavar="DURATION",
-                   help="cut any pre-copy longer than this (marked forced; default: the first pass may take "
-                        "100 RAM send times at full bandwidth, then 100 footprint send times or 10 loops of "
-                        "the trace, whichever is longer)")
+                   help="cut any pre-copy longer than this (marked forced; default: 100 RAM send times at "
+                        "full bandwidth, and after the first pass at most 1000 footprint send times or 10 loops "
+                        "of the trace more, whichever is longer)")
     p.add_argument("--clark-min", type=argtypes.rate(), metavar="RATE",
                    help="Clark: first round's (minimum) rate (default 100Mbit, at most half the bandwidth)")
     p.add_argument("--clark-max", type=argtypes.rate(), metavar="RATE",
