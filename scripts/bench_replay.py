@@ -126,6 +126,7 @@ def bench_table(trace: Path, old: Path, repeat: int, timeout: float) -> dict:
             old_t.append(old_last.get("seconds", float("nan")))
         out[mode] = {"current_s": statistics.median(new_t), "baseline_s": statistics.median(old_t),
                      "ratio": statistics.median(new_t) / statistics.median(old_t),
+                     "current_min_s": min(new_t), "baseline_min_s": min(old_t), "ratio_of_mins": min(new_t) / min(old_t),
                      "current_steps": new_last.get("steps") or sum(r["steps"] for r in new_last["runs"]),
                      "baseline_steps": old_last.get("steps") or sum(r["steps"] for r in old_last.get("runs", [])),
                      "current_rows": new_last.get("rows") or new_last["runs"],
@@ -152,6 +153,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds a baseline run may take (default 300)")
     ap.add_argument("--keep", metavar="DIR", help="keep the traces in DIR")
     ap.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
+    ap.add_argument("--only", choices=("table", "scale"), help="run only the slides' table or only the RAM sizes")
     args = ap.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-replay-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -168,15 +170,16 @@ def main() -> int:
     out["map_trace_s"] = statistics.median(maps)
     out["synthetic"] = {"pages": PAGES, "samples": SAMPLES, "interval_s": INTERVAL, "profile": PROFILE,
                         "footprint_pages": mapped.footprint, "dirty_events": mapped.n_events}
-    out["table"] = bench_table(synthetic, old, args.repeat, args.timeout)
+    out["table"] = bench_table(synthetic, old, args.repeat, args.timeout) if args.only != "scale" else {}
 
     real = Path(args.trace) if args.trace else work / "sqlite.h5"
-    if not args.trace:
-        record_real_trace(real)
-    rm = map_trace(real, skip_seconds=args.skip)
-    out["real"] = {"path": str(real), "skip_s": args.skip, "steps": rm.n_steps, "step_s": rm.step_seconds,
-                   "footprint_pages": rm.footprint, "dirty_events": rm.n_events}
-    out["scale"] = bench_scale(real, args.skip, old, args.timeout)
+    if args.only != "table":
+        if not args.trace:
+            record_real_trace(real)
+        rm = map_trace(real, skip_seconds=args.skip)
+        out["real"] = {"path": str(real), "skip_s": args.skip, "steps": rm.n_steps, "step_s": rm.step_seconds,
+                       "footprint_pages": rm.footprint, "dirty_events": rm.n_events}
+    out["scale"] = bench_scale(real, args.skip, old, args.timeout) if args.only != "table" else []
 
     # Analytic CALM, M = 2^18, for the first scenario (1GiB@1Gbit) at the synthetic trace's mean p.
     sc = parse_scenario(SLIDE_SCENARIOS[0])
@@ -205,12 +208,16 @@ def main() -> int:
     print(f"synthetic trace: {PAGES} pages x {SAMPLES} x {INTERVAL} s, footprint {mapped.footprint}, "
           f"{mapped.n_events} events")
     for mode, label in (("table", "own default limits"), ("table-old-limit", "old limit for both")):
+        if mode not in out["table"]:
+            continue
         t = out["table"][mode]
-        print(f"slides' table, 20 runs, {label}: current {t['current_s']:.3f} s ({t['current_steps']} steps), "
-              f"baseline {t['baseline_s']:.3f} s ({t['baseline_steps']} steps), ratio {t['ratio']:.2f}")
-    r = out["real"]
-    print(f"real trace {real} (--skip {args.skip:g}s): {r['steps']} steps of {r['step_s']:.3g} s, footprint "
-          f"{r['footprint_pages']}, {r['dirty_events']} events")
+        print(f"slides' table, 20 runs, {label}: current {t['current_s']:.3f} s median, {t['current_min_s']:.3f} s min "
+              f"({t['current_steps']} steps), baseline {t['baseline_s']:.3f} s median, {t['baseline_min_s']:.3f} s min "
+              f"({t['baseline_steps']} steps); ratio {t['ratio']:.2f} (medians), {t['ratio_of_mins']:.2f} (mins)")
+    if "real" in out:
+        r = out["real"]
+        print(f"real trace {real} (--skip {args.skip:g}s): {r['steps']} steps of {r['step_s']:.3g} s, footprint "
+              f"{r['footprint_pages']}, {r['dirty_events']} events")
     for row in out["scale"]:
         cur, base = row["current"], row["baseline"]
         per = ", ".join(f"{x['algorithm']} {x['seconds']:.2f}" for x in cur["runs"])
