@@ -41,7 +41,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="step length of the --uniform workload (default 100ms)")
     p.add_argument("-s", "--scenario", type=argtypes.typed("scenario", scenario_type), action="append",
                    metavar="RAM@BANDWIDTH",
-                   help=f"e.g. 1GiB@1Gbit; repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
+                   help=f"e.g. 1GiB@1Gbit, or trace@10Gbit to migrate the trace's own recorded memory; "
+                        f"repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
     p.add_argument("-a", "--algorithm", action="append", metavar="LIST",
                    help="comma-separated: calm,clark,xen,qemu,fixed (default: all)")
     p.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
@@ -58,8 +59,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="also simulate fixed-bandwidth migrations at POINTS (>= 2) bandwidths and plot cost "
                         "against bandwidth beside the uniform model (default 0: off)")
     p.add_argument("--max-time", type=argtypes.duration(), metavar="DURATION",
-                   help="cut any pre-copy longer than this (marked forced; default: the time to send the "
-                        "RAM 100 times at full bandwidth)")
+                   help="cut any pre-copy longer than this (marked forced; default: 100 RAM send times at "
+                        "full bandwidth, and after the first pass at most 1000 footprint send times or 10 loops "
+                        "of the trace more, whichever is longer)")
     p.add_argument("--clark-min", type=argtypes.rate(), metavar="RATE",
                    help="Clark: first round's (minimum) rate (default 100Mbit, at most half the bandwidth)")
     p.add_argument("--clark-max", type=argtypes.rate(), metavar="RATE",
@@ -70,9 +72,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="Clark: also stop after N rounds (default: no cap, as in Clark et al.; Xen's "
                         "implementation used 29)")
     p.add_argument("--qemu-max-bandwidth", type=argtypes.rate(), metavar="RATE",
-                   help="QEMU: max-bandwidth (default: the scenario's)")
+                   help="QEMU: max-bandwidth (default 128MiB/s, QEMU's MAX_THROTTLE; a slower link caps it)")
     p.add_argument("--qemu-downtime-limit", type=argtypes.duration(), metavar="DURATION",
                    help="QEMU: downtime-limit (default 300ms)")
+    p.add_argument("--qemu-switchover-bandwidth", type=argtypes.rate(), metavar="RATE",
+                   help="QEMU: avail-switchover-bandwidth, used instead of the measured bandwidth for the "
+                        "switch-over threshold (QEMU 8.2+; default unset)")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="output directory (default TRACE-replay next to the trace, or replay-uniform-P)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier replay")
@@ -112,12 +117,14 @@ def run(args: argparse.Namespace) -> int:
     if any(v is not None for v in (args.clark_min, args.clark_max, args.clark_increment,
                                    args.clark_max_rounds)) and "clark" not in algorithms:
         raise UsageError("--clark-* options need the clark algorithm")
-    if (args.qemu_max_bandwidth or args.qemu_downtime_limit) and "qemu" not in algorithms:
+    if (args.qemu_max_bandwidth or args.qemu_downtime_limit or args.qemu_switchover_bandwidth) \
+            and "qemu" not in algorithms:
         raise UsageError("--qemu-* options need the qemu algorithm")
     options = PolicyOptions(
         clark_min_bps=args.clark_min, clark_max_bps=args.clark_max, clark_increment_bps=args.clark_increment,
         clark_max_rounds=args.clark_max_rounds, qemu_max_bandwidth_bps=args.qemu_max_bandwidth,
-        qemu_downtime_limit_s=args.qemu_downtime_limit or 0.3)
+        qemu_downtime_limit_s=args.qemu_downtime_limit or 0.3,
+        qemu_switchover_bandwidth_bps=args.qemu_switchover_bandwidth)
     cost = parse_cost(args.cost)
     skip = args.skip or 0.0
     if args.output:
