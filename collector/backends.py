@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calm.core.errors import CalmError
-from calm.collector import page_hash, procfs
+from calm.collector import page_hash, procfs, residency
 from calm.collector.pagemap_scan import scan_soft_dirty, scan_supported
 from calm.collector.procfs import Pagemap, ProcessGone
 from calm.trace.maps import MapsTable
@@ -109,9 +109,33 @@ class SoftDirtyBackend:
         self.maps = _ScannedMaps(pid, lambda m: m.scannable())
 
     def start(self) -> MapsTable:
-        maps, _ = self.maps.read()
+        maps, scan = self.maps.read()
+        self.start_residency = self._residency(scan)
         procfs.clear_soft_dirty(self.pid)
         return maps
+
+    def _residency(self, scan: MapsTable) -> residency.Residency:
+        """Resident pages at the baseline: present or swapped from the pagemap. With
+        PAGEMAP_SCAN the kernel also marks pages that map the shared zero page (PAGE_IS_PFNZERO:
+        read, never written); a page written full of zeros looks like any other."""
+        with Pagemap(self.pid) as pagemap:
+            if self.use_scan:
+                from calm.collector.pagemap_scan import (PAGE_IS_PFNZERO, PAGE_IS_PRESENT, PAGE_IS_SWAPPED,
+                                                         PagemapScanner)
+                scanner = PagemapScanner(pagemap.fd, self.pid)
+                found = [scanner.regions(int(a), int(b), 0, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, PAGE_IS_PFNZERO)
+                         for a, b in zip(scan.start.tolist(), scan.end.tolist())]
+                table = np.concatenate(found) if found else np.empty((0, 3), dtype=np.uint64)
+                shift = np.uint64(procfs.PAGE_SHIFT)
+                zero = (table[:, 2] & np.uint64(PAGE_IS_PFNZERO)) != 0
+                state = np.where(zero, residency.RESIDENCY_ZERO, residency.RESIDENCY_RESIDENT)
+                return residency.from_ranges(scan, table[:, 0] >> shift, table[:, 1] >> shift, state)
+            parts = []
+            for batch in procfs.iter_batches(pagemap, scan):
+                _, b7 = procfs.flag_bytes(batch.entries)
+                parts.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_SWAPPED)))
+        vpns = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+        return residency.from_pages(scan, vpns, np.zeros(vpns.size, dtype=bool))
 
     def sample(self) -> Sample:
         maps, scan = self.maps.read()
@@ -157,7 +181,14 @@ class HashBackend:
         self.unreadable_pages = 0
 
     def start(self) -> MapsTable:
-        maps, self._vpns, self._hashes, _, _ = self._scan()
+        resident: list[np.ndarray] = []
+        maps, self._vpns, self._hashes, _, _ = self._scan(resident)
+        # every present page was hashed: a zero hash is a page of zeros; swapped or unreadable
+        # pages are resident with unknown content
+        vpns = np.sort(np.concatenate(resident)) if resident else np.empty(0, np.uint64)
+        known, hashes = _lookup(self._vpns, self._hashes, vpns)
+        self.start_residency = residency.from_pages(self._last_scan, vpns,
+                                                    known & (hashes == page_hash.ZERO_PAGE_HASH))
         return maps
 
     def sample(self) -> Sample:
@@ -175,14 +206,17 @@ class HashBackend:
         except OSError as exc:
             procfs.raise_for(exc, self.pid, "the memory")
 
-    def _scan(self) -> tuple[MapsTable, np.ndarray, np.ndarray, np.ndarray, int]:
+    def _scan(self, resident: list[np.ndarray] | None = None) -> tuple[MapsTable, np.ndarray, np.ndarray,
+                                                                        np.ndarray, int]:
         """Hashes every resident page of the writable regions.
 
         Returns (maps, vpns, hashes, fresh_clean, n_resident): `vpns` sorted; swapped-out pages
         keep the hash they had when last seen; `fresh_clean` marks private file pages that are
         still the file's own page (bit 61 in a private mapping), which cannot have been written.
+        With `resident`, the pages present or swapped are appended to it as well.
         """
         maps, scan = self.maps.read()
+        self._last_scan = scan
         private = np.array([p[3] == "p" for p in scan.perms], dtype=bool)
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         n_resident = 0
@@ -193,6 +227,8 @@ class HashBackend:
                 for batch in procfs.iter_batches(pagemap, scan):
                     b6, b7 = procfs.flag_bytes(batch.entries)
                     n_resident += int(np.count_nonzero(b7 >= procfs.B7_SWAPPED))
+                    if resident is not None:
+                        resident.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_SWAPPED)))
                     present_idx = np.flatnonzero(b7 >= procfs.B7_PRESENT)
                     vpns = batch.vpns(present_idx)
                     hashes, readable = self._hash_pages(vpns)

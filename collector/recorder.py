@@ -194,6 +194,9 @@ class Recorder:
             name=details.name, cmdline=details.cmdline, exe=details.exe,
         )
         self.writer.add_maps(row, self.writer.n_samples, pending.maps)
+        found = getattr(pending.backend, "start_residency", None)
+        if found is not None:  # which pages were resident or zero when this process's recording began
+            self.writer.add_residency(row, self.writer.n_samples, found.start_vpn, found.pages, found.state)
         self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps)
         self.n_processes += 1
 

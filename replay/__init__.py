@@ -20,7 +20,7 @@ import importlib
 
 _EXPORTS = {
     "run_replay": "calm.replay.runner", "ReplayReport": "calm.replay.runner", "PolicyOptions": "calm.replay.runner",
-    "ALGORITHMS": "calm.replay.runner", "simulate": "calm.replay.simulator", "SimResult": "calm.replay.simulator",
+    "ALGORITHMS": "calm.replay.runner", "simulate": "calm.replay.simulator", "SimResult": "calm.replay.sim_result",
     "map_trace": "calm.replay.trace_map", "MappedTrace": "calm.replay.trace_map", "TraceSource": "calm.replay.dirty",
     "UniformSource": "calm.replay.dirty", "Calm": "calm.replay.policies", "Clark": "calm.replay.policies",
     "Xen": "calm.replay.policies", "Qemu": "calm.replay.policies", "Fixed": "calm.replay.policies",

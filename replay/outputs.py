@@ -15,7 +15,8 @@ from pathlib import Path
 from calm.core.units import format_rate, format_size
 
 TABLE_COLUMNS = ("scenario", "ram_bytes", "bandwidth_bps", "algorithm", "cost_s", "total_time_s",
-                 "downtime_s", "precopy_time_s", "pages_sent", "rounds", "forced", "stop_reason")
+                 "downtime_s", "precopy_time_s", "pages_sent", "rounds", "forced", "stop_reason",
+                 "bytes_sent", "normal_pages", "zero_pages", "syncs")
 
 
 def json_ready(value):
@@ -48,8 +49,10 @@ def format_table(rows: list[dict]) -> str:
     lines = [header]
     prev = None
     for r in rows:
-        key = (r["ram_bytes"], r["bandwidth_bps"])
-        ram, bw = (format_size(r["ram_bytes"]), format_rate(r["bandwidth_bps"])) if key != prev else ("", "")
+        key = (r["scenario"], r["ram_bytes"], r["bandwidth_bps"])
+        size = format_size(r["ram_bytes"])
+        ram = f"trace ({size})" if r.get("own_memory") else size
+        ram, bw = (ram, format_rate(r["bandwidth_bps"])) if key != prev else ("", "")
         prev = key
         lines.append((ram, bw, r["algorithm"], f"{r['cost_s']:.4g}", f"{r['total_time_s']:.2f}",
                       f"{r['downtime_s']:.4f}", ("forced: " if r["forced"] else "") + r["stop_reason"]))

@@ -41,8 +41,9 @@ class PolicyOptions:
     clark_max_bps: float | None = None
     clark_increment_bps: float | None = None
     clark_max_rounds: int | None = None
-    qemu_max_bandwidth_bps: float | None = None
+    qemu_max_bandwidth_bps: float | None = None  # None: QEMU's MAX_THROTTLE (128 MiB/s), capped by the link
     qemu_downtime_limit_s: float = 0.3
+    qemu_switchover_bandwidth_bps: float | None = None
 
     def check(self, scenario: Scenario, algorithms: Sequence[str]) -> None:
         """Refuses rates the scenario cannot carry before any simulation runs, so a bad option
@@ -54,8 +55,7 @@ class PolicyOptions:
             if self.clark_min_bps is not None:
                 check_rate(self.clark_min_bps, min(self.clark_max_bps or link, link), "Clark's minimum rate",
                            f"its maximum in scenario {scenario.name}")
-        if "qemu" in algorithms and self.qemu_max_bandwidth_bps is not None:
-            check_rate(self.qemu_max_bandwidth_bps, link, "QEMU max-bandwidth", where)
+        # QEMU's max-bandwidth may exceed the link: the link caps it, as in a real migration
 
     def make(self, name: str) -> Policy:
         if name == "calm":
@@ -66,7 +66,7 @@ class PolicyOptions:
         if name == "xen":
             return Xen()
         if name == "qemu":
-            return Qemu(self.qemu_max_bandwidth_bps, self.qemu_downtime_limit_s)
+            return Qemu(self.qemu_max_bandwidth_bps, self.qemu_downtime_limit_s, self.qemu_switchover_bandwidth_bps)
         if name == "fixed":
             return Fixed()
         raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
@@ -108,10 +108,12 @@ class ScenarioResult:
     mean_p: float
     results: list[SimResult]
     sweep: SweepResult | None = None
+    ram_bytes: int = 0  # the RAM replayed (for trace@RATE, the trace's own memory)
+    layout: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"name": self.scenario.name, "ram_bytes": self.scenario.ram_bytes,
-                "bandwidth_bps": self.scenario.bandwidth_bps, "n_pages": self.n_pages,
+        return {"name": self.scenario.name, "ram_bytes": self.ram_bytes, "own_memory": self.scenario.own_memory,
+                "layout": self.layout, "bandwidth_bps": self.scenario.bandwidth_bps, "n_pages": self.n_pages,
                 "bandwidth_pages_per_step": self.bandwidth_pages_per_step, "mean_p": self.mean_p,
                 "results": [r.to_dict() for r in self.results],
                 "sweep": self.sweep.to_dict() if self.sweep else None}
@@ -127,11 +129,12 @@ class ReplayReport:
 
     def table(self) -> list[dict]:
         """One row per (scenario, algorithm): the slides' evaluation table and a bit more."""
-        return [{"scenario": s.scenario.name, "ram_bytes": s.scenario.ram_bytes,
+        return [{"scenario": s.scenario.name, "ram_bytes": s.ram_bytes, "own_memory": s.scenario.own_memory,
                  "bandwidth_bps": s.scenario.bandwidth_bps, "algorithm": r.algorithm, "cost_s": r.cost,
                  "total_time_s": r.total_time, "downtime_s": r.downtime, "precopy_time_s": r.precopy_time,
                  "pages_sent": r.pages_sent, "rounds": r.rounds, "forced": r.forced,
-                 "stop_reason": r.stop_reason} for s in self.scenarios for r in s.results]
+                 "stop_reason": r.stop_reason, "bytes_sent": r.bytes_sent, "normal_pages": r.normal_pages,
+                 "zero_pages": r.zero_pages, "syncs": r.syncs} for s in self.scenarios for r in s.results]
 
     def to_dict(self) -> dict:
         return {"tool": "calm replay", "version": __version__, "workload": self.workload, "cost": self.cost,
@@ -181,6 +184,8 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
     options = options or PolicyOptions()
     if skip_seconds and (trace is None or isinstance(trace, MappedTrace)):
         raise CalmError("--skip applies to a trace file only")
+    if trace is None and any(s.own_memory for s in scenarios):
+        raise CalmError("a trace@RATE scenario replays a trace on its own memory: give a trace, not --uniform")
     if trace is not None:
         mapped = trace if isinstance(trace, MappedTrace) else map_trace(trace, skip_seconds=skip_seconds)
         page_size, step_seconds = mapped.page_size, mapped.step_seconds
@@ -197,15 +202,19 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
     cost_pages = in_pages(cost_fn, page_size, step_seconds)
     report = ReplayReport(workload, cost_fn.describe(), step_seconds, page_size)
     max_steps = _max_steps(max_time_s, step_seconds)
-    for scenario in scenarios:
-        n_pages = scenario.n_pages(page_size)
+    sources = [make_source(None if s.own_memory else s.n_pages(page_size)) for s in scenarios]  # refusals first
+    for scenario, source in zip(scenarios, sources):
         bandwidth = scenario.pages_per_step(page_size, step_seconds)
-        source = make_source(n_pages)
         results = []
         for name in algorithms:
+            where = f"{scenario.name}: {name}"
             if progress:
-                progress(f"{scenario.name}: {name}")
-            results.append(simulate(source, options.make(name), bandwidth, cost_pages, max_steps))
+                progress(where)
+            step_progress = (lambda msg, where=where: progress(f"{where}, {msg}")) if progress else None
+            results.append(simulate(source, options.make(name), bandwidth, cost_pages, max_steps,
+                                    progress=step_progress))
         sweep = sweep_fixed(source, bandwidth, cost_pages, sweep_points, max_steps) if sweep_points else None
-        report.scenarios.append(ScenarioResult(scenario, n_pages, bandwidth, source.mean_p, results, sweep))
+        report.scenarios.append(ScenarioResult(scenario, source.n_pages, bandwidth, source.mean_p, results, sweep,
+                                               ram_bytes=source.n_pages * page_size,
+                                               layout=source.layout.describe()))
     return report

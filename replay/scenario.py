@@ -16,19 +16,30 @@ from calm.core.units import format_rate, format_size, parse_rate, parse_size
 
 
 
+OWN_MEMORY = "trace"  # `trace@RATE`: the trace's own recorded memory is the RAM (replay.own_memory)
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """RAM size in bytes and total bandwidth (service + migration) in bit/s."""
+    """RAM size in bytes (None: the trace's own memory) and total bandwidth (service +
+    migration) in bit/s."""
 
-    ram_bytes: int
+    ram_bytes: int | None
     bandwidth_bps: float
 
     @property
+    def own_memory(self) -> bool:
+        return self.ram_bytes is None
+
+    @property
     def name(self) -> str:
-        return f"{format_size(self.ram_bytes)}@{format_rate(self.bandwidth_bps)}"
+        ram = OWN_MEMORY if self.ram_bytes is None else format_size(self.ram_bytes)
+        return f"{ram}@{format_rate(self.bandwidth_bps)}"
 
     def n_pages(self, page_size: int) -> int:
         """RAM in pages; a RAM that is not a whole number of pages is refused."""
+        if self.ram_bytes is None:
+            raise CalmError(f"scenario {self.name} takes its RAM from a trace")
         if self.ram_bytes % page_size:
             raise CalmError(f"RAM {format_size(self.ram_bytes)} is not a multiple of the page size {page_size}")
         return self.ram_bytes // page_size
@@ -55,8 +66,10 @@ def check_rate(bits_per_s: float, limit_bps: float, what: str, limit_what: str) 
 
 
 def parse_scenario(text: str) -> Scenario:
-    """`1GiB@1Gbit` -> Scenario; both sides use the strict units of `calm.core.units`."""
+    """`1GiB@1Gbit` or `trace@10Gbit` -> Scenario; both sides use the strict units of
+    `calm.core.units`."""
     ram, sep, bandwidth = str(text).partition("@")
     if not sep or not ram or not bandwidth:
-        raise CalmError(f"cannot parse scenario '{text}': expected RAM@BANDWIDTH, e.g. 1GiB@1Gbit")
-    return Scenario(parse_size(ram, "RAM size"), parse_rate(bandwidth, "bandwidth"))
+        raise CalmError(f"cannot parse scenario '{text}': expected RAM@BANDWIDTH, e.g. 1GiB@1Gbit or trace@10Gbit")
+    size = None if ram.strip().lower() == OWN_MEMORY else parse_size(ram, "RAM size")
+    return Scenario(size, parse_rate(bandwidth, "bandwidth"))

@@ -5,210 +5,422 @@ seconds; the uniform model's time unit for synthetic traces). Bandwidths are in 
 R bit/s is R / 8 / page_size * step_seconds pages per step (see `replay.scenario`).
 
 Each step, following the model's copy-then-dirty convention (docs/model.md, section 2):
-1. the policy picks a rate b <= B (or stops, at step boundaries only);
-2. up to b pages not clean at the destination are sent (a fractional b carries over, so 2.5
-   pages/step sends 2, 3, 2, 3...); the service gets B - b and cost accrues at F(B - b) for the
-   part of the step the migration was sending and at F(B) for an idle tail (a round that ran out
-   of pages inside the step);
+1. the policy picks a rate b <= B (or stops, at step boundaries, or at a sync point mid-step);
+2. pages not clean at the destination are sent, in the order of the current pass, for up to b
+   pages of data (a fractional b carries over, so 2.5 pages/step sends 2, 3, 2, 3...; a policy's
+   wire format may make a zero page or a header cost less or more); the service gets B - b
+   and cost accrues at F(B - b) for the part of the step the migration was sending and at F(B)
+   for an idle tail (a round that ran out of pages inside the step);
 3. the pages the trace wrote in that step become dirty again, whether or not they were just sent.
 
 When the policy stops (or the time limit forces it), the remaining dirty pages are copied at the
 policy's final rate (full bandwidth B unless capped) while the service is down: cost rate 1.
 Cost, like the slides' table, is reported in seconds of violated SLA.
 
-State is one boolean per RAM page (dirty at the destination or not) plus the current round's page
-list; the work per step is proportional to the pages sent and written, plus O(M) vector work
-per round. No pages x steps matrix exists.
+Cost grows with what happens, not with RAM size: state is kept per footprint page only (the
+pages the trace ever writes, `replay.layout`); the never-written rest of RAM is a cursor and a
+count that the first pass drains (`replay.passes`). A step costs O(pages written + footprint
+pages sent + log F); a new pass O(F). Where a policy holds a fixed rate over a looped trace
+(`Hold`), `replay.stride` advances many steps at once, with the same result step by step.
+
+The default time limit scales with what can happen: the first pass may take up to
+DEFAULT_MAX_RAM_TIMES x the RAM's send time at full bandwidth (a policy slower than 1% of the
+link); after it only the footprint can be dirty, and the pre-copy may go on for
+DEFAULT_FOOTPRINT_TIMES x the footprint's send time or DEFAULT_LOOPS loops of the trace,
+whichever is longer (at least MIN_STEPS steps). It cuts open-ended pre-copies (a policy that
+does not converge); a policy holding its rate to a planned stop step (Fixed) is not cut before
+that step. An explicit `max_steps` cuts everything.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time as _time
+from collections.abc import Callable
 
 import numpy as np
 
 from calm.core.errors import CalmError
 from calm.replay.cost import PagesCost
 from calm.replay.dirty import DirtySource
-from calm.replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.passes import EPS, Pass, affordable
+from calm.replay.policies.base import Hold, MigrationContext, PageLog, Policy, Stop, View
+from calm.replay.sim_result import SimResult, StepSeries
 
-# Without a limit a policy that never converges (QEMU with a dirty rate above its bandwidth)
-# would run forever; by default the pre-copy may last as long as sending the RAM this many times.
-DEFAULT_MAX_RAM_TIMES = 100
-
-
-@dataclass
-class SimResult:
-    """One simulated migration. Times in seconds, cost in seconds of violated SLA."""
-
-    algorithm: str
-    cost: float
-    precopy_cost: float
-    total_time: float
-    precopy_time: float
-    downtime: float
-    pages_sent: int  # pre-copy + stop-and-copy
-    final_pages: int  # sent during the downtime
-    rounds: int
-    stop_reason: str
-    forced: bool  # stopped by the time limit, not by the policy
-    options: dict = field(default_factory=dict)
-    # Per-step series (one entry per pre-copy step).
-    time: np.ndarray = field(default_factory=lambda: np.empty(0))  # step start, s
-    rate_bps: np.ndarray = field(default_factory=lambda: np.empty(0))  # migration rate asked, bit/s
-    sent: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # pages sent
-    dirty: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # dirty pages after the step
-    cost_so_far: np.ndarray = field(default_factory=lambda: np.empty(0))  # cumulative pre-copy cost, s
-
-    def summary(self) -> dict:
-        return {k: (bool(v) if isinstance(v, np.bool_) else v) for k, v in self.__dict__.items()
-                if not isinstance(v, np.ndarray)}
-
-    def to_dict(self, max_points: int = 5000) -> dict:
-        """JSON-ready; series thinned to at most `max_points` evenly spaced steps."""
-        n = len(self.time)
-        idx = np.unique(np.linspace(0, n - 1, min(n, max_points)).astype(np.int64)) if n else np.empty(0, np.int64)
-        return {**self.summary(), "series": {
-            "time_s": self.time[idx].tolist(), "bandwidth_bps": self.rate_bps[idx].tolist(),
-            "sent_pages": self.sent[idx].tolist(), "dirty_pages": self.dirty[idx].tolist(),
-            "cost_so_far": self.cost_so_far[idx].tolist()}}
+DEFAULT_MAX_RAM_TIMES = 100  # the first pass: at most this many RAM send times at full bandwidth
+DEFAULT_FOOTPRINT_TIMES = 100  # after it: this many footprint send times ...
+DEFAULT_LOOPS = 10  # ... or this many loops of the trace, whichever is longer
+MIN_STEPS = 1000
+PROGRESS_EVERY_S = 0.5
 
 
-class _Pages:
-    """Dirty-page bookkeeping of one migration: which pages must still go, and the current round."""
+class Migration:
+    """The state of one simulated migration; `run()` plays it to the end."""
 
-    def __init__(self, n_pages: int) -> None:
-        self.need = np.ones(n_pages, dtype=bool)
-        self.written_in_round = np.zeros(n_pages, dtype=bool)
-        self.round = np.arange(n_pages, dtype=np.int64)
-        self.cursor = 0
+    def __init__(self, source: DirtySource, policy: Policy, bandwidth: float, cost: PagesCost,
+                 max_steps: int | None, strides: bool, progress: Callable[[str], None] | None) -> None:
+        lay = source.layout
+        self.source, self.policy, self.layout, self.cost = source, policy, lay, cost
+        self.M, self.F, self.B = lay.n_pages, lay.footprint, float(bandwidth)
+        if not self.B > 0:
+            raise CalmError("the total bandwidth must be positive")
+        self.ctx = MigrationContext(self.M, self.B, source.page_size, source.step_seconds, cost, source.mean_p)
+        policy.begin(self.ctx)
+        P = source.page_size
+        wire = policy.wire
+        self.normal = (P + wire.header_bytes) / P  # page units per page of data
+        self.zero = self.normal if wire.zero_page_bytes is None else wire.zero_page_bytes / P
+        self.track_zero = lay.has_zero_pages
+        self.uniform = self.zero == self.normal or not self.track_zero
+        self.strides = strides and source.write_index is not None and self.uniform
+        self.max_steps = max_steps
+        self.first_pass_limit = max(MIN_STEPS, math.ceil(DEFAULT_MAX_RAM_TIMES * self.M / self.B))
+        loops = DEFAULT_LOOPS * (source.loop_steps or 0)
+        self.after_first_pass = max(MIN_STEPS, math.ceil(DEFAULT_FOOTPRINT_TIMES * self.F / self.B), loops)
+        self.limit = max_steps if max_steps is not None else self.first_pass_limit
+        self.progress = progress
+        # per footprint page
+        F = self.F
+        self.need = np.ones(F, dtype=bool)
+        self.written_in_round = np.zeros(F, dtype=bool)
+        self.resend = policy.resend_written_since_sync
+        self.track_round = not policy.continuous or policy.skip_redirtied or self.resend
+        self.sent_step = np.full(F, -1, dtype=np.int64)
+        self.zero_now = lay.footprint_zero.copy()
+        self.ordered = type(policy).order is not Policy.order
+        self.own_sync = type(policy).at_sync_point is not Policy.at_sync_point
+        interval = policy.check_interval_s
+        self.windows = max(1, round(source.step_seconds / interval)) if interval else 1
+        self.log_writes = np.zeros(F, dtype=np.int64) if self.ordered else None
+        self.last_write = np.full(F, -1, dtype=np.int64) if self.ordered else None
+        # counters
+        self.step, self.n_dirty, self.rounds = 0, self.M, 1
+        self.round_start = self.round_sent = self.round_skipped = 0
+        self.last = (0, 0, 0, 0)  # sent, skipped, steps, dirtied of the last finished round
+        self.total_sent = self.written = self.clean_exposure = self.clean_dirtied = self.sent_dirtied = 0
+        self.zero_sent = 0
+        self.cursor = 0  # RAM position after the last page sent
+        self.last_step_bytes = 0.0
+        self.credit, self.precopy_cost, self.partial = 0.0, 0.0, 0.0
+        self.first_pass_end: int | None = None
+        self.series = StepSeries()
+        self.hold: Hold | None = None
+        self.synced_at_stop = False
+        self._written_part = self._newly_part = 0  # writes of the current step applied at a sync point
+        self._cost_cache: dict[float, float] = {}
+        self.f_idle = float(cost(self.B))
+        self.pass_ = self._new_pass()
 
-    @property
-    def round_done(self) -> bool:
-        return self.cursor >= len(self.round)
+    # -- helpers -----------------------------------------------------------------------------
+    def F_of(self, b: float) -> float:
+        c = self._cost_cache.get(b)
+        if c is None:
+            c = self._cost_cache[b] = float(self.cost(self.B - b))
+        return c
 
-    def new_round(self) -> None:
-        self.round = np.flatnonzero(self.need)
-        self.cursor = 0
+    def view(self, round_done: bool) -> View:
+        s, k, st, d = self.last
+        return View(self.step, self.n_dirty, self.rounds, round_done, s, k, st, d, self.total_sent, self.written,
+                    self.clean_exposure, self.clean_dirtied, self.sent_dirtied, self.pass_.left,
+                    self.last_step_bytes)
+
+    def _new_pass(self) -> Pass:
+        order = None
+        if self.ordered:
+            log = PageLog(self.step, self.M, self.layout.position, self.need.copy(), self.log_writes.copy(),
+                          self.last_write.copy(), self.cursor)
+            order = self.policy.order(log)
+        cold_cursor = self.pass_.c if hasattr(self, "pass_") else 0
+        return Pass(self.layout, self.need, cold_cursor, order)
+
+    def begin_pass(self) -> None:
+        if self.first_pass_end is None:
+            self._end_first_pass()
+        self.pass_ = self._new_pass()
         self.written_in_round[:] = False
+        self.rounds += 1
 
-    def take(self, n: int, skip_redirtied: bool) -> tuple[np.ndarray, int]:
-        """Next n pages of the round in order (Xen skips pages written since the round began)."""
-        if not skip_redirtied:
-            out = self.round[self.cursor:self.cursor + n]
-            self.cursor += len(out)
-            return out, 0
-        parts, skipped, got = [], 0, 0
-        while got < n and self.cursor < len(self.round):
-            window = self.round[self.cursor:self.cursor + 2 * (n - got)]
-            keep = window[~self.written_in_round[window]]
-            if len(keep) > n - got:  # stop right after the (n - got)-th kept page
-                last = keep[n - got - 1]
-                cut = int(np.searchsorted(window, last)) + 1  # round lists are sorted
-                window, keep = window[:cut], keep[:n - got]
-            self.cursor += len(window)
-            skipped += len(window) - len(keep)
-            parts.append(keep)
-            got += len(keep)
-        return (np.concatenate(parts) if parts else np.empty(0, np.int64)), skipped
+    def _end_first_pass(self) -> None:
+        self.first_pass_end = self.step
+        if self.max_steps is None:
+            self.limit = self.step + self.after_first_pass
+
+    def bytes_of(self, items: int, zeros: int) -> float:
+        P = self.ctx.page_size
+        return (items - zeros) * self.normal * P + zeros * self.zero * P
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        policy = self.policy
+        reason, forced, stop = "", False, None
+        next_report = _time.monotonic() + PROGRESS_EVERY_S
+        while True:
+            round_done = not policy.continuous and self.pass_.done
+            if round_done:
+                self.last = (self.round_sent, self.round_skipped, self.step - self.round_start,
+                             int(np.count_nonzero(self.written_in_round)))
+            if self.first_pass_end is None and self.rounds == 1 and self.pass_.done:
+                self._end_first_pass()
+            if self.n_dirty == 0:
+                reason = "all pages clean"
+                break
+            if self.step >= self.limit and not self._planned():
+                reason, forced = f"time limit ({self.limit} steps)", True
+                break
+            hold = self.hold
+            if hold is None or round_done or self._hold_over(hold):
+                decision = policy.decide(self.view(round_done))
+                if isinstance(decision, Stop):
+                    reason, stop = decision.reason, decision
+                    self.synced_at_stop = decision.after_sync
+                    break
+                hold = self.hold = decision if isinstance(decision, Hold) else None
+                b = float(decision.rate if hold is not None else decision)
+                if not 0 <= b <= self.B * (1 + 1e-12):
+                    raise ValueError(f"policy {policy.name} asked for {b} pages/step outside [0, {self.B}]")
+                self.b = min(b, self.B)
+                if round_done:
+                    self.begin_pass()
+                    self.round_start, self.round_sent, self.round_skipped, self.credit = self.step, 0, 0, 0.0
+            if self.strides and hold is not None:
+                from calm.replay.stride import try_stride
+                if try_stride(self):
+                    continue
+            stop = self.one_step()
+            if stop is not None:
+                reason = stop.reason
+                self.synced_at_stop = stop.after_sync
+                break
+            if self.progress and not self.step & 255 and _time.monotonic() > next_report:
+                next_report = _time.monotonic() + PROGRESS_EVERY_S
+                self.progress(f"{self.step * self.ctx.step_seconds:,.0f} s simulated, pass {self.rounds}")
+        return self.finish(reason, forced)
+
+    def _planned(self) -> bool:
+        """The default limit cuts open-ended pre-copies only, not a policy's own planned stop
+        step (Fixed's T*); an explicit max_steps cuts everything."""
+        h = self.hold
+        return self.max_steps is None and h is not None and h.until_step is not None and self.step < h.until_step
+
+    def _hold_over(self, hold: Hold) -> bool:
+        if hold.until_step is not None and self.step >= hold.until_step:
+            return True
+        if hold.until_clean is not None and self.M - self.n_dirty >= hold.until_clean:
+            return True
+        return hold.until_pass_left is not None and self.pass_.left <= hold.until_pass_left
+
+    def one_step(self) -> Stop | None:
+        """Sends one step's pages and applies that step's writes; a Stop if a sync point stopped
+        the migration mid-step (nothing written then: the guest is paused from that moment).
+
+        Sync points of a continuous policy: when its pass runs out, and at the start of every
+        check window (`Policy.check_interval_s`; QEMU checks its pending bytes once per 100 ms
+        rate-limit window) if the pass is below `sync_threshold` then."""
+        policy, b = self.policy, self.b
+        continuous = policy.continuous
+        skip = self.written_in_round if policy.skip_redirtied else None
+        zero_now = self.zero_now if self.track_zero else None
+        sync_below = policy.sync_threshold(self.last_step_bytes) if continuous else 0.0
+        avail = self.credit + b
+        min_unit = min(self.normal, self.zero)
+        nw = self.windows
+        if self.uniform:
+            want = int(avail + EPS) if self.normal == 1.0 else affordable(avail, self.normal)
+            bound = want if nw == 1 else affordable(avail / nw, self.normal)
+        else:
+            bound = avail if nw == 1 else avail / nw
+        got = zeros = skipped = 0
+        spent = 0.0
+        w, check = 1, sync_below > 0
+        w_got = w_zeros = 0  # at the start of the current window
+        rescanned = synced = ran_out = False
+        stop = None
+        while True:
+            if (got >= bound) if self.uniform else (bound - spent < min_unit - EPS):
+                if w >= nw:
+                    break
+                w += 1  # a new rate-limit window: the bandwidth is measured over the last one, checked again
+                bound = (want if w == nw else affordable(avail * w / nw, self.normal)) if self.uniform \
+                    else (avail if w == nw else avail * w / nw)
+                self.last_step_bytes = self.bytes_of(got - w_got, zeros - w_zeros) * nw
+                w_got, w_zeros = got, zeros
+                sync_below = policy.sync_threshold(self.last_step_bytes)
+                check = sync_below > 0
+                continue
+            left = self.pass_.left
+            if continuous and (left == 0 or (check and left < sync_below)):
+                if left == 0 and (synced or (rescanned and not self.own_sync)):
+                    ran_out = True  # nothing to send even after a sync
+                    break
+                if self.own_sync and spent > 0 and b > 0:
+                    self._write_part(min(spent / b, 1.0))  # the guest ran on while the step's pages went
+                stop = policy.at_sync_point(self.view(False))
+                if stop is not None:
+                    break
+                self.begin_pass()
+                synced = rescanned = True
+                check = False
+                continue
+            if self.uniform:
+                t = self.pass_.take(bound - got, skip, zero_now)
+                cost_t = (len(t.pages) + t.cold) * self.normal
+            else:
+                t = self.pass_.take_budget(bound - spent, self.normal, self.zero, self.zero_now, skip)
+                cost_t = t.cost
+            n_t = self._account(t)
+            got += n_t
+            spent += cost_t
+            skipped += t.skipped
+            zeros += self._zeros_of(t, zero_now)
+            synced = check = False
+            if not continuous:
+                break  # a round-based policy's round that runs out leaves the step idle
+            if n_t == 0 and self.pass_.left > 0:  # this window's budget cannot pay for the next page
+                if w >= nw or self.uniform:
+                    break
+                bound = -np.inf  # on to the next window
+        if self.uniform:
+            spent = got * self.normal
+            ran_out = ran_out or (got < want and stop is None)
+        else:
+            ran_out = ran_out or (not continuous and self.pass_.left == 0 and avail - spent >= min_unit - EPS)
+        window_bytes = self.bytes_of(got - w_got, zeros - w_zeros) * nw if nw > 1 else None
+        if stop is not None:  # stopped mid-step: the step lasted as long as its sending
+            self._close_partial(b, got, zeros, skipped, min(spent / b, 1.0) if b > 0 else 0.0)
+            return stop
+        if ran_out:
+            busy, self.credit = (spent / b if b > 0 else 0.0), 0.0
+        else:
+            busy, self.credit = 1.0, self.credit + b - spent
+        self._close_step(b, got, zeros, skipped, busy)
+        if window_bytes is not None:  # the next step's first window measures this step's last one
+            self.last_step_bytes = window_bytes
+        return None
+
+    def _zeros_of(self, t, zero_now) -> int:
+        if zero_now is None:
+            return 0
+        return int(np.count_nonzero(zero_now[t.pages])) + t.cold_zero
+
+    def _account(self, t) -> int:
+        """Marks what a take sent as clean; returns the pages sent."""
+        pages = t.pages
+        cleaned = len(pages)
+        if cleaned:
+            if self.resend:  # still logged since the last sync: it goes again after the next one
+                stays = self.written_in_round[pages]
+                self.need[pages] = stays
+                cleaned -= int(np.count_nonzero(stays))
+            else:
+                self.need[pages] = False
+            self.sent_step[pages] = self.step
+        if t.end >= 0:
+            self.cursor = t.end
+        self.n_dirty -= cleaned + t.cold
+        return len(pages) + t.cold
+
+    def _count_sent(self, n_sent: int, zeros: int, skipped: int) -> None:
+        """Counts a step's pages; `last_step_bytes` is what the next step measures its bandwidth
+        on (a policy with check windows: the last window's bytes, scaled to a step)."""
+        self.round_sent += n_sent
+        self.round_skipped += skipped
+        self.total_sent += n_sent
+        self.zero_sent += zeros
+        self.last_step_bytes = self.bytes_of(n_sent, zeros)
+
+    def _close_partial(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
+        """The step a sync point stopped: it lasted `busy` of a step; the guest then pauses."""
+        self._count_sent(n_sent, zeros, skipped)
+        if busy > 0:
+            self.precopy_cost += self.F_of(b) * busy
+            self.partial = busy
+            self.series.add(self.step * self.ctx.step_seconds, b, n_sent, self.n_dirty, self.precopy_cost)
+
+    def _write(self, d: np.ndarray) -> int:
+        """Applies writes to pages `d`; returns how many were clean."""
+        need = self.need
+        newly = int(d.size - np.count_nonzero(need[d]))
+        need[d] = True
+        if self.track_round:  # round-based: each round's dirtied count (and Xen's skips)
+            self.written_in_round[d] = True
+        if self.track_zero:
+            self.zero_now[d] = False
+        if self.ordered:
+            self.log_writes[d] += 1
+            self.last_write[d] = self.step
+        self.n_dirty += newly
+        self.clean_dirtied += newly
+        return newly
+
+    def _write_part(self, fraction: float) -> None:
+        """At a sync point inside a step, the writes the guest made so far: the step's written
+        pages are taken as spread evenly over it, in an order drawn once per step (the same for
+        every policy), and the first `fraction` of them are applied now, the rest at its end."""
+        d = self.source.dirty(self.step)
+        order = np.random.default_rng([0x5EED, self.step]).permutation(d.size)
+        k = int(fraction * d.size)
+        done = self._written_part
+        if k > done:
+            self._newly_part += self._write(d[order[done:k]])
+            self._written_part = k
+
+    def _close_step(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
+        self.precopy_cost += self.F_of(b) * busy + self.f_idle * (1.0 - busy)
+        self._count_sent(n_sent, zeros, skipped)
+        s = self.ctx.step_seconds
+        d = self.source.dirty(self.step)
+        if n_sent:
+            self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
+        if self._written_part:  # part of this step's writes went in at a sync point
+            order = np.random.default_rng([0x5EED, self.step]).permutation(d.size)
+            clean_before = self.M - self.n_dirty + self._newly_part
+            self._write(d[order[self._written_part:]])
+            self._written_part = self._newly_part = 0
+        else:
+            clean_before = self.M - self.n_dirty
+            self._write(d)
+        self.written += len(d)
+        self.clean_exposure += clean_before
+        self.series.add(self.step * s, b, n_sent, self.n_dirty, self.precopy_cost)
+        self.step += 1
+
+    def finish(self, reason: str, forced: bool) -> SimResult:
+        policy, s = self.policy, self.ctx.step_seconds
+        n_final = self.n_dirty
+        final_zero = 0
+        if self.track_zero:
+            final_zero = int(np.count_nonzero(self.need & self.zero_now))
+            final_zero += self.layout.cold_zero_between(self.pass_.c, self.M)
+        final_units = (n_final - final_zero) * self.normal + final_zero * self.zero
+        if self.uniform and self.normal == 1.0:
+            final_units = n_final
+        downtime = final_units / policy.final_rate()
+        elapsed = self.step + self.partial
+        to_bps = 8.0 * self.ctx.page_size / s
+        t, rate, sent, dirty, cost_so_far = self.series.arrays()
+        zero_total = self.zero_sent + final_zero
+        pages_sent = self.total_sent + n_final
+        syncs = self.rounds + 1 + (1 if self.synced_at_stop else 0)
+        return SimResult(
+            algorithm=policy.name, cost=(self.precopy_cost + downtime) * s, precopy_cost=self.precopy_cost * s,
+            total_time=(elapsed + downtime) * s, precopy_time=elapsed * s, downtime=downtime * s,
+            pages_sent=pages_sent, final_pages=n_final, rounds=self.rounds, stop_reason=reason,
+            forced=forced, options={**policy.describe(), **({"wire": policy.wire.describe()}
+                                                              if policy.wire.header_bytes or policy.wire.zero_page_bytes
+                                                              is not None else {})},
+            bytes_sent=self.bytes_of(pages_sent, zero_total), zero_pages=zero_total,
+            normal_pages=pages_sent - zero_total, syncs=syncs,
+            time=t, rate_bps=rate * to_bps, sent=sent, dirty=dirty, cost_so_far=cost_so_far * s,
+        )
 
 
 def simulate(source: DirtySource, policy: Policy, bandwidth: float, cost: PagesCost,
-             max_steps: int | None = None) -> SimResult:
+             max_steps: int | None = None, *, strides: bool = True,
+             progress: Callable[[str], None] | None = None) -> SimResult:
     """Migrates `source.n_pages` pages at total bandwidth `bandwidth` (pages/step) with `policy`.
 
     `cost` is F in pages per step (`replay.cost.in_pages`). `max_steps` bounds the pre-copy
-    (default: the time to send the RAM DEFAULT_MAX_RAM_TIMES times at full bandwidth)."""
-    M, B = source.n_pages, float(bandwidth)
-    if not B > 0:
-        raise CalmError("the total bandwidth must be positive")
-    if max_steps is None:
-        max_steps = max(1000, math.ceil(DEFAULT_MAX_RAM_TIMES * M / B))
-    ctx = MigrationContext(M, B, source.page_size, source.step_seconds, cost, source.mean_p)
-    policy.begin(ctx)
-    f_idle = float(cost(B))
-    pages = _Pages(M)
-    n_dirty = M
-    rounds, round_start, round_sent, round_skipped = 1, 0, 0, 0
-    last = dict(sent=0, skipped=0, steps=0, dirtied=0)
-    total_sent = written = clean_exposure = clean_dirtied = sent_dirtied = 0
-    just_sent = np.zeros(M, dtype=bool)  # pages sent in the current step
-    credit, precopy_cost = 0.0, 0.0
-    times, rates, sents, dirties, costs = [], [], [], [], []
-    reason, forced = "", False
-    step = 0
-    while True:
-        round_done = not policy.continuous and pages.round_done
-        if round_done:
-            last = dict(sent=round_sent, skipped=round_skipped, steps=step - round_start,
-                        dirtied=int(np.count_nonzero(pages.written_in_round)))
-        if n_dirty == 0:
-            reason = "all pages clean"
-            break
-        if step >= max_steps:
-            reason, forced = f"time limit ({max_steps} steps)", True
-            break
-        decision = policy.decide(View(step, n_dirty, rounds, round_done, last["sent"], last["skipped"],
-                                      last["steps"], last["dirtied"], total_sent, written,
-                                      clean_exposure, clean_dirtied, sent_dirtied))
-        if isinstance(decision, Stop):
-            reason = decision.reason
-            break
-        b = float(decision)
-        if not 0 <= b <= B * (1 + 1e-12):
-            raise ValueError(f"policy {policy.name} asked for {b} pages/step outside [0, {B}]")
-        b = min(b, B)
-        if round_done:
-            pages.new_round()
-            rounds += 1
-            round_start, round_sent, round_skipped, credit = step, 0, 0, 0.0
-        want = int(credit + b + 1e-9)
-        sent, skipped = pages.take(want, policy.skip_redirtied)
-        pages.need[sent] = False
-        if policy.continuous and len(sent) < want:  # next pass over what is still dirty
-            pages.new_round()
-            rounds += 1
-            more, _ = pages.take(want - len(sent), False)
-            pages.need[more] = False
-            sent = np.concatenate((sent, more))
-        n_sent = len(sent)
-        if n_sent < want:  # ran out of pages: busy for n_sent / b of the step, idle after
-            busy, credit = (n_sent / b if b > 0 else 0.0), 0.0
-        else:
-            busy, credit = 1.0, credit + b - n_sent
-        precopy_cost += float(cost(B - b)) * busy + f_idle * (1.0 - busy)
-        round_sent += n_sent
-        round_skipped += skipped
-        total_sent += n_sent
-        clean_before = M - (n_dirty - n_sent)
-        d = source.dirty(step)
-        newly = int(np.count_nonzero(~pages.need[d]))
-        just_sent[sent] = True
-        sent_dirtied += int(np.count_nonzero(just_sent[d]))
-        just_sent[sent] = False
-        pages.need[d] = True
-        pages.written_in_round[d] = True
-        n_dirty = n_dirty - n_sent + newly
-        written += len(d)
-        clean_exposure += clean_before
-        clean_dirtied += newly
-        times.append(step)
-        rates.append(b)
-        sents.append(n_sent)
-        dirties.append(n_dirty)
-        costs.append(precopy_cost)
-        step += 1
-    final_rate = policy.final_rate()
-    downtime = n_dirty / final_rate
-    s = source.step_seconds
-    to_bps = 8.0 * source.page_size / s
-    return SimResult(
-        algorithm=policy.name, cost=(precopy_cost + downtime) * s, precopy_cost=precopy_cost * s,
-        total_time=(step + downtime) * s, precopy_time=step * s, downtime=downtime * s,
-        pages_sent=total_sent + n_dirty, final_pages=n_dirty, rounds=rounds, stop_reason=reason,
-        forced=forced, options=policy.describe(),
-        time=np.asarray(times, dtype=float) * s, rate_bps=np.asarray(rates) * to_bps,
-        sent=np.asarray(sents, dtype=np.int64), dirty=np.asarray(dirties, dtype=np.int64),
-        cost_so_far=np.asarray(costs) * s,
-    )
+    (default: see the module docstring). `strides=False` forces step-by-step simulation (the
+    reference the closed-form strides are tested against). `progress` gets a short status line
+    about every half second of wall time on long replays."""
+    return Migration(source, policy, bandwidth, cost, max_steps, strides, progress).run()

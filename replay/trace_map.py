@@ -47,6 +47,10 @@ class MappedTrace:
     write_counts: np.ndarray  # int64[F]: steps in which each footprint page was dirtied
     skipped_samples: int = 0  # trace samples left out at the start (see skip_seconds)
     skipped_seconds: float = 0.0
+    keys: np.ndarray | None = None  # uint64[F]: each footprint page's (process, vpn) key (calm.trace.keys)
+    residency: dict | None = None  # the trace's residency runs (format minor 1), None before
+    written_before: np.ndarray | None = None  # keys written in the samples --skip left out
+    backend: str = ""
 
     def step_pages(self, step: int) -> np.ndarray:
         """Footprint indices dirtied in trace step `step` (0 <= step < n_steps)."""
@@ -67,6 +71,7 @@ class MappedTrace:
 
     def describe(self) -> dict:
         return {"path": self.path, "page_size": self.page_size, "step_seconds": self.step_seconds,
+                "backend": self.backend, "residency_recorded": self.residency is not None,
                 "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events,
                 "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds}
 
@@ -120,7 +125,15 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: 
         step_seconds = float(np.mean(periods[first:]))
         if not step_seconds > 0:
             raise CalmError(f"trace {path} has no usable sampling interval")
+        residency = trace.residency()
+        written_before = None
+        if residency is not None and first:  # pages the left-out start wrote: RAM, and not zero any more
+            written_before = np.empty(0, np.uint64)
+            for chunk in trace.iter_chunks(max_events, stop_sample=first):
+                written_before = np.union1d(written_before, make_keys(chunk.event_process, chunk.vpn))
         return MappedTrace(str(path), trace.page_size, step_seconds, n_steps,
                            int(footprint.size), offsets, pages,
                            np.bincount(pages, minlength=footprint.size).astype(np.int64),
-                           skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])))
+                           skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])),
+                           keys=footprint, residency=residency, written_before=written_before,
+                           backend=trace.info.backend)

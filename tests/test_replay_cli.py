@@ -176,7 +176,9 @@ def test_policy_options_reach_the_policies(trace, tmp_path):
     assert clark["options"]["min_bps"] == pytest.approx(20e6) and clark["options"]["max_bps"] == pytest.approx(200e6)
     assert clark["options"]["increment_bps"] == pytest.approx(10e6) and clark["options"]["max_rounds"] == 7
     assert clark["rounds"] <= 7
-    assert qemu["options"] == {"max_bandwidth_bps": pytest.approx(128e6), "downtime_limit_s": 0.05}
+    opts = qemu["options"]
+    assert opts["max_bandwidth_bps"] == pytest.approx(128e6) and opts["downtime_limit_s"] == 0.05
+    assert opts["final_copy_bps"] == pytest.approx(256e6) and not opts["capped_by_link"]
     assert max(qemu["series"]["bandwidth_bps"]) == pytest.approx(128e6)
     assert qemu["downtime"] <= 0.05 + 1e-9
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "analyze": "calm.cli.analyze",
     "replay": "calm.cli.replay",
     "model": "calm.cli.model",
+    "predict": "calm.cli.predict",
     "report": "calm.cli.report",
     "demo": "calm.cli.demo",
     "load": "calm.cli.load",

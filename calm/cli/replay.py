@@ -70,9 +70,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="Clark: also stop after N rounds (default: no cap, as in Clark et al.; Xen's "
                         "implementation used 29)")
     p.add_argument("--qemu-max-bandwidth", type=argtypes.rate(), metavar="RATE",
-                   help="QEMU: max-bandwidth (default: the scenario's)")
+                   help="QEMU: max-bandwidth (default 128MiB/s, QEMU's MAX_THROTTLE; a slower link caps it)")
     p.add_argument("--qemu-downtime-limit", type=argtypes.duration(), metavar="DURATION",
                    help="QEMU: downtime-limit (default 300ms)")
+    p.add_argument("--qemu-switchover-bandwidth", type=argtypes.rate(), metavar="RATE",
+                   help="QEMU: avail-switchover-bandwidth, used instead of the measured bandwidth for the "
+                        "switch-over threshold (QEMU 8.2+; default unset)")
     p.add_argument("-o", "--output", metavar="DIR",
                    help="output directory (default TRACE-replay next to the trace, or replay-uniform-P)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier replay")
@@ -112,12 +115,14 @@ def run(args: argparse.Namespace) -> int:
     if any(v is not None for v in (args.clark_min, args.clark_max, args.clark_increment,
                                    args.clark_max_rounds)) and "clark" not in algorithms:
         raise UsageError("--clark-* options need the clark algorithm")
-    if (args.qemu_max_bandwidth or args.qemu_downtime_limit) and "qemu" not in algorithms:
+    if (args.qemu_max_bandwidth or args.qemu_downtime_limit or args.qemu_switchover_bandwidth) \
+            and "qemu" not in algorithms:
         raise UsageError("--qemu-* options need the qemu algorithm")
     options = PolicyOptions(
         clark_min_bps=args.clark_min, clark_max_bps=args.clark_max, clark_increment_bps=args.clark_increment,
         clark_max_rounds=args.clark_max_rounds, qemu_max_bandwidth_bps=args.qemu_max_bandwidth,
-        qemu_downtime_limit_s=args.qemu_downtime_limit or 0.3)
+        qemu_downtime_limit_s=args.qemu_downtime_limit or 0.3,
+        qemu_switchover_bandwidth_bps=args.qemu_switchover_bandwidth)
     cost = parse_cost(args.cost)
     skip = args.skip or 0.0
     if args.output:

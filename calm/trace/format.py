@@ -30,10 +30,15 @@ from __future__ import annotations
 
 FORMAT_NAME = "calm-trace"
 FORMAT_VERSION = 1
+# Minor versions add groups or attributes that older readers may ignore; readers accept any.
+# 1: /residency (which pages were resident, and which held only zeros, when each process's
+#    recording began), the root attribute `format_minor`. Files without it are minor 0.
+FORMAT_MINOR = 1
 
 ROOT_ATTRS = (
     "format",  # always FORMAT_NAME
     "format_version",  # integer, FORMAT_VERSION
+    "format_minor",  # integer, FORMAT_MINOR (absent: 0)
     "page_size",  # bytes
     "backend",  # "soft-dirty" or "hash"
     "backend_method",  # "pagemap-scan", "pagemap-read" or "page-hash"
@@ -79,14 +84,30 @@ MAP_COLUMNS = {
     "path": "str",  # file path, [heap], [stack], [anon:...] or "" for anonymous
 }
 
+# Residency (minor 1): runs of pages of the regions the backend reads, covering them whole, in
+# one state each, as found when the process's recording began (its first sample's baseline read).
+RESIDENCY_COLUMNS = {
+    "process": "u4",
+    "sample": "u4",  # the first sample whose writes the snapshot precedes
+    "start_vpn": "u8",  # first page of the run
+    "pages": "u8",  # pages in the run
+    "state": "u1",  # RESIDENCY_ABSENT, RESIDENCY_RESIDENT or RESIDENCY_ZERO
+}
+RESIDENCY_ABSENT = 0  # neither present nor swapped: reads as zeros
+RESIDENCY_RESIDENT = 1  # present or swapped; its content may or may not be all zeros
+RESIDENCY_ZERO = 2  # present and holding only zeros (the hash backend reads every page; the
+#                     soft-dirty backend can tell only pages mapping the shared zero page)
+
 GROUPS = {
     "samples": SAMPLE_COLUMNS,
     "segments": SEGMENT_COLUMNS,
     "events": EVENT_COLUMNS,
     "processes": PROCESS_COLUMNS,
     "maps": MAP_COLUMNS,
+    "residency": RESIDENCY_COLUMNS,
 }
 
 # Chunk sizes (rows). Events dominate the file; 64 Ki events is 512 KiB before compression.
-CHUNK_ROWS = {"samples": 1024, "segments": 4096, "events": 65536, "processes": 256, "maps": 1024}
+CHUNK_ROWS = {"samples": 1024, "segments": 4096, "events": 65536, "processes": 256, "maps": 1024,
+              "residency": 4096}
 DEFLATE_LEVEL = 4

@@ -48,6 +48,7 @@ class TraceInfo:
     """The root attributes of a trace."""
 
     format_version: int
+    format_minor: int  # 0 for files before minor versions existed
     page_size: int
     backend: str
     backend_method: str  # "pagemap-scan", "pagemap-read", "page-hash" ("" in older files)
@@ -115,6 +116,7 @@ class Trace:
         command = a.get("command", "[]")
         return TraceInfo(
             format_version=version,
+            format_minor=int(a.get("format_minor", 0)),
             page_size=int(a["page_size"]),
             backend=_text(a["backend"]),
             backend_method=_text(a.get("backend_method", "")),
@@ -284,6 +286,15 @@ class Trace:
                                               [perms[i] for i in idx], cols["offset"][idx],
                                               cols["inode"][idx], [paths[i] for i in idx])))
         return out
+
+    def residency(self) -> dict[str, np.ndarray] | None:
+        """The residency runs (columns of `tf.RESIDENCY_COLUMNS`), or None for a trace recorded
+        before they existed (format minor 0)."""
+        if "residency" not in self._file:
+            return None
+        g = self._file["residency"]
+        n = min(g[c].shape[0] for c in tf.RESIDENCY_COLUMNS)
+        return {c: self._read(g[c], 0, n) for c in tf.RESIDENCY_COLUMNS}
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:

@@ -77,6 +77,7 @@ class TraceWriter:
             raise CalmError(f"cannot create trace file {self.path}: {exc}") from exc
         self._file.attrs["format"] = tf.FORMAT_NAME
         self._file.attrs["format_version"] = tf.FORMAT_VERSION
+        self._file.attrs["format_minor"] = tf.FORMAT_MINOR
         self._file.attrs["status"] = "recording"
         self._file.attrs["end_reason"] = ""
         for key, value in attrs.items():
@@ -158,10 +159,19 @@ class TraceWriter:
             inode=regions.inode, path=list(regions.path),
         )
 
+    def add_residency(self, row: int, sample: int, start_vpn: np.ndarray, pages: np.ndarray,
+                      state: np.ndarray) -> None:
+        """Appends the residency snapshot of process `row` taken before sample `sample`: runs
+        (first page, pages, state) covering the regions its backend reads (`tf.RESIDENCY_*`)."""
+        n = len(start_vpn)
+        self._pending["residency"].add(
+            process=np.full(n, row, dtype=np.uint32), sample=np.full(n, sample, dtype=np.uint32),
+            start_vpn=start_vpn, pages=pages, state=state)
+
     # -- durability ----------------------------------------------------------------------------
     def flush(self) -> None:
         """Writes everything pending, in dependency order, then asks HDF5 to flush."""
-        for group_name in ("events", "segments", "samples", "processes", "maps"):
+        for group_name in ("events", "segments", "samples", "processes", "maps", "residency"):
             self._append_group(group_name, self._pending[group_name].take())
         processes = self._file["processes"]
         for row, updates in self._process_updates.items():

@@ -18,7 +18,7 @@ forces the stop, marked `forced`). Xen's implementation of it also capped the ro
 from __future__ import annotations
 
 from calm.core.errors import CalmError
-from calm.replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.policies.base import Hold, MigrationContext, Policy, Stop, View
 from calm.replay.scenario import check_rate
 
 DEFAULT_MIN_BPS = 100e6
@@ -51,7 +51,7 @@ class Clark(Policy):
         check_rate(self.min * to_bps, self.max * to_bps, "Clark's minimum rate", "its maximum")
         self.rate = self.min
 
-    def decide(self, view: View) -> float | Stop:
+    def decide(self, view: View) -> Hold | Stop:
         if view.round_done:
             if view.n_dirty * self.ctx.page_size < self.stop_bytes:
                 return Stop(f"Clark: fewer than {self.stop_bytes // 1024} KiB left")
@@ -62,7 +62,7 @@ class Clark(Policy):
             if rate > self.max:
                 return Stop("Clark: next round's rate would exceed the maximum")
             self.rate = rate
-        return min(self.rate, self.max)
+        return Hold(min(self.rate, self.max))  # a round runs at one rate
 
     def final_rate(self) -> float:
         return self.max

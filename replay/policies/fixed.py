@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from calm.replay.model import optimal_fixed
-from calm.replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.policies.base import Hold, MigrationContext, Policy, Stop, View
 
 _PLAN = object()  # "take it from the optimal plan"
 
@@ -33,14 +33,15 @@ class Fixed(Policy):
         self.stop_clean = self.plan.n_clean if self.n_clean is _PLAN else self.n_clean
         self.stop_time = self.plan.precopy_time if self.precopy_time is _PLAN else self.precopy_time
 
-    def decide(self, view: View) -> float | Stop:
+    def decide(self, view: View) -> Hold | Stop:
         if self.b <= 0:
             return Stop("Fixed: pre-copy does not pay, stop-and-copy at once")
         if self.stop_clean is not None and self.ctx.n_pages - view.n_dirty >= self.stop_clean:
             return Stop("Fixed: planned clean pages reached")
-        if self.stop_time is not None and view.step >= math.ceil(self.stop_time - 1e-9):
+        stop_step = math.ceil(self.stop_time - 1e-9) if self.stop_time is not None else None
+        if stop_step is not None and view.step >= stop_step:
             return Stop("Fixed: planned pre-copy time elapsed")
-        return self.b
+        return Hold(self.b, until_step=stop_step, until_clean=self.stop_clean)
 
     def describe(self) -> dict:
         return {"bandwidth_pages_per_step": self.b, "stop_clean": self.stop_clean,

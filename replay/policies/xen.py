@@ -9,7 +9,7 @@ after `max_rounds` (29) rounds, or once more than `max_factor` (3) x RAM has bee
 from __future__ import annotations
 
 from calm.core.errors import CalmError
-from calm.replay.policies.base import Policy, Stop, View
+from calm.replay.policies.base import Hold, Policy, Stop, View
 
 
 class Xen(Policy):
@@ -21,7 +21,7 @@ class Xen(Policy):
             raise CalmError("Xen needs min_sent >= 0, max_rounds >= 1 and max_factor > 0")
         self.min_sent, self.max_rounds, self.max_factor = min_sent, max_rounds, max_factor
 
-    def decide(self, view: View) -> float | Stop:
+    def decide(self, view: View) -> Hold | Stop:
         if view.round_done:
             if view.last_round_sent < self.min_sent:
                 return Stop(f"Xen: fewer than {self.min_sent} pages sent in the last round")
@@ -29,7 +29,7 @@ class Xen(Policy):
                 return Stop(f"Xen: {self.max_rounds} rounds done")
             if view.total_sent > self.max_factor * self.ctx.n_pages:
                 return Stop(f"Xen: more than {self.max_factor:g} x RAM sent")
-        return self.ctx.bandwidth
+        return Hold(self.ctx.bandwidth)  # full rate until the round ends
 
     def describe(self) -> dict:
         return {"min_sent": self.min_sent, "max_rounds": self.max_rounds, "max_factor": self.max_factor}
