@@ -31,6 +31,10 @@ def _library():
     return QMPClient, ConnectError, ExecuteError
 
 
+def _one_line(exc: object) -> str:
+    return " ".join(str(exc).split())
+
+
 class Monitor:
     """One QMP connection to a QEMU, over its unix socket (`-qmp unix:PATH,server=on,wait=off`).
 
@@ -58,12 +62,16 @@ class Monitor:
         except asyncio.TimeoutError:
             raise QmpError(f"QMP {self.socket_path}: no answer to {what} within {limit:g} s") from None
         except self._connect_error as exc:
-            raise QmpError(f"QMP {self.socket_path}: cannot connect ({exc.exc or exc}); is QEMU running "
-                           "with -qmp unix:PATH,server=on?") from None
+            if isinstance(exc.exc, OSError):
+                raise QmpError(f"QMP {self.socket_path}: cannot connect ({_one_line(exc.exc)}); is QEMU "
+                               "running with -qmp unix:PATH,server=on?") from None
+            raise QmpError(f"QMP {self.socket_path}: not a QEMU monitor (no QMP greeting: "
+                           f"{_one_line(exc.exc or exc)[:120]})") from None
         except self._execute_error as exc:
-            raise QmpError(f"QEMU refused {what}: {exc}") from None
+            raise QmpError(f"QEMU refused {what}: {_one_line(exc)}") from None
         except (OSError, EOFError) as exc:
-            raise QmpError(f"QMP {self.socket_path}: connection lost during {what} ({exc or type(exc).__name__})") from None
+            raise QmpError(f"QMP {self.socket_path}: connection lost during {what} "
+                           f"({_one_line(exc) or type(exc).__name__})") from None
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None, *,
                 timeout: float | None = None) -> Any:
