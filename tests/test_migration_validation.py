@@ -102,3 +102,12 @@ def test_table_reports_both_predictors(grid):
     assert proc.stdout.count("| uniform |") == 2
     assert "calm: median |error| total time" in proc.stdout
     assert "calc-dirty-rate: median |error| total time" in proc.stdout
+
+
+def test_repredict_recomputes_the_same_predictions_from_what_was_kept(grid):
+    before = {run["spec"]["cell"]: (run["calm"], run["qemu_predictor"]) for run in _runs(grid)}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "repredict", str(grid)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    after = {run["spec"]["cell"]: (run["calm"], run["qemu_predictor"]) for run in _runs(grid)}
+    assert after == before

@@ -21,6 +21,7 @@ examples:
   validate-migration grid -o migration-grid      # the full grid (hours; resumable)
   validate-migration grid -o /tmp/g --workloads uniform --bandwidths 100,400 --downtimes 300 --repeats 1
   validate-migration table migration-grid        # the markdown table and the goals' summary
+  validate-migration repredict migration-grid    # both predictions again (after a simulator change)
 
 Each run boots a source and a destination QEMU TCG guest (256 MiB, workload in an initramfs),
 records the source with `calm record --region memfd:memory-backend-memfd`, measures
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cancel a migration still running after this long: it did not converge (default 120s)")
     grid.add_argument("--qemu", metavar="PATH", help="QEMU binary (>= 9.0; default: the host's if new enough, "
                                                      "else fetched from Debian backports)")
+    again = sub.add_parser("repredict", help="recompute both predictions of every finished run of a grid "
+                                             "(from its kept trace and measurements), e.g. after the simulator changed")
+    again.add_argument("directory", help="a grid's results directory")
     table = sub.add_parser("table", help="print the grid's markdown table and the goals' summary")
     table.add_argument("directory", help="a grid's results directory")
     table.add_argument("--json", action="store_true", help="print the summary as JSON instead")
@@ -88,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(markdown(runs))
                 print()
                 print(summary_text(summary(runs)))
+            return 0
+        if args.action == "repredict":
+            from .run import repredict
+
+            runs = sorted(Path(args.directory).glob("*/*/*/run.json"))
+            if not runs:
+                raise MigrationError(f"no run.json under {args.directory}")
+            for path in runs:
+                repredict(path.parent)
+            print(f"validate-migration: predictions recomputed for {len(runs)} runs", file=sys.stderr)
             return 0
         from calm_vm.kernels import fetch as fetch_kernel
 

@@ -188,6 +188,22 @@ def predict(result: RunResult, spec: RunSpec, out: Path) -> None:
     result.qemu_predictor.update(prediction.as_dict())
 
 
+def repredict(out: Path) -> RunResult:
+    """Step 5 again for a finished run (its trace and QEMU's measurements are kept), e.g. after the
+    simulator changed; run.json is rewritten with the new predictions."""
+    data = json.loads((out / "run.json").read_text())
+    spec_fields = {k: v for k, v in data["spec"].items() if k in RunSpec.__dataclass_fields__}
+    spec_fields["workload"] = Workload(**data["spec"]["workload"])
+    spec_fields["calc_times_s"] = tuple(spec_fields["calc_times_s"])
+    spec = RunSpec(**spec_fields)
+    kept = {k: data["qemu_predictor"][k] for k in ("dirty_rates_mib_s", "zero_fraction", "sampled_pages")}
+    result = RunResult(spec=data["spec"], real=data["real"], qemu_predictor=kept, recording=data["recording"],
+                       workload_rate=data["workload_rate"], seconds=data["seconds"])
+    predict(result, spec, out)
+    (out / "run.json").write_text(json.dumps(asdict(result), indent=1, default=float))
+    return result
+
+
 def run(spec: RunSpec, qemu: Qemu, kernel: Kernel, initrd: Path, out: Path, log=print) -> RunResult:
     result = migrate_and_measure(spec, qemu, kernel, initrd, out, log)
     predict(result, spec, out)
