@@ -140,13 +140,16 @@ def calc_dirty_rate(monitor: Monitor, calc_time_s: int, *, sample_pages: int = 5
     measured rate. (Dirty-bitmap mode is not used: it made QEMU 7.2 die under TCG here.)"""
     if calc_time_s < 1:
         raise CalmError(f"calc-time must be a whole number of seconds >= 1, got {calc_time_s}")
+    # query-dirty-rate keeps saying "measured" with the previous result until the new measurement
+    # has started (late on a busy host): only a result with a new start-time is this one's
+    previous = monitor.execute("query-dirty-rate").get("start-time")
     monitor.execute("calc-dirty-rate", {"calc-time": int(calc_time_s), "sample-pages": int(sample_pages),
                                         "mode": "page-sampling"})
     time.sleep(calc_time_s)
     end = time.monotonic() + calc_time_s + 60
     while True:
         info = monitor.execute("query-dirty-rate")
-        if info.get("status") == "measured":
+        if info.get("status") == "measured" and info.get("start-time") != previous:
             return DirtyRate(float(info.get("calc-time", calc_time_s)), int(info["dirty-rate"]),
                              int(info.get("sample-pages", sample_pages)))
         if time.monotonic() > end:

@@ -88,9 +88,12 @@ def run_grid(grid: GridSpec, qemu: Qemu, out: Path, log=print) -> list[Path]:
                                        deadline_s=grid.deadline_s, repeat=repeat)
                         try:
                             result = run(spec, qemu, kernel, initrd, where, log)
-                        except MigrationError as exc:
-                            log(f"  {spec.cell} #{repeat}: FAILED: {exc}")
-                            (where / "error.txt").write_text(str(exc) + "\n")
+                        except Exception as exc:  # one failed run must not end a grid of hours
+                            if isinstance(exc, KeyboardInterrupt):
+                                raise
+                            what = str(exc) if isinstance(exc, MigrationError) else repr(exc)
+                            log(f"  {spec.cell} #{repeat}: FAILED: {what}")
+                            (where / "error.txt").write_text(what + "\n")
                             continue
                         real = result.real
                         log(f"  {spec.cell} #{repeat}: real {real['status']} {real['total_time_ms'] / 1000:.1f} s, "

@@ -53,6 +53,8 @@ def build_curve(points: list[tuple[float, float]], total_pages: int, zero_pages:
     if len(points) < 2:
         raise ValueError("the predictor needs calc-dirty-rate at two calc-times at least")
     pts = sorted((t * 1000.0, n) for t, n in points)
+    if len({t for t, _ in pts}) != len(pts):
+        raise ValueError(f"two calc-dirty-rate points share a calc-time: {points}")
 
     def line(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
         slope = (b[1] - a[1]) / (b[0] - a[0])
