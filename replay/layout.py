@@ -39,9 +39,18 @@ class RamLayout:
         self.zero_end = np.asarray(self.zero_end, dtype=np.int64)
         # zero pages below each run's start, for zero_below()
         self._zero_before = np.concatenate(([0], np.cumsum(self.zero_end - self.zero_start)))
-        self.footprint_zero = self._in_zero_runs(self.position)  # bool[F]: zero at the start
-        self._fp_zero_before = np.concatenate(([0], np.cumsum(self.footprint_zero, dtype=np.int64)))
         self.n_zero = int(self._zero_before[-1])
+        self._fp_zero: np.ndarray | None = None
+        self._fp_zero_before: np.ndarray | None = None
+
+    @property
+    def footprint_zero(self) -> np.ndarray:
+        """bool[F]: footprint pages that hold only zeros at the start (computed when first asked:
+        without zero runs a layout holds nothing per page but the positions)."""
+        if self._fp_zero is None:
+            self._fp_zero = self._in_zero_runs(self.position)
+            self._fp_zero_before = np.concatenate(([0], np.cumsum(self._fp_zero, dtype=np.int64)))
+        return self._fp_zero
 
     @property
     def footprint(self) -> int:
@@ -84,6 +93,7 @@ class RamLayout:
         if not self.n_zero or b <= a:
             return 0
         ja, jb = int(self.footprint_below(a)), int(self.footprint_below(b))
+        self.footprint_zero  # noqa: B018 (fills _fp_zero_before)
         fp_zero = int(self._fp_zero_before[jb] - self._fp_zero_before[ja])
         return int(self.zero_below(b) - self.zero_below(a)) - fp_zero
 

@@ -30,8 +30,9 @@ def own_layout(mapped: MappedTrace) -> RamLayout:
     """The RAM layout of a trace's own memory (see the module docstring)."""
     res = mapped.residency
     if res is None or mapped.keys is None:
-        raise CalmError(f"trace {mapped.path} does not record which pages were resident (recorded by an older calm): "
-                        "replay it on a RAM size, e.g. -s 1GiB@10Gbit, instead of trace@RATE")
+        raise CalmError(f"trace {mapped.path} does not record which pages were resident (recorded by an older calm), "
+                        "so it cannot be replayed on its own memory (trace@RATE, calm predict); replay it on a RAM "
+                        "size instead, e.g. -s 1GiB@10Gbit")
     first = _first_snapshot(res)
     k0 = make_keys(res["process"][first], res["start_vpn"][first])
     k1 = k0 + res["pages"][first].astype(np.uint64)

@@ -112,6 +112,8 @@ class Pass:
                 self.head = cand[np.argsort(p, kind="stable")]
                 self.tail = _EMPTY
         self.hi = self.ti = 0
+        # items not yet reached (pages a skip would still pass over count too), kept up to date
+        self.left = len(self.head) + len(self.tail) + (self.cold_ahead + self.members_left if self.scan else 0)
 
     # -- counts ------------------------------------------------------------------------------
     @property
@@ -119,14 +121,6 @@ class Pass:
         if not self.scan:
             return 0
         return (self.layout.n_pages - self.c) - (self.layout.footprint - self.j)
-
-    @property
-    def left(self) -> int:
-        """Items not yet reached (pages a skip would still pass over count too)."""
-        n = (len(self.head) - self.hi) + (len(self.tail) - self.ti)
-        if self.scan:
-            n += self.cold_ahead + self.members_left
-        return n
 
     @property
     def done(self) -> bool:
@@ -159,6 +153,7 @@ class Pass:
             if len(got):
                 out.end = int(pos[got[-1]]) + 1
         out.pages = parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else _EMPTY)
+        self.left -= len(out.pages) + out.cold + out.skipped
         return out
 
     def _take_scan(self, n: int, skip, count_zero: bool) -> tuple[np.ndarray, int, int, int]:
@@ -234,6 +229,7 @@ class Pass:
             if (seg == "head" and self.hi < len(self.head)) or (seg == "scan" and self.scan):
                 break  # this segment still has items the budget could not pay for
         out.pages = np.concatenate(parts) if parts else _EMPTY
+        self.left -= len(out.pages) + out.cold + out.skipped
         return out
 
     def _budget_scan(self, budget, normal, zero_cost, zero_now, skip, cap):

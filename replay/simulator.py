@@ -46,6 +46,7 @@ from calm.replay.dirty import DirtySource
 from calm.replay.passes import EPS, Pass, affordable
 from calm.replay.policies.base import Hold, MigrationContext, PageLog, Policy, Stop, View
 from calm.replay.sim_result import SimResult, StepSeries
+from calm.replay.sync_step import sync_step
 
 DEFAULT_MAX_RAM_TIMES = 100  # the first pass: at most this many RAM send times at full bandwidth
 DEFAULT_FOOTPRINT_TIMES = 100  # after it: this many footprint send times ...
@@ -72,7 +73,7 @@ class Migration:
         self.zero = self.normal if wire.zero_page_bytes is None else wire.zero_page_bytes / P
         self.track_zero = lay.has_zero_pages
         self.uniform = self.zero == self.normal or not self.track_zero
-        self.strides = strides and source.write_index is not None and self.uniform
+        self.strides = strides and source.write_index is not None and self.uniform and not policy.skip_redirtied
         self.max_steps = max_steps
         self.first_pass_limit = max(MIN_STEPS, math.ceil(DEFAULT_MAX_RAM_TIMES * self.M / self.B))
         loops = DEFAULT_LOOPS * (source.loop_steps or 0)
@@ -85,12 +86,15 @@ class Migration:
         self.written_in_round = np.zeros(F, dtype=bool)
         self.resend = policy.resend_written_since_sync
         self.track_round = not policy.continuous or policy.skip_redirtied or self.resend
-        self.sent_step = np.full(F, -1, dtype=np.int64)
-        self.zero_now = lay.footprint_zero.copy()
+        self.just_sent = np.zeros(F, dtype=bool)  # pages sent in the current step
+        self._sent_now: list[np.ndarray] = []
+        self.zero_now = lay.footprint_zero.copy() if lay.has_zero_pages else None
         self.ordered = type(policy).order is not Policy.order
         self.own_sync = type(policy).at_sync_point is not Policy.at_sync_point
         interval = policy.check_interval_s
         self.windows = max(1, round(source.step_seconds / interval)) if interval else 1
+        self.simple = (self.windows == 1 and not self.own_sync and self.uniform
+                       and type(policy).sync_threshold is Policy.sync_threshold)
         self.log_writes = np.zeros(F, dtype=np.int64) if self.ordered else None
         self.last_write = np.full(F, -1, dtype=np.int64) if self.ordered else None
         # counters
@@ -109,6 +113,7 @@ class Migration:
         self._written_part = self._newly_part = 0  # writes of the current step applied at a sync point
         self._cost_cache: dict[float, float] = {}
         self.f_idle = float(cost(self.B))
+        self._dirty = source.dirty
         self.pass_ = self._new_pass()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -200,7 +205,7 @@ class Migration:
         """The default limit cuts open-ended pre-copies only, not a policy's own planned stop
         step (Fixed's T*); an explicit max_steps cuts everything."""
         h = self.hold
-        return self.max_steps is None and h is not None and h.until_step is not None and self.step < h.until_step
+        return self.max_steps is None and h is not None and h.until_step is not None and self.step <= h.until_step
 
     def _hold_over(self, hold: Hold) -> bool:
         if hold.until_step is not None and self.step >= hold.until_step:
@@ -210,99 +215,42 @@ class Migration:
         return hold.until_pass_left is not None and self.pass_.left <= hold.until_pass_left
 
     def one_step(self) -> Stop | None:
-        """Sends one step's pages and applies that step's writes; a Stop if a sync point stopped
-        the migration mid-step (nothing written then: the guest is paused from that moment).
+        """Sends one step's pages and applies that step's writes (`replay.sync_step` for
+        policies with sync points or check windows); a Stop if a sync point stopped the
+        migration mid-step."""
+        if self.simple:
+            self._simple_step()
+            return None
+        return sync_step(self)
 
-        Sync points of a continuous policy: when its pass runs out, and at the start of every
-        check window (`Policy.check_interval_s`; QEMU checks its pending bytes once per 100 ms
-        rate-limit window) if the pass is below `sync_threshold` then."""
-        policy, b = self.policy, self.b
-        continuous = policy.continuous
-        skip = self.written_in_round if policy.skip_redirtied else None
-        zero_now = self.zero_now if self.track_zero else None
-        sync_below = policy.sync_threshold(self.last_step_bytes) if continuous else 0.0
+    def _simple_step(self) -> None:
+        """One step of a policy with no sync rule of its own, no check windows and one cost per
+        page (all but QEMU): the general step without its bookkeeping, same arithmetic."""
+        b, policy = self.b, self.policy
+        zero_now = self.zero_now
         avail = self.credit + b
-        min_unit = min(self.normal, self.zero)
-        nw = self.windows
-        if self.uniform:
-            want = int(avail + EPS) if self.normal == 1.0 else affordable(avail, self.normal)
-            bound = want if nw == 1 else affordable(avail / nw, self.normal)
-        else:
-            bound = avail if nw == 1 else avail / nw
-        got = zeros = skipped = 0
-        spent = 0.0
-        w, check = 1, sync_below > 0
-        w_got = w_zeros = 0  # at the start of the current window
-        rescanned = synced = ran_out = False
-        stop = None
-        while True:
-            if (got >= bound) if self.uniform else (bound - spent < min_unit - EPS):
-                if w >= nw:
-                    break
-                w += 1  # a new rate-limit window: the bandwidth is measured over the last one, checked again
-                bound = (want if w == nw else affordable(avail * w / nw, self.normal)) if self.uniform \
-                    else (avail if w == nw else avail * w / nw)
-                self.last_step_bytes = self.bytes_of(got - w_got, zeros - w_zeros) * nw
-                w_got, w_zeros = got, zeros
-                sync_below = policy.sync_threshold(self.last_step_bytes)
-                check = sync_below > 0
-                continue
-            left = self.pass_.left
-            if continuous and (left == 0 or (check and left < sync_below)):
-                if left == 0 and (synced or (rescanned and not self.own_sync)):
-                    ran_out = True  # nothing to send even after a sync
-                    break
-                if self.own_sync and spent > 0 and b > 0:
-                    self._write_part(min(spent / b, 1.0))  # the guest ran on while the step's pages went
-                stop = policy.at_sync_point(self.view(False))
-                if stop is not None:
-                    break
-                self.begin_pass()
-                synced = rescanned = True
-                check = False
-                continue
-            if self.uniform:
-                t = self.pass_.take(bound - got, skip, zero_now)
-                cost_t = (len(t.pages) + t.cold) * self.normal
-            else:
-                t = self.pass_.take_budget(bound - spent, self.normal, self.zero, self.zero_now, skip)
-                cost_t = t.cost
-            n_t = self._account(t)
-            got += n_t
-            spent += cost_t
-            skipped += t.skipped
-            zeros += self._zeros_of(t, zero_now)
-            synced = check = False
-            if not continuous:
-                break  # a round-based policy's round that runs out leaves the step idle
-            if n_t == 0 and self.pass_.left > 0:  # this window's budget cannot pay for the next page
-                if w >= nw or self.uniform:
-                    break
-                bound = -np.inf  # on to the next window
-        if self.uniform:
-            spent = got * self.normal
-            ran_out = ran_out or (got < want and stop is None)
-        else:
-            ran_out = ran_out or (not continuous and self.pass_.left == 0 and avail - spent >= min_unit - EPS)
-        window_bytes = self.bytes_of(got - w_got, zeros - w_zeros) * nw if nw > 1 else None
-        if stop is not None:  # stopped mid-step: the step lasted as long as its sending
-            self._close_partial(b, got, zeros, skipped, min(spent / b, 1.0) if b > 0 else 0.0)
-            return stop
-        if ran_out:
+        want = int(avail + EPS) if self.normal == 1.0 else affordable(avail, self.normal)
+        t = self.pass_.take(want, self.written_in_round if policy.skip_redirtied else None, zero_now)
+        got = self.account(t)
+        zeros = self.zeros_of(t, zero_now)
+        if policy.continuous and got < want:  # the pass ran out: sync and go on, once a step
+            self.begin_pass()
+            t2 = self.pass_.take(want - got, None, zero_now)
+            got += self.account(t2)
+            zeros += self.zeros_of(t2, zero_now)
+        spent = got * self.normal
+        if got < want:
             busy, self.credit = (spent / b if b > 0 else 0.0), 0.0
         else:
             busy, self.credit = 1.0, self.credit + b - spent
-        self._close_step(b, got, zeros, skipped, busy)
-        if window_bytes is not None:  # the next step's first window measures this step's last one
-            self.last_step_bytes = window_bytes
-        return None
+        self.close_step(b, got, zeros, t.skipped, busy)
 
-    def _zeros_of(self, t, zero_now) -> int:
+    def zeros_of(self, t, zero_now) -> int:
         if zero_now is None:
             return 0
         return int(np.count_nonzero(zero_now[t.pages])) + t.cold_zero
 
-    def _account(self, t) -> int:
+    def account(self, t) -> int:
         """Marks what a take sent as clean; returns the pages sent."""
         pages = t.pages
         cleaned = len(pages)
@@ -313,7 +261,8 @@ class Migration:
                 cleaned -= int(np.count_nonzero(stays))
             else:
                 self.need[pages] = False
-            self.sent_step[pages] = self.step
+            self.just_sent[pages] = True
+            self._sent_now.append(pages)
         if t.end >= 0:
             self.cursor = t.end
         self.n_dirty -= cleaned + t.cold
@@ -328,7 +277,7 @@ class Migration:
         self.zero_sent += zeros
         self.last_step_bytes = self.bytes_of(n_sent, zeros)
 
-    def _close_partial(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
+    def close_partial(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
         """The step a sync point stopped: it lasted `busy` of a step; the guest then pauses."""
         self._count_sent(n_sent, zeros, skipped)
         if busy > 0:
@@ -352,7 +301,7 @@ class Migration:
         self.clean_dirtied += newly
         return newly
 
-    def _write_part(self, fraction: float) -> None:
+    def write_part(self, fraction: float) -> None:
         """At a sync point inside a step, the writes the guest made so far: the step's written
         pages are taken as spread evenly over it, in an order drawn once per step (the same for
         every policy), and the first `fraction` of them are applied now, the rest at its end."""
@@ -364,13 +313,16 @@ class Migration:
             self._newly_part += self._write(d[order[done:k]])
             self._written_part = k
 
-    def _close_step(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
+    def close_step(self, b: float, n_sent: int, zeros: int, skipped: int, busy: float) -> None:
         self.precopy_cost += self.F_of(b) * busy + self.f_idle * (1.0 - busy)
         self._count_sent(n_sent, zeros, skipped)
         s = self.ctx.step_seconds
-        d = self.source.dirty(self.step)
-        if n_sent:
-            self.sent_dirtied += int(np.count_nonzero(self.sent_step[d] == self.step))
+        d = self._dirty(self.step)
+        if self._sent_now:
+            self.sent_dirtied += int(np.count_nonzero(self.just_sent[d]))
+            for pages in self._sent_now:
+                self.just_sent[pages] = False
+            self._sent_now.clear()
         if self._written_part:  # part of this step's writes went in at a sync point
             order = np.random.default_rng([0x5EED, self.step]).permutation(d.size)
             clean_before = self.M - self.n_dirty + self._newly_part

@@ -36,15 +36,14 @@ PAGES_PER_STEP_EQUIVALENT = 500  # a stride costs about as much as one step per 
 def try_stride(m) -> bool:
     """Advances the migration `m` (`replay.simulator.Migration`) by a stride if one is worth it."""
     hold, pass_, wi = m.hold, m.pass_, m.source.write_index
-    b = m.b
-    if m.policy.skip_redirtied or not m.uniform or b <= 0 or wi is None:
+    b, L = m.b, pass_.left
+    k_min = max(MIN_STRIDE, m.F // PAGES_PER_STEP_EQUIVALENT)
+    if b <= 0 or L * m.normal < k_min * b:  # too short a phase to be worth it
         return False
-    L = pass_.left
     k_max = m.limit - m.step
     if hold.until_step is not None:  # the default limit does not cut a planned stop (simulator docstring)
         k_max = hold.until_step - m.step if m.max_steps is None else min(k_max, hold.until_step - m.step)
-    k_min = max(MIN_STRIDE, m.F // PAGES_PER_STEP_EQUIVALENT)
-    if L == 0 or k_max < k_min or L * m.normal / b < k_min:
+    if k_max < k_min:
         return False
     if hold.until_pass_left is not None and L <= hold.until_pass_left:
         return False
@@ -114,7 +113,8 @@ def _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sen
     wi, t1 = m.source.write_index, t0 + K
     in_stride = sigma < K
     sent_pages = pages[in_stride]
-    taken = m.pass_.take(int(N[K - 1]))  # moves the pass's cursors exactly as single steps would
+    # moves the pass's cursors exactly as single steps would (and counts the cold zero pages)
+    taken = m.pass_.take(int(N[K - 1]), None, m.zero_now if m.track_zero else None)
     if len(taken.pages) != len(sent_pages):  # same order, by construction
         raise AssertionError("stride and pass disagree on the pages sent")
     if m.track_zero:  # zero pages sent: zero at the start and not written before their send step
@@ -123,7 +123,6 @@ def _commit(m, K, N, credits, pages, sigma, cleaned, nu_all, nu_sent, clean, sen
     need = m.need
     now_clean = in_stride & cleaned
     need[pages[now_clean]] = False
-    m.sent_step[sent_pages] = t0 + sigma[in_stride]
     need[pages[now_clean & (nu_sent < t1)]] = True
     need[clean[nu_all[clean] < t1]] = True
     written = nu_all < t1

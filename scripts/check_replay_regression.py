@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay_trees import old_tree, run_worker  # noqa: E402
 BASE = "f129f41"  # main before the footprint engine (issue 16)
 ALGORITHMS = ("calm", "clark", "xen", "fixed")
 SCENARIOS = ("1GiB@1Gbit", "512MiB@512Mbit", "512MiB@256Mbit", "256MiB@256Mbit", "64MiB@100Mbit")
@@ -35,24 +35,8 @@ COST = "mm1:rate=12,size=1MiB,sla=1s"
 FIELDS = ("cost", "precopy_cost", "total_time", "precopy_time", "downtime", "pages_sent", "final_pages",
           "rounds", "stop_reason", "forced")
 
-# Runs in the old or the new tree (whichever `replay` is first on sys.path).
+# Appended to replay_trees.IMPORTS; runs in the old or the new tree.
 WORKER = r"""
-import json, math, sys
-try:
-    from calm.replay.runner import PolicyOptions
-    from calm.replay.dirty import TraceSource, UniformSource
-    from calm.replay.simulator import simulate
-    from calm.replay.trace_map import map_trace
-    from calm.replay.scenario import parse_scenario
-    from calm.replay.cost import in_pages, parse_cost
-except ImportError:
-    from replay.runner import PolicyOptions
-    from replay.dirty import TraceSource, UniformSource
-    from replay.simulator import simulate
-    from replay.trace_map import map_trace
-    from replay.scenario import parse_scenario
-    from replay.cost import in_pages, parse_cost
-job = json.loads(sys.argv[1])
 out = []
 for work in job["workloads"]:
     mapped = map_trace(work["trace"]) if "trace" in work else None
@@ -71,18 +55,12 @@ for work in job["workloads"]:
             row.update(workload=work["name"], scenario=sc_text, algorithm=name,
                        series=[a.tolist() for a in (r.rate_bps, r.sent, r.dirty, r.cost_so_far)])
             out.append(row)
-print(json.dumps(out))
+print(json.dumps({"engine": ENGINE, "rows": out}))
 """
 
 
 def run(tree: Path | None, job: dict) -> list[dict]:
-    """The worker in the old tree (on PYTHONPATH), or in the installed current one (tree None)."""
-    env = {"PATH": "/usr/bin:/bin", **({"PYTHONPATH": str(tree)} if tree else {})}
-    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], cwd=tree or tempfile.gettempdir(),
-                          capture_output=True, text=True, env=env)
-    if proc.returncode:
-        raise SystemExit(f"worker in {tree} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout)
+    return run_worker(WORKER, tree, job)["rows"]
 
 
 def same(a, b) -> bool:
@@ -100,10 +78,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="replay-regression-") as tmp:
         tmp = Path(tmp)
-        old = tmp / "old"
-        old.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.base], capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        old = old_tree(args.base, tmp / "old")
         workloads = [{"name": Path(t).name, "trace": str(Path(t).resolve())} for t in args.traces]
         if not workloads:
             from calm.workloads.synthetic import write_profile_trace

@@ -97,3 +97,47 @@ def row_of(trace, pid: int) -> int:
     rows = [p.row for p in trace.processes if p.pid == pid]
     assert rows, f"pid {pid} not in trace: {[p.pid for p in trace.processes]}"
     return rows[0]
+
+
+# Maps N anonymous pages and leaves them in four known states (quarters): data written, zeros
+# written (resident, all zero), only read (the shared zero page), never touched (not resident).
+# Writes "ADDRESS PAGES" to the ready file, then waits to be stopped.
+QUARTERS_PROGRAM = r"""
+import ctypes, mmap, os, sys, time
+n, ready = int(sys.argv[1]), sys.argv[2]
+buf = mmap.mmap(-1, n * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+q = n // 4
+for i in range(q):
+    buf[i * 4096] = 7
+for i in range(q, 2 * q):
+    buf[i * 4096] = 0
+for i in range(2 * q, 3 * q):
+    buf[i * 4096]
+with open(ready + ".tmp", "w") as f:
+    f.write(f"{addr} {n}")
+os.rename(ready + ".tmp", ready)
+time.sleep(3600)
+"""
+
+
+def start_quarters(tmp: Path, pages: int = 4096) -> tuple[subprocess.Popen, int]:
+    """Starts QUARTERS_PROGRAM; returns (process, first page number of its region)."""
+    ready = tmp / "quarters.ready"
+    proc = subprocess.Popen([sys.executable, "-c", QUARTERS_PROGRAM, str(pages), str(ready)])
+    wait_for_file(ready, proc)
+    address, _ = ready.read_text().split()
+    return proc, int(address) // 4096
+
+
+def region_states(residency: dict, first_vpn: int, pages: int) -> list[int]:
+    """The residency state of each page of [first_vpn, first_vpn + pages), from the runs."""
+    import numpy as np
+
+    out = []
+    start, length, state = (residency[k].astype(np.int64) for k in ("start_vpn", "pages", "state"))
+    for vpn in range(first_vpn, first_vpn + pages):
+        run = int(np.searchsorted(start, vpn, side="right")) - 1
+        assert run >= 0 and vpn < start[run] + length[run], f"page {vpn:#x} not covered by the runs"
+        out.append(int(state[run]))
+    return out

@@ -72,10 +72,12 @@ def run(args: argparse.Namespace) -> int:
     from calm.replay.predict import DEFAULT_BANDWIDTHS_BPS, DEFAULT_DOWNTIMES_S, format_tables, predict
     from calm.replay.trace_map import map_trace
 
+    from calm.replay.own_memory import own_layout
+
     trace = check_input_trace(args.trace or DEFAULT_TRACE)
+    mapped = map_trace(trace, skip_seconds=args.skip or 0.0)
+    ram_bytes = own_layout(mapped).n_pages * mapped.page_size  # refuses a trace without residency
     with Progress(quiet=args.quiet) as progress:
-        progress.update(f"reading {trace}")
-        mapped = map_trace(trace, skip_seconds=args.skip or 0.0)
         cells = predict(mapped, args.bandwidth or DEFAULT_BANDWIDTHS_BPS, args.downtime or DEFAULT_DOWNTIMES_S,
                         args.max_bandwidth, args.max_time, progress=lambda msg: progress.update(f"replaying {msg}"))
     if args.json:
@@ -83,15 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(json_ready({
             "tool": "calm predict", "trace": str(trace), "policy": "qemu", "page_size": mapped.page_size,
-            "step_seconds": mapped.step_seconds, "ram_bytes": cells and _ram_bytes(mapped),
+            "step_seconds": mapped.step_seconds, "ram_bytes": ram_bytes,
             "max_bandwidth_bps": args.max_bandwidth, "cells": [c.to_dict() for c in cells]}), indent=1))
     else:
-        print(f"{trace}: QEMU pre-copy replayed on the trace's own memory ({_ram_bytes(mapped) / 2**20:,.1f} MiB)")
+        print(f"{trace}: QEMU pre-copy replayed on the trace's own memory ({ram_bytes / 2**20:,.1f} MiB)")
         print(format_tables(cells))
     return 0
-
-
-def _ram_bytes(mapped) -> int:
-    from calm.replay.own_memory import own_layout
-
-    return own_layout(mapped).n_pages * mapped.page_size

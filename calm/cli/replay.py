@@ -41,7 +41,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="step length of the --uniform workload (default 100ms)")
     p.add_argument("-s", "--scenario", type=argtypes.typed("scenario", scenario_type), action="append",
                    metavar="RAM@BANDWIDTH",
-                   help=f"e.g. 1GiB@1Gbit; repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
+                   help=f"e.g. 1GiB@1Gbit, or trace@10Gbit to migrate the trace's own recorded memory; "
+                        f"repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
     p.add_argument("-a", "--algorithm", action="append", metavar="LIST",
                    help="comma-separated: calm,clark,xen,qemu,fixed (default: all)")
     p.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
@@ -58,8 +59,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="also simulate fixed-bandwidth migrations at POINTS (>= 2) bandwidths and plot cost "
                         "against bandwidth beside the uniform model (default 0: off)")
     p.add_argument("--max-time", type=argtypes.duration(), metavar="DURATION",
-                   help="cut any pre-copy longer than this (marked forced; default: the time to send the "
-                        "RAM 100 times at full bandwidth)")
+                   help="cut any pre-copy longer than this (marked forced; default: the first pass may take "
+                        "100 RAM send times at full bandwidth, then 100 footprint send times or 10 loops of "
+                        "the trace, whichever is longer)")
     p.add_argument("--clark-min", type=argtypes.rate(), metavar="RATE",
                    help="Clark: first round's (minimum) rate (default 100Mbit, at most half the bandwidth)")
     p.add_argument("--clark-max", type=argtypes.rate(), metavar="RATE",

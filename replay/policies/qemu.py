@@ -80,7 +80,8 @@ class Qemu(Policy):
         self.rate = min(ctx.pages_per_step(self.max_bandwidth_bps), ctx.bandwidth)  # capped by the link
         # the largest threshold a step can produce, in pages: until the pass is that short the
         # policy's answer cannot change (what lets the simulator stride through long passes)
-        most_bytes_per_s = (self.rate + 2.0) * ctx.page_size / ctx.step_seconds
+        windows = max(1, round(ctx.step_seconds / self.check_interval_s))  # each may carry up to a page over
+        most_bytes_per_s = (self.rate + windows + 2.0) * (ctx.page_size + PAGE_HEADER_BYTES) / ctx.step_seconds
         if self.switchover_bandwidth_bps is not None:
             most_bytes_per_s = self.switchover_bandwidth_bps / 8.0
         self.max_threshold_pages = most_bytes_per_s * self.downtime_limit_s / ctx.page_size
