@@ -77,14 +77,15 @@ def cell_rows(runs: list[Run]) -> list[list[str]]:
         if not ok:
             said = [f"{label} {sum(not r.data[key]['converges'] for r in group)}/{len(group)}"
                     for key, label in PREDICTORS]
-            rows.append(row + [f"did not converge ({len(group)} runs); said so: {', '.join(said)}"] + [""] * 7)
+            rows.append(row + [f"did not converge ({len(group)} runs); said so: {', '.join(said)}"] + [""] * 8)
             continue
         times = [r.real("time") for r in ok]
         spread = (max(times) - min(times)) / statistics.fmean(times) if len(times) > 1 else math.nan
         row += [" / ".join(f"{t:.1f}" for t in times), _pct(spread),
                 " / ".join(f"{r.real('downtime') * 1000:.0f}" for r in ok),
                 " / ".join(f"{r.real('bytes') / 2**20:.0f}" for r in ok),
-                " / ".join(f"{r.real('syncs'):.0f}" for r in ok)]
+                " / ".join(f"{r.real('syncs'):.0f}" for r in ok),
+                " / ".join(f"{r.data['real']['mbps']:.0f}" for r in ok)]
         for key, _ in PREDICTORS:
             converging = [r for r in ok if r.data[key]["converges"]]
             if not converging:
@@ -101,7 +102,7 @@ def cell_rows(runs: list[Run]) -> list[list[str]]:
 
 
 HEADER = ["workload", "Mbit/s", "limit ms", "real total s", "spread", "real downtime ms", "real MiB",
-          "real syncs", "calm: time / bytes / syncs / downtime ms",
+          "real syncs", "QEMU Mbit/s", "calm: time / bytes / syncs / downtime ms",
           "calc-dirty-rate: time / bytes / syncs / downtime ms"]
 
 
