@@ -92,7 +92,8 @@ def test_the_calc_dirty_rate_predictor_faced_the_same_migrations(grid):
         qemu = run["qemu_predictor"]
         assert len(qemu["dirty_rates_mib_s"]) == 4 and all(rate >= 0 for _, rate in qemu["dirty_rates_mib_s"])
         assert 0 < qemu["zero_fraction"] < 1
-        assert qemu["converges"] and qemu["total_time_s"] > 0 and qemu["passes"] >= 1
+        # its accuracy is the benchmark's business (it may say "does not converge"); here: it ran
+        assert qemu["total_time_s"] > 0 and qemu["passes"] >= 1 and qemu["syncs"] == qemu["passes"] + 1
 
 
 def test_table_reports_both_predictors(grid):
@@ -110,4 +111,4 @@ def test_repredict_recomputes_the_same_predictions_from_what_was_kept(grid):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     after = {run["spec"]["cell"]: (run["calm"], run["qemu_predictor"]) for run in _runs(grid)}
-    assert after == before
+    assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)  # NaN-safe
