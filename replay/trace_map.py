@@ -23,7 +23,7 @@ before the skip are left out and step 0 is the first sample after it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class MappedTrace:
     residency: dict | None = None  # the trace's residency runs (format minor 1), None before
     written_before: np.ndarray | None = None  # keys written in the samples --skip left out
     backend: str = ""
+    recording: dict = field(default_factory=dict)  # which recording this is (`Trace.identity`)
 
     def step_pages(self, step: int) -> np.ndarray:
         """Footprint indices dirtied in trace step `step` (0 <= step < n_steps)."""
@@ -73,7 +74,8 @@ class MappedTrace:
         return {"path": self.path, "page_size": self.page_size, "step_seconds": self.step_seconds,
                 "backend": self.backend, "residency_recorded": self.residency is not None,
                 "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events,
-                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds}
+                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds,
+                "recording": self.recording}
 
 
 def check_fits(footprint: int, n_pages: int, page_size: int) -> None:
@@ -136,4 +138,4 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: 
                            np.bincount(pages, minlength=footprint.size).astype(np.int64),
                            skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])),
                            keys=footprint, residency=residency, written_before=written_before,
-                           backend=trace.info.backend)
+                           backend=trace.info.backend, recording=trace.identity)
