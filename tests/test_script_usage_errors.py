@@ -20,6 +20,8 @@ COMMANDS = [
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
     ["scripts/refresh-readme-figures", "--only", "nothing"],
+    ["scripts/validate-migration", "grid", "-o", "x", "--bandwidths", "0"],
+    ["scripts/validate-migration", "bogus"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 
