@@ -102,11 +102,11 @@ class SoftDirtyBackend:
 
     name = "soft-dirty"
 
-    def __init__(self, pid: int, use_scan: bool = False) -> None:
+    def __init__(self, pid: int, use_scan: bool = False, regions: tuple[str, ...] = ()) -> None:
         self.pid = pid
         self.use_scan = use_scan  # PAGEMAP_SCAN (Linux >= 6.8): only the dirty ranges come back
         Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
-        self.maps = _ScannedMaps(pid, lambda m: m.scannable())
+        self.maps = _ScannedMaps(pid, lambda m: m.scannable() & m.matching(regions))
 
     def start(self) -> MapsTable:
         maps, scan = self.maps.read()
@@ -166,14 +166,14 @@ class HashBackend:
 
     name = "hash"
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, regions: tuple[str, ...] = ()) -> None:
         self.pid = pid
         Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
         self.mem_fd = -1
         self._open_mem()
         os.close(self.mem_fd)
         self.mem_fd = -1
-        self.maps = _ScannedMaps(pid, lambda m: m.scannable() & m.writable())
+        self.maps = _ScannedMaps(pid, lambda m: m.scannable() & m.writable() & m.matching(regions))
         self.keys = page_hash.page_keys(procfs.PAGE_SIZE)
         self._buffer = np.empty(MEM_BLOCK_PAGES * procfs.PAGE_SIZE // 8, dtype=np.uint64)
         self._vpns = np.empty(0, np.uint64)  # sorted pages with a known hash
@@ -305,11 +305,12 @@ class BackendChoice:
 
     name: str  # "soft-dirty" or "hash", the trace's `backend` attribute
     method: str  # "pagemap-scan", "pagemap-read" or "page-hash", the trace's `backend_method`
+    regions: tuple[str, ...] = ()  # --region patterns: only mappings whose path matches are read
 
     def __call__(self, pid: int) -> SoftDirtyBackend | HashBackend:
         if self.name == "hash":
-            return HashBackend(pid)
-        return SoftDirtyBackend(pid, use_scan=self.method == "pagemap-scan")
+            return HashBackend(pid, self.regions)
+        return SoftDirtyBackend(pid, use_scan=self.method == "pagemap-scan", regions=self.regions)
 
 
 def choose_backend(requested: str) -> tuple[BackendChoice, str]:

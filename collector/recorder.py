@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +58,7 @@ class RecordOptions:
     force: bool = False
     quiet: bool = False
     ready_file: Path | None = None  # created once recording has started (calm.core.ready)
+    regions: list[str] = field(default_factory=list)  # record only mappings whose path contains one
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Recorder:
         self.options = options
         self.progress = progress
         self.backend, self.why = choose_backend(options.backend)
+        self.backend = replace(self.backend, regions=tuple(options.regions))
         self.tracked: dict[ProcessIdentity, _Tracked] = {}
         self.popen: subprocess.Popen | None = None
         self.writer: TraceWriter | None = None
@@ -176,6 +178,13 @@ class Recorder:
             maps = backend.start()
             if len(maps) == 0:
                 raise ProcessGone(proc.pid)
+            # a --pid target must already hold a matching mapping (a typo is caught at once); a
+            # launched command may map its region later
+            if required and self.popen is None and self.options.regions and not len(backend.maps.read()[1]):
+                wanted = " or ".join(repr(r) for r in self.options.regions)
+                raise CalmError(f"pid {proc.pid} has no mapping matching --region {wanted}"
+                                f"{' that is writable' if self.backend.name == 'hash' else ''} "
+                                "(see /proc/PID/maps for the paths)")
         except (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessGone):
             if required:
                 who = f"command {self.options.command[0]}" if self.popen else f"pid {proc.pid}"
@@ -375,6 +384,7 @@ class Recorder:
             "start_monotonic": t0,
             "tool_version": __version__,
             "command": json.loads(json.dumps(self.options.command)),
+            **({"regions": list(self.options.regions)} if self.options.regions else {}),
         }
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -48,7 +50,7 @@ def _kernel(series: str):
 def test_kernel_tests_pass_in_guest(series: str) -> None:
     kernel = _kernel(series)
     command = [sys.executable, str(CALM_VM), "--kernel", series, "--timeout", str(GUEST_TIMEOUT), "--",
-               "python", "-m", "pytest", "-m", "kernel", "tests/kernel", "-v", "-rs",
+               sys.executable, "-m", "pytest", "-m", "kernel", "tests/kernel", "-v", "-rs",
                "-p", "no:cacheprovider", "--color=no"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=GUEST_TIMEOUT + 60)
     output = proc.stdout + proc.stderr
@@ -71,3 +73,42 @@ def test_a_guest_that_dies_while_booting_is_booted_again_then_reported():
     assert [line for line in lines if "booting again" in line][-1].endswith("(3 of 3)")
     assert lines[-1].startswith("calm-vm: error: guest kernel died while booting")
     assert lines[-1].endswith("(3 boots tried)")
+
+
+def test_guest_runs_a_venv_made_under_tmp(tmp_path):
+    """A venv under /tmp (which the guest covers with its own tmpfs) is shared into the guest, and
+    its `python` is the one the command gets, with the venv's packages: the harness is run by the
+    venv's interpreter, as an activated venv's `scripts/calm-vm` would be. The venv is made
+    without pip and sees this environment's packages (calm, h5py) through a .pth file, as
+    --system-site-packages would show the base's."""
+    _kernel("6.12")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    purelib = sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
+    ours = [*site.getsitepackages(), sysconfig.get_path("purelib")]
+    Path(purelib, "outer-env.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dict.fromkeys(ours)) + "\n")
+    probe = "import sys, calm, h5py; print('prefix', sys.prefix); print('calm', calm.__file__)"
+    proc = subprocess.run([str(venv / "bin" / "python"), str(CALM_VM), "--kernel", "6.12", "--",
+                           "sh", "-c", f'echo "python $(command -v python)"; python -c "{probe}"'],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=GUEST_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"python {venv}/bin/python" in lines, proc.stdout
+    assert f"prefix {venv}" in lines, proc.stdout
+    assert f"calm {REPO}/calm/__init__.py" in lines, proc.stdout
+
+
+def test_guest_runs_the_callers_calm():
+    """`calm` in the guest is the one next to the caller's interpreter (the venv's console script
+    when the suite runs in a venv), not whatever the base Python has."""
+    _kernel("6.12")
+    here = Path(sys.executable).parent / "calm"
+    if not here.exists():
+        pytest.skip(f"no calm console script next to {sys.executable} (calm not pip-installed here)")
+    proc = subprocess.run([sys.executable, str(CALM_VM), "--kernel", "6.12", "--",
+                           "sh", "-c", 'echo "calm $(command -v calm)"; calm --version'],
+                          cwd=REPO, capture_output=True, text=True, timeout=GUEST_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"calm {here}" in proc.stdout.splitlines(), proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("calm "), proc.stdout

@@ -21,6 +21,8 @@ COMMANDS = [
     ["scripts/bench_pagemap_scan.py", "--bogus"],
     ["scripts/bench_startup.py", "--bogus"],
     ["scripts/refresh-readme-figures", "--only", "nothing"],
+    ["scripts/validate-migration", "grid", "-o", "x", "--bandwidths", "0"],
+    ["scripts/validate-migration", "bogus"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 

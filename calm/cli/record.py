@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from calm.core import argtypes
-from calm.core.errors import UsageError
+from calm.core.errors import CalmError, UsageError
 from calm.core.paths import DEFAULT_TRACE
 
 HELP = "record per-page memory dirtying of processes into an HDF5 trace"
@@ -23,6 +23,7 @@ EPILOG = (
     "  calm record --duration 10s -o workload.h5 -- python -m calm.workloads.groundtruth --profile service\n"
     "  calm record --pid 1234 -o run.h5 --ready-file rec.ready &\n"
     "  until [ -e rec.ready ]; do sleep 0.1; done; ...run the load...; kill -INT $(cat rec.ready)\n"
+    "  calm record --pid $(pgrep -f qemu-system) --region memfd: --backend hash -o guest.h5  (a VM's RAM)\n"
     "backends: soft-dirty (kernel bit 55 via clear_refs/pagemap; needs CONFIG_MEM_SOFT_DIRTY)\n"
     "          hash (reads and hashes writable resident memory each interval; portable, costlier)"
 )
@@ -33,6 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         metavar="PID", help="record this running process (repeatable)")
     parser.add_argument("--children", "--follow-fork", dest="children", action="store_true",
                         help="also record every descendant of the targets, as they come and go")
+    parser.add_argument("--region", action="append", default=[], metavar="PATTERN",
+                        type=argtypes.typed("region pattern", _region_pattern),
+                        help="record only mappings whose path (as in /proc/PID/maps) contains PATTERN, "
+                             "e.g. 'memfd:' or '/dev/shm/' (a VM's guest RAM, a shared segment) or "
+                             "'[heap]'; '[anon]' matches mappings without a path (repeatable: any matches)")
     parser.add_argument("--backend", choices=("auto", "soft-dirty", "hash"), default="auto",
                         help="how dirty pages are detected (default: auto = soft-dirty if the kernel "
                              "supports it, else hash)")
@@ -54,6 +60,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to launch and record (after --)")
 
 
+def _region_pattern(text: str) -> str:
+    if not text:
+        raise CalmError("empty pattern (give part of a mapping's path, e.g. memfd: or [heap])")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     from calm.collector.recorder import RecordOptions, record
 
@@ -65,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     options = RecordOptions(
         output=Path(args.output), pids=args.pid, command=command, children=args.children,
         backend=args.backend, interval=args.interval, duration=args.duration, force=args.force,
-        quiet=args.quiet, ready_file=args.ready_file,
+        quiet=args.quiet, ready_file=args.ready_file, regions=args.region,
     )
     result = record(options)
     size = options.output.stat().st_size

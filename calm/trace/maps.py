@@ -13,6 +13,9 @@ import numpy as np
 # Regions that pagemap cannot usefully describe or that are not the process's own memory.
 SKIPPED_PATHS = frozenset({"[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]", "[uprobes]"})
 
+# The `--region` pattern that selects regions without a path (anonymous memory).
+ANONYMOUS_REGION = "[anon]"
+
 
 @dataclass
 class MapsTable:
@@ -45,6 +48,15 @@ class MapsTable:
 
     def writable(self) -> np.ndarray:
         return np.array([p[1] == "w" for p in self.perms], dtype=bool)
+
+    def matching(self, patterns: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Regions whose path contains one of `patterns` (as /proc/PID/maps shows it, e.g.
+        "/memfd:memory-backend-memfd (deleted)", "[heap]"); the pattern "[anon]" stands for
+        regions without a path. No patterns: every region."""
+        if not patterns:
+            return np.ones(len(self), dtype=bool)
+        return np.array([any(pattern in path if pattern != ANONYMOUS_REGION else not path
+                             for pattern in patterns) for path in self.path], dtype=bool)
 
     def scannable(self) -> np.ndarray:
         """Regions whose pages belong to the process (not vsyscall/vvar/vdso)."""

@@ -62,6 +62,7 @@ class TraceInfo:
     command: list[str]
     status: str
     end_reason: str
+    regions: tuple[str, ...] = ()  # `calm record --region` patterns; () when every mapping was read
 
 
 def recording_identity(info: TraceInfo, n_samples: int) -> dict:
@@ -137,6 +138,7 @@ class Trace:
             command=json.loads(_text(command)) if command else [],
             status=_text(a.get("status", "")),
             end_reason=_text(a.get("end_reason", "")),
+            regions=tuple(json.loads(_text(a["regions"]))) if "regions" in a else (),
         )
 
     def _load_index(self) -> None:

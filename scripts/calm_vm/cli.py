@@ -19,8 +19,10 @@ examples:
   calm-vm --kernel 6.1 --rw "$PWD/out" -- calm record -o "$PWD/out/t.h5" --duration 5 -- python -m calm.workloads.groundtruth
   calm-vm --kernel 6.12 -- python -m pytest -m kernel tests/kernel
 
-The host root is shared read-only; /tmp, /run, /var/tmp, /root are tmpfs in the guest (lost at exit);
+The host root is shared read-only; /tmp, /run, /var/tmp, /dev/shm are tmpfs in the guest (lost at exit;
+the working directory, this checkout and the caller's Python/venv are shared read-only even there);
 use --rw DIR to keep files. Kernels are cached in $CALM_VM_CACHE (default ~/.cache/calm-vm).
+`python` and `calm` in the guest are those of the Python running calm-vm (a venv's, when run from one).
 The exit status is the guest command's (124 on --timeout, 2 on a harness error).
 """
 

@@ -61,9 +61,18 @@ class GuestResult:
     total_seconds: float
 
 
+def caller_python() -> str:
+    """The interpreter running the harness, as the caller named it. Not realpath'd: a venv's
+    bin/python is a symlink to the base interpreter, and only the unresolved path makes Python
+    find the venv's pyvenv.cfg (and so its site-packages)."""
+    return os.path.abspath(sys.executable)
+
+
 def _guest_environment(options: GuestOptions) -> dict[str, str]:
-    """The command's environment: host PATH (this Python's bin first), tmpfs HOME, extras."""
-    python_bin = os.path.dirname(os.path.realpath(sys.executable))
+    """The command's environment: the caller's PATH with its Python's bin first (so `python` and
+    `calm` are the venv's when the caller runs in one), VIRTUAL_ENV as `activate` sets it, tmpfs
+    HOME, extras."""
+    python_bin = os.path.dirname(caller_python())
     path = ":".join([python_bin, os.environ.get("PATH", "/usr/bin:/bin")])
     env = {
         "PATH": path,
@@ -74,6 +83,8 @@ def _guest_environment(options: GuestOptions) -> dict[str, str]:
         "MPLCONFIGDIR": "/tmp/home/.mpl",
         "CALM_VM_GUEST": "1",
     }
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
     for name in ("CI", "TERM", "PYTHONPATH"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -96,13 +107,25 @@ TMPFS_IN_GUEST = ("/tmp", "/run", "/var/tmp", "/dev/shm")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _python_directories() -> set[str]:
+    """Where the caller's Python lives and imports from: the venv (sys.prefix), the base
+    installation and the real interpreter's directory, and every directory on sys.path (which
+    holds the site-packages and the roots that .pth files of editable installs add)."""
+    dirs = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable))}
+    dirs.update(p for p in sys.path if p and os.path.isdir(p))
+    return {os.path.abspath(d) for d in dirs}
+
+
 def hidden_by_tmpfs(options: GuestOptions) -> list[str]:
-    """Directories the command needs (its working directory, this checkout, which an editable
-    install points at) that lie under a guest tmpfs and would be invisible there: a CI clone in
-    /tmp, say. They are shared read-only at the same path."""
-    needed = []
-    for directory in sorted({os.path.abspath(options.cwd), REPO}):
-        masked = any(directory == t or directory.startswith(t + "/") for t in TMPFS_IN_GUEST)
+    """Directories the command needs that lie under a guest tmpfs and would be invisible there:
+    its working directory, this checkout (which an editable install points at), and the caller's
+    Python (a venv made under /tmp, say). They are shared read-only at the same path."""
+    needed: list[str] = []
+    for directory in sorted({os.path.abspath(options.cwd), REPO, *_python_directories()}):
+        if directory in TMPFS_IN_GUEST:
+            continue  # the guest's own, writable tmpfs stands in for the host's /tmp itself
+        masked = any(directory.startswith(t + "/") for t in TMPFS_IN_GUEST)
         covered = any(directory == d or directory.startswith(d.rstrip("/") + "/")
                       for d in [*options.writable, *needed])
         if masked and not covered:

@@ -8,6 +8,7 @@ base archive is reused and each run only appends a tiny archive holding its comm
 from __future__ import annotations
 
 import gzip
+import hashlib
 import lzma
 import re
 import shutil
@@ -46,9 +47,8 @@ for d in /tmp /run /var/tmp /dev/shm; do
   [ -d $M$d ] && mount -t tmpfs -o mode=1777 tmpfs $M$d
 done
 . /etc/calm-vm-mounts
-mkdir -p $M/tmp/.calm-vm && cp /etc/calm-vm-run.sh $M/tmp/.calm-vm/run.sh
 status CALM-VM-READY
-chroot $M /bin/sh /tmp/.calm-vm/run.sh
+chroot $M /bin/sh -c "$(cat /etc/calm-vm-run.sh)"
 rc=$?
 sync
 echo 0 > /proc/sys/kernel/printk
@@ -130,7 +130,9 @@ def module_load_order(kernel: Kernel) -> list[tuple[str, bytes]]:
 
 def build_base(kernel: Kernel) -> Path:
     """Build (once) and return the cached base initramfs for a kernel."""
-    path = kernel.root / "initramfs.cpio"
+    # named by the init script's digest, so a changed script never meets a stale cached archive
+    digest = hashlib.sha256(INIT_SCRIPT.encode()).hexdigest()[:12]
+    path = kernel.root / f"initramfs-{digest}.cpio"
     if path.exists():
         return path
     if not BUSYBOX.exists():

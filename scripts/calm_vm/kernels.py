@@ -6,7 +6,7 @@ another suite (trixie for 6.12) is fetched through an extra source that reuses t
 Debian mirror URI, with its own lists and cache directories so the host's apt state is untouched.
 
 Cache layout (never in git): $CALM_VM_CACHE or ~/.cache/calm-vm
-    kernels/<series>/vmlinuz, config, release, modules/<name>.ko, modules.builtin, initramfs.cpio
+    kernels/<series>/vmlinuz, config, release, modules/<name>.ko, modules.builtin, initramfs-<digest>.cpio
     apt-<suite>/sources.list, lists/, cache/          (extra apt source, only for that download)
 """
 
