@@ -1,0 +1,194 @@
+"""Runs a sweep's cells on Dask distributed: a LocalCluster of worker processes by default, or an
+existing cluster given by its scheduler's address or scheduler file. Both go through the same
+`Client`, so what runs on a laptop runs unchanged on a cluster.
+
+Why Dask: it schedules independent tasks over processes and machines, moves data to the workers
+that need it, balances load by work stealing and survives a lost worker, which a hand-written
+process pool would have to re-implement. Workers are processes with one thread each: the
+simulator is Python between numpy calls, so threads would share one GIL.
+
+Each trace is mapped once, here in the client (`map_trace`: the workers need not see the file),
+and scattered to every worker (`client.scatter(..., broadcast=True)`); the cells of that trace take
+the scattered copy as an argument instead of reading the trace again. A mapped trace costs 4-8
+bytes per dirty event, so every worker holding every trace is cheap next to reading it per task,
+and any worker can take any cell (no data movement decides where a cell runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from calm.core.errors import CalmError
+from calm.core.version import __version__
+
+INSTALL_HINT = "calm sweep needs Dask distributed: pip install 'calm[sweep]'"
+CONNECT_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 30.0  # closing is done with Ctrl-C held back (see open_client), so it is bounded
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C during a sweep; carries the results of the cells that had finished."""
+
+    def __init__(self, results: list[dict | None]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
+def require_dask() -> None:
+    """One line that says how to install Dask when it is missing (before anything else runs)."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise CalmError(f"{INSTALL_HINT} ({exc.name or 'dask'} is not installed)") from None
+
+
+def _quiet_dask_logs() -> None:
+    """Dask logs worker restarts and closing streams at WARNING; a sweep reports failed cells in
+    its table instead, and Ctrl-C is one line. Dask's errors still show; tornado's are callbacks
+    failing inside Dask as it is interrupted (distributed.utils.sync's cancel), not results."""
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    logging.getLogger("tornado").setLevel(logging.CRITICAL)
+
+
+def _check_workers(client) -> None:
+    """Every worker must run the calm that this client runs: the cells are calm's functions,
+    unpickled there by name, and a different simulator would give different numbers."""
+    def version() -> str:  # a local function: Dask pickles it by value, so it runs without calm
+        try:
+            from calm.core.version import __version__ as v
+        except ImportError:
+            return "not installed"
+        return v
+
+    found = client.run(version, on_error="return")
+    for worker, v in sorted(found.items()):
+        if isinstance(v, BaseException):
+            raise CalmError(f"worker {worker} failed to report its calm version: {v}")
+        if v != __version__:
+            what = "has no calm installed" if v == "not installed" else f"runs calm {v}"
+            raise CalmError(f"worker {worker} {what}, this client calm {__version__}: install the same "
+                            f"calm (pip install 'calm[sweep]') on every worker")
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Holds SIGINT back while the local cluster starts, and keeps it from its processes.
+
+    Ctrl-C at a terminal signals every process of the foreground group: a worker process would
+    die printing its event loop's traceback, and a LocalCluster interrupted half-built cannot be
+    closed cleanly. Threads and processes inherit the signal mask, so the workers (and the
+    cluster's threads) started here never take SIGINT; this thread takes a Ctrl-C pressed
+    meanwhile as soon as the cluster is up, and `calm sweep` then stops the cluster itself."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    # multiprocessing starts its resource tracker with the first worker and then *unblocks*
+    # SIGINT in the calling thread (resource_tracker.ensure_running); started first, it doesn't.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def open_client(*, workers: int | None = None, scheduler: str | None = None,
+                scheduler_file: str | None = None, note: Callable[[str], None] = print) -> Iterator:
+    """A `distributed.Client` on a new LocalCluster of `workers` processes (default: the cores),
+    or on the running cluster at `scheduler` / `scheduler_file`; closed (and the LocalCluster
+    stopped) on exit, Ctrl-C included."""
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    _quiet_dask_logs()
+    cluster = client = None
+    try:
+        if scheduler or scheduler_file:
+            where = scheduler or f"the scheduler file {scheduler_file}"
+            try:
+                client = Client(scheduler, scheduler_file=scheduler_file, timeout=CONNECT_TIMEOUT_S,
+                                set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise CalmError(f"cannot connect to the Dask scheduler at {where}: {exc}") from None
+            if not client.scheduler_info()["workers"]:
+                note(f"waiting for a worker to join the Dask scheduler at {where} (Ctrl-C stops)")
+                client.wait_for_workers(1)
+            _check_workers(client)
+        else:
+            n = workers or os.cpu_count() or 1
+            with _sigint_blocked():
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+                client = Client(cluster, set_as_default=False)
+        yield client
+    finally:
+        with _sigint_blocked():  # a Ctrl-C now waits until the cluster is closed
+            if client is not None:
+                client.close(timeout=CLOSE_TIMEOUT_S)
+            if cluster is not None:
+                cluster.close(timeout=CLOSE_TIMEOUT_S)
+
+
+def cluster_summary(client) -> str:
+    info = client.scheduler_info()
+    threads = sum(w.get("nthreads", 1) for w in info["workers"].values())
+    return f"{len(info['workers'])} Dask workers ({threads} threads) at {info['address']}"
+
+
+def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """Every cell's result (`calm.replay.sweep.run_cell` columns), in cell order.
+
+    A trace that cannot be mapped gives error results for its cells; a task that fails on the
+    cluster (a worker lost too often) gives an error result for its cell; the others go on.
+    Ctrl-C cancels what is left and raises `SweepInterrupted` with what finished."""
+    from distributed import as_completed
+
+    from calm.replay.sweep import error_result, run_cell
+    from calm.replay.trace_map import map_trace
+
+    cells = plan.cells()
+    results: list[dict | None] = [None] * len(cells)
+    futures = {}
+    try:
+        for i, trace in enumerate(plan.traces):
+            progress(f"mapping trace {i + 1}/{len(plan.traces)}: {trace}")
+            mine = [c for c in cells if c.trace == trace]
+            try:
+                mapped = map_trace(trace, skip_seconds=plan.settings.skip_seconds)
+            except CalmError as exc:
+                for cell in mine:
+                    results[cell.index] = error_result(f"trace {trace}: {exc}")
+                continue
+            shared = client.scatter(mapped, broadcast=True, hash=False)
+            del mapped  # the workers hold it now
+            for cell in mine:
+                future = client.submit(run_cell, shared, cell, plan.settings, pure=False,
+                                       key=f"calm-sweep-cell-{cell.index}-{os.getpid()}-{time.time_ns()}")
+                futures[future] = cell
+        t0 = time.monotonic()
+        done = failed = sum(r is not None for r in results)  # cells of unreadable traces
+        for future in as_completed(list(futures), loop=client.loop):
+            cell = futures.pop(future)
+            if future.status == "finished":
+                results[cell.index] = future.result()
+            else:
+                exc = future.exception()
+                results[cell.index] = error_result(f"task failed on the cluster: {type(exc).__name__}: {exc}")
+            done += 1
+            failed += bool(results[cell.index]["error"])
+            elapsed = time.monotonic() - t0
+            left = (len(cells) - done) * elapsed / max(done, 1)
+            progress(f"sweep: {done}/{len(cells)} cells done, {failed} failed, about {left:.0f} s left")
+    except KeyboardInterrupt:
+        client.cancel(list(futures), force=True)
+        raise SweepInterrupted(results) from None
+    return results  # type: ignore[return-value]
