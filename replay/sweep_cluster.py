@@ -100,6 +100,46 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _check_address(address: str) -> None:
+    """A scheduler address Dask can dial (`tcp://HOST:PORT`), refused before a Client is built:
+    a Client that fails on a malformed address hangs a minute in its destructor."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        parse_host_port(parse_address(address)[1])
+    except ValueError as exc:
+        raise CalmError(f"bad Dask scheduler address '{address}': {exc} (expected tcp://HOST:PORT)") from None
+
+
+def _wait_for_scheduler_file(path: str, note: Callable[[str], None]) -> None:
+    """Dask's Client waits without end for a scheduler file to appear; this waits as long as a
+    connection may take, saying so, then refuses."""
+    if os.path.exists(path):
+        return
+    note(f"waiting up to {CONNECT_TIMEOUT_S:g} s for the Dask scheduler to write {path}")
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise CalmError(f"scheduler file {path} does not exist (start `dask scheduler --scheduler-file "
+                            f"{path}`, or give --scheduler tcp://HOST:PORT)")
+        time.sleep(0.2)
+
+
+def _connect(scheduler: str | None, scheduler_file: str | None, note: Callable[[str], None]):
+    from distributed import Client
+
+    if scheduler:
+        _check_address(scheduler)
+    else:
+        _wait_for_scheduler_file(scheduler_file, note)
+    where = scheduler or f"the scheduler file {scheduler_file}"
+    try:
+        client = Client(scheduler, scheduler_file=scheduler_file, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CalmError(f"cannot connect to the Dask scheduler at {where}: {exc}") from None
+    return client
+
+
 @contextmanager
 def open_client(*, workers: int | None = None, scheduler: str | None = None,
                 scheduler_file: str | None = None, note: Callable[[str], None] = print) -> Iterator:
@@ -113,18 +153,14 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
     cluster = client = None
     try:
         if scheduler or scheduler_file:
-            where = scheduler or f"the scheduler file {scheduler_file}"
-            try:
-                client = Client(scheduler, scheduler_file=scheduler_file, timeout=CONNECT_TIMEOUT_S,
-                                set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise CalmError(f"cannot connect to the Dask scheduler at {where}: {exc}") from None
+            client = _connect(scheduler, scheduler_file, note)
             if not client.scheduler_info()["workers"]:
-                note(f"waiting for a worker to join the Dask scheduler at {where} (Ctrl-C stops)")
+                note(f"waiting for a worker to join the Dask scheduler at {scheduler or scheduler_file} "
+                     "(Ctrl-C stops)")
                 client.wait_for_workers(1)
             _check_workers(client)
         else:
-            n = workers or os.cpu_count() or 1
+            n = workers or len(os.sched_getaffinity(0))  # the cores this process may use
             with _sigint_blocked():
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                        dashboard_address=None, silence_logs=logging.ERROR)

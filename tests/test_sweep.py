@@ -13,9 +13,9 @@ import sys
 
 import psutil
 import pytest
-from collector_helpers import calm
+from collector_helpers import calm, one_line_error
 from replay_helpers import hot_set, write_trace
-from sweep_helpers import assert_same_result, dask_cluster, serial_row
+from sweep_helpers import assert_same_result, dask_cluster, isolated_env, serial_row, site_packages_without
 
 from calm.replay.sweep_table import read_csv
 
@@ -88,6 +88,17 @@ def test_separately_started_scheduler_and_workers(traces, tmp_path):
     strip = ("elapsed_s",)
     assert [{k: v for k, v in r.items() if k not in strip} for r in read_csv(tmp_path / "f" / "sweep.csv")] == \
         [{k: v for k, v in r.items() if k not in strip} for r in rows]
+
+
+def test_a_worker_without_calm_is_refused(traces, tmp_path):
+    """A cluster whose worker cannot import calm (its Python has Dask but not calm): one line that
+    says what to install, before any cell is sent."""
+    env = isolated_env(site_packages_without(tmp_path, "calm"))
+    with dask_cluster(tmp_path, 1, worker_python=[sys.executable, "-S"], worker_env=env) as (address, _):
+        result = calm("sweep", str(traces[1]), "--scheduler", address, "-o", str(tmp_path / "out"), timeout=600)
+    line = one_line_error(result, exit_code=1)
+    assert "has no calm installed, this client calm" in line and "on every worker" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_failing_cell_is_an_error_row_and_the_others_finish(traces, tmp_path):
