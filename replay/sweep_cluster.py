@@ -48,12 +48,18 @@ def require_dask() -> None:
         raise CalmError(f"{INSTALL_HINT} ({exc.name or 'dask'} is not installed)") from None
 
 
-def _quiet_dask_logs() -> None:
+LOGGERS = {"distributed": logging.ERROR, "tornado": logging.CRITICAL}
+
+
+def _quiet_dask_logs() -> dict[str, int]:
     """Dask logs worker restarts and closing streams at WARNING; a sweep reports failed cells in
-    its table instead, and Ctrl-C is one line. Dask's errors still show; tornado's are callbacks
-    failing inside Dask as it is interrupted (distributed.utils.sync's cancel), not results."""
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    logging.getLogger("tornado").setLevel(logging.CRITICAL)
+    its table instead, and Ctrl-C is one line. Dask's errors still show while cells run; tornado's
+    are callbacks failing inside Dask as it is interrupted (distributed.utils.sync's cancel).
+    Returns the levels to restore."""
+    old = {name: logging.getLogger(name).level for name in LOGGERS}
+    for name, level in LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    return old
 
 
 def _check_workers(client) -> None:
@@ -149,7 +155,7 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
     require_dask()
     from distributed import Client, LocalCluster
 
-    _quiet_dask_logs()
+    old_levels = _quiet_dask_logs()
     cluster = client = None
     try:
         if scheduler or scheduler_file:
@@ -162,16 +168,21 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
         else:
             n = workers or len(os.sched_getaffinity(0))  # the cores this process may use
             with _sigint_blocked():
+                # The local workers' logs are silenced: what matters of them (a cell that failed,
+                # a worker lost) is in the table; at close they log lost heartbeats.
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address=None, silence_logs=logging.CRITICAL)
                 client = Client(cluster, set_as_default=False)
         yield client
     finally:
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # closing: streams end, workers go
         with _sigint_blocked():  # a Ctrl-C now waits until the cluster is closed
             if client is not None:
                 client.close(timeout=CLOSE_TIMEOUT_S)
             if cluster is not None:
                 cluster.close(timeout=CLOSE_TIMEOUT_S)
+        for name, level in old_levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def cluster_summary(client) -> str:

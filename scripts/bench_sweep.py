@@ -73,7 +73,19 @@ def on_dask(plan, workers: int) -> dict:
         results = run_cells(client, plan)
         finished = time.perf_counter()
         overhead = per_task_overhead(client)
-    return {"startup_s": started - t0, "run_s": finished - started, "results": results, **overhead}
+        scatter = scatter_cost(client, plan.traces)
+    return {"startup_s": started - t0, "run_s": finished - started, "results": results, **overhead, **scatter}
+
+
+def scatter_cost(client, traces: list[str]) -> dict:
+    """Time to send every mapped trace to every worker again (what run_cells does once per trace)."""
+    mapped = [map_trace(t) for t in traces]
+    t0 = time.perf_counter()
+    futures = [client.scatter(m, broadcast=True, hash=False) for m in mapped]
+    elapsed = time.perf_counter() - t0
+    client.cancel(futures)
+    return {"scatter_s": elapsed, "scatter_bytes": sum(m.pages.nbytes + m.step_offsets.nbytes + m.write_counts.nbytes
+                                                       for m in mapped)}
 
 
 def _noop(i: int) -> int:
@@ -127,13 +139,15 @@ def main() -> int:
         durations = [x["elapsed_s"] for x in serial_results]
         mapping_s = serial_s - sum(durations)  # mapping the traces (and the loop itself)
         overhead = dask["per_task_s"]
-        model_2 = makespan(durations, args.workers, overhead, overhead) + mapping_s
-        model_n = makespan(durations, args.predict, overhead, overhead) + mapping_s
+        per_copy = dask["scatter_s"] / args.workers  # broadcast: one copy per worker
+        model_2 = makespan(durations, args.workers, overhead, overhead) + mapping_s + per_copy * args.workers
+        model_n = makespan(durations, args.predict, overhead, overhead) + mapping_s + per_copy * args.predict
         row = {"serial_s": serial_s, "dask_run_s": dask["run_s"], "dask_startup_s": dask["startup_s"],
                "speedup": serial_s / dask["run_s"],
                "speedup_with_startup": serial_s / (dask["run_s"] + dask["startup_s"]),
                "cell_s": {"sum": sum(durations), "median": statistics.median(durations), "max": max(durations)},
-               "mapping_s": mapping_s, "scheduler_per_task_s": overhead,
+               "mapping_s": mapping_s, "scheduler_per_task_s": overhead, "scatter_s": dask["scatter_s"],
+               "scatter_bytes": dask["scatter_bytes"], "serial_cell_s": durations,
                f"model_{args.workers}_workers_s": model_2, f"model_{args.predict}_workers_s": model_n,
                "load_avg_1min_after": os.getloadavg()[0]}
         out["rounds"].append(row)
@@ -142,7 +156,8 @@ def main() -> int:
               f"({row['speedup_with_startup']:.2f}x with start-up)")
         print(f"  cells: sum {sum(durations):.2f} s, median {statistics.median(durations) * 1e3:.0f} ms, "
               f"max {max(durations):.2f} s; mapping {mapping_s:.2f} s; Dask per empty task "
-              f"{overhead * 1e3:.2f} ms")
+              f"{overhead * 1e3:.2f} ms; scatter {dask['scatter_bytes'] / 1e6:.1f} MB to {args.workers} workers "
+              f"{dask['scatter_s']:.2f} s")
         print(f"  model: {args.workers} workers {model_2:.2f} s (measured {dask['run_s']:.2f} s); "
               f"{args.predict} workers {model_n:.2f} s (speedup {serial_s / model_n:.1f}x over serial)")
     if args.json:
