@@ -16,6 +16,7 @@ COMMANDS = [
     ["scripts/bench_collector.py", "--bogus"],
     ["scripts/bench_analyze.py", "--bogus"],
     ["scripts/bench_replay.py", "--repeat", "x"],
+    ["scripts/bench_sweep.py", "--workers", "x"],
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
