@@ -191,8 +191,10 @@ def cluster_summary(client) -> str:
     return f"{len(info['workers'])} Dask workers ({threads} threads) at {info['address']}"
 
 
-def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """Every cell's result (`calm.replay.sweep.run_cell` columns), in cell order.
+def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None,
+              traces: dict[str, dict] | None = None) -> list[dict]:
+    """Every cell's result (`calm.replay.sweep.run_cell` columns), in cell order; `traces`, when
+    given, receives each mapped trace's description (`MappedTrace.describe()`).
 
     A trace that cannot be mapped gives error results for its cells; a task that fails on the
     cluster (a worker lost too often) gives an error result for its cell; the others go on.
@@ -203,18 +205,22 @@ def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None) ->
     from calm.replay.trace_map import map_trace
 
     cells = plan.cells()
+    by_trace: dict[str, list] = {t: [] for t in plan.traces}
+    for cell in cells:
+        by_trace[cell.trace].append(cell)
     results: list[dict | None] = [None] * len(cells)
     futures = {}
     try:
-        for i, trace in enumerate(plan.traces):
+        for i, (trace, mine) in enumerate(by_trace.items()):
             progress(f"mapping trace {i + 1}/{len(plan.traces)}: {trace}")
-            mine = [c for c in cells if c.trace == trace]
             try:
                 mapped = map_trace(trace, skip_seconds=plan.settings.skip_seconds)
             except CalmError as exc:
                 for cell in mine:
                     results[cell.index] = error_result(f"trace {trace}: {exc}")
                 continue
+            if traces is not None:
+                traces[trace] = mapped.describe()
             shared = client.scatter(mapped, broadcast=True, hash=False)
             del mapped  # the workers hold it now
             for cell in mine:

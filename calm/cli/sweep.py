@@ -142,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from calm.replay.sweep_cluster import SweepInterrupted, cluster_summary, open_client, run_cells
 
     cells = plan.cells()
+    described: dict[str, dict] = {}
     started = time.time()
     with Progress(quiet=args.quiet) as progress:
         try:
@@ -150,16 +151,16 @@ def run(args: argparse.Namespace) -> int:
                 where = cluster_summary(client)
                 progress.note(f"calm sweep: {len(cells)} cells ({len(plan.traces)} traces x {len(scenarios)} "
                               f"scenarios x {len(costs)} costs x {len(plan.variants)} policies) on {where}")
-                results = run_cells(client, plan, progress.update)
+                results = run_cells(client, plan, progress.update, traces=described)
         except SweepInterrupted as stop:
             done = sum(r is not None for r in stop.results)
             _write(prepare_output_dir(out, force=True), plan, cells, stop.results, where, started,
-                   plots=False, quiet=True)
+                   plots=False, quiet=True, traces=described)
             print(f"calm sweep: interrupted after {done} of {len(cells)} cells; their rows are in "
                   f"{out / 'sweep.csv'}", file=sys.stderr)
             return 130
     rows, files = _write(prepare_output_dir(out, force=True), plan, cells, results, where, started,
-                         plots=not args.no_plots, quiet=args.quiet)
+                         plots=not args.no_plots, quiet=args.quiet, traces=described)
     if args.json:
         import json
 
@@ -179,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write(out: Path, plan, cells, results, where: str, started: float, *, plots: bool, quiet: bool):
+def _write(out: Path, plan, cells, results, where: str, started: float, *, plots: bool, quiet: bool,
+           traces: dict[str, dict]):
     from calm.core.version import __version__
     from calm.replay.sweep import cell_row, error_result
     from calm.replay.sweep_table import write_csv, write_json, write_parquet
@@ -193,7 +195,7 @@ def _write(out: Path, plan, cells, results, where: str, started: float, *, plots
     elif parquet is not None:
         files.append(parquet)
     files.append(write_json({"tool": "calm sweep", "version": __version__, "sweep": plan.describe(),
-                             "cluster": where, "cells": len(rows),
+                             "traces": traces, "cluster": where, "cells": len(rows),
                              "failed": sum(bool(r["error"]) for r in rows),
                              "wall_seconds": time.time() - started}, out / "sweep.json"))
     if plots:
