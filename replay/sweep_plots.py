@@ -11,6 +11,7 @@ from sweep.csv alone:
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -177,7 +178,7 @@ def write_sweep_plots(rows: list[dict], out: Path) -> list[Path]:
         if fig is None:
             continue
         for ext in FORMATS:
-            files.append(write_private(out / f"{stem}.{ext}",
-                                       lambda f: fig.savefig(f, format=ext, dpi=120, bbox_inches="tight")))
+            files.append(write_private(out / f"{stem}.{ext}", partial(fig.savefig, format=ext, dpi=120,
+                                                                     bbox_inches="tight")))
         plt.close(fig)
     return files

@@ -117,7 +117,8 @@ def test_a_failing_cell_is_an_error_row_and_the_others_finish(traces, tmp_path):
     rows = read_csv(out / "sweep.csv")
     failed = {(r["trace"].rsplit("/", 1)[1], r["scenario"], r["policy"]): r["error"] for r in rows if r["error"]}
     assert sorted(failed) == [("hot.h5", "64MiB@256Mbit", "qemu max-bandwidth=500Mbit"),
-                              ("mixed.h5", "4MiB@1Gbit", "calm"), ("mixed.h5", "4MiB@1Gbit", "qemu max-bandwidth=100Mbit"),
+                              ("mixed.h5", "4MiB@1Gbit", "calm"),
+                              ("mixed.h5", "4MiB@1Gbit", "qemu max-bandwidth=100Mbit"),
                               ("mixed.h5", "4MiB@1Gbit", "qemu max-bandwidth=500Mbit"),
                               ("mixed.h5", "64MiB@256Mbit", "qemu max-bandwidth=500Mbit")]
     assert "smaller than the trace's dirtied footprint of 2000 pages" in failed["mixed.h5", "4MiB@1Gbit", "calm"]
