@@ -26,6 +26,9 @@ from contextlib import contextmanager
 from calm.core.errors import CalmError
 from calm.core.version import __version__
 
+# The local workers' own statistical profiler samples the running cell's stack every 10 ms
+# (taking the GIL from it) for a dashboard that `calm sweep` does not start.
+LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 INSTALL_HINT = "calm sweep needs Dask distributed: pip install 'calm[sweep]'"
 CONNECT_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 30.0  # closing is done with Ctrl-C held back (see open_client), so it is bounded
@@ -153,6 +156,7 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
     or on the running cluster at `scheduler` / `scheduler_file`; closed (and the LocalCluster
     stopped) on exit, Ctrl-C included."""
     require_dask()
+    import dask
     from distributed import Client, LocalCluster
 
     old_levels = _quiet_dask_logs()
@@ -167,7 +171,7 @@ def open_client(*, workers: int | None = None, scheduler: str | None = None,
             _check_workers(client)
         else:
             n = workers or len(os.sched_getaffinity(0))  # the cores this process may use
-            with _sigint_blocked():
+            with _sigint_blocked(), dask.config.set(LOCAL_WORKER_CONFIG):
                 # The local workers' logs are silenced: what matters of them (a cell that failed,
                 # a worker lost) is in the table; at close they log lost heartbeats.
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,

@@ -61,22 +61,31 @@ def machine() -> dict:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def serial(plan) -> tuple[float, list[dict]]:
-    t0 = time.perf_counter()
+def serial(plan) -> tuple[float, float, list[dict]]:
+    """Wall and CPU seconds of every cell run in this process, and the results."""
+    t0, c0 = time.perf_counter(), time.process_time()
     mapped = {t: map_trace(t) for t in plan.traces}
     results = [run_cell(mapped[c.trace], c, plan.settings) for c in plan.cells()]
-    return time.perf_counter() - t0, results
+    return time.perf_counter() - t0, time.process_time() - c0, results
+
+
+def _cpu_seconds() -> float:
+    return time.process_time()
 
 
 def on_dask(plan, workers: int) -> dict:
     t0 = time.perf_counter()
     with open_client(workers=workers) as client:
+        cpu0 = client.run(_cpu_seconds)
         started = time.perf_counter()
         results = run_cells(client, plan)
         finished = time.perf_counter()
+        cpu1 = client.run(_cpu_seconds)
+        worker_cpu = sum(cpu1[w] - cpu0[w] for w in cpu1)
         overhead = per_task_overhead(client)
         scatter = scatter_cost(client, plan.traces)
-    return {"startup_s": started - t0, "run_s": finished - started, "results": results, **overhead, **scatter}
+    return {"startup_s": started - t0, "run_s": finished - started, "results": results, "worker_cpu_s": worker_cpu,
+            **overhead, **scatter}
 
 
 def scatter_cost(client, traces: list[str]) -> dict:
@@ -136,11 +145,11 @@ def main() -> int:
           f"{len(COSTS)} costs")
     for r in range(args.rounds):
         if r % 2 == 0:  # ABBA: the order alternates, so a drift in the machine's load cancels
-            serial_s, serial_results = serial(plan)
+            serial_s, serial_cpu, serial_results = serial(plan)
             dask = on_dask(plan, args.workers)
         else:
             dask = on_dask(plan, args.workers)
-            serial_s, serial_results = serial(plan)
+            serial_s, serial_cpu, serial_results = serial(plan)
         assert [x["cost_s"] for x in dask.pop("results")] == [x["cost_s"] for x in serial_results]
         durations = [x["elapsed_s"] for x in serial_results]
         mapping_s = serial_s - sum(durations)  # mapping the traces (and the loop itself)
@@ -148,7 +157,8 @@ def main() -> int:
         per_copy = dask["scatter_s"] / args.workers  # broadcast: one copy per worker
         model_2 = makespan(durations, args.workers, overhead, overhead) + mapping_s + per_copy * args.workers
         model_n = makespan(durations, args.predict, overhead, overhead) + mapping_s + per_copy * args.predict
-        row = {"serial_s": serial_s, "dask_run_s": dask["run_s"], "dask_startup_s": dask["startup_s"],
+        row = {"serial_s": serial_s, "serial_cpu_s": serial_cpu, "dask_worker_cpu_s": dask["worker_cpu_s"],
+               "dask_run_s": dask["run_s"], "dask_startup_s": dask["startup_s"],
                "speedup": serial_s / dask["run_s"],
                "speedup_with_startup": serial_s / (dask["run_s"] + dask["startup_s"]),
                "cell_s": {"sum": sum(durations), "median": statistics.median(durations), "max": max(durations)},
@@ -160,6 +170,8 @@ def main() -> int:
         print(f"round {r + 1}: serial {serial_s:.2f} s; {args.workers} workers {dask['run_s']:.2f} s "
               f"(+ {dask['startup_s']:.2f} s cluster start-up): speedup {row['speedup']:.2f}x "
               f"({row['speedup_with_startup']:.2f}x with start-up)")
+        print(f"  CPU: serial {serial_cpu:.2f} s, Dask workers {dask['worker_cpu_s']:.2f} s; load average "
+              f"{row['load_avg_1min_after']:.2f} after the round")
         print(f"  cells: sum {sum(durations):.2f} s, median {statistics.median(durations) * 1e3:.0f} ms, "
               f"max {max(durations):.2f} s; mapping {mapping_s:.2f} s; Dask per empty task "
               f"{overhead * 1e3:.2f} ms; scatter {dask['scatter_bytes'] / 1e6:.1f} MB to {args.workers} workers "
