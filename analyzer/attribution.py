@@ -72,7 +72,8 @@ def _region_stats(pages: PageTable, regions: list[Region]) -> list[RegionStat]:
     stats: dict[tuple[str, str], RegionStat] = {}
     for i in np.flatnonzero(n_pages).tolist():
         region = regions[i] if i < len(regions) else UNMAPPED
-        st = stats.setdefault((region.kind, region.label), RegionStat(region.kind, region.label))
+        st = stats.setdefault((region.kind, region.label), RegionStat(region.kind, region.label,
+                                                                      bss_of=region.bss_of))
         st.processes.add(region.process)
         st.pages += int(n_pages[i])
         st.dirty_page_samples += int(events[i])

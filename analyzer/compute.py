@@ -84,7 +84,8 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
         return Analysis(
             trace_path=str(trace_path), info=trace.info,
             processes=[trace.processes[r] for r in rows], n_samples=trace.n_samples,
-            duration=trace.duration, interval=interval, page_size=page_size, pages=pages,
+            duration=trace.duration, baseline_read=trace.baseline_read, interval=interval,
+            page_size=page_size, pages=pages,
             regions=regions, region_stats=attr.regions, sections=attr.sections,
             symbols=attr.symbols, elf_skipped=attr.skipped, timeline=timeline,
             working_sets=windows, heatmap=heatmap, top_raster=raster, notes=notes,

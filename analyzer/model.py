@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from calm.analyzer.elf_attr import SectionStat, SymbolStat
-from calm.analyzer.regions import Region
+from calm.analyzer.regions import Region, region_name, region_phrase
 from calm.trace.reader import ProcessInfo, TraceInfo
 
 
@@ -123,6 +123,17 @@ class RegionStat:
     pages: int = 0
     dirty_page_samples: int = 0
     max_p: float = 0.0
+    bss_of: str = ""  # the ELF file whose .bss tail this anonymous memory is
+
+    @property
+    def name(self) -> str:
+        """Short name for figures ('[heap]', '.bss of libz.so', 'libc.so.6 (file)')."""
+        return region_name(self.kind, self.label, self.bss_of)
+
+    @property
+    def phrase(self) -> str:
+        """Noun phrase for sentences ('the heap', 'anonymous memory')."""
+        return region_phrase(self.kind, self.label, self.bss_of)
 
 
 @dataclass
@@ -133,7 +144,8 @@ class Analysis:
     info: TraceInfo
     processes: list[ProcessInfo]  # the analysed processes
     n_samples: int
-    duration: float
+    duration: float  # the recording's span (FORMAT.md), seconds
+    baseline_read: float  # seconds before the first sample (Trace.baseline_read)
     interval: float  # mean measured time between reads, seconds
     page_size: int
     pages: PageTable

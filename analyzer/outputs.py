@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from calm.analyzer.model import Analysis
+from calm.core.units import recording_span
 
 THRESHOLDS = (0.01, 0.1, 0.5, 0.9)
 MIB = 1 << 20
@@ -45,6 +46,7 @@ def summary_dict(a: Analysis) -> dict:
         "interval_measured_s": a.interval,
         "samples": a.n_samples,
         "duration_s": a.duration,
+        "baseline_read_s": a.baseline_read,
         "probability": {
             "p": "dirty samples / samples in which the page was mapped (per sample)",
             "p_per_second": f"1 - (1 - p) ** (1 / {a.interval:.6g}): chance of at least one "
@@ -138,7 +140,7 @@ def summary_text(a: Analysis, most: int = 5) -> str:
     s = summary_dict(a)
     svc = s["service"]
     lines = [
-        f"{a.trace_path}: {a.n_samples} samples over {a.duration:.1f} s "
+        f"{a.trace_path}: {recording_span(a.n_samples, a.duration, a.baseline_read, a.info.interval)} "
         f"(interval {a.interval:.3g} s, backend {a.info.backend}), {len(a.processes)} process(es)",
         f"dirtied pages: {svc['dirtied_pages']:,} ({svc['dirtied_mib']:.1f} MiB); "
         f"dirty rate mean {s['dirty_rate_mb_s']['mean']:.2f} MB/s, max {s['dirty_rate_mb_s']['max']:.2f} MB/s",

@@ -20,6 +20,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from calm.analyzer.model import Analysis  # noqa: E402
+from calm.analyzer.regions import short_file_name  # noqa: E402
 
 FORMATS = ("png", "svg")
 MIB = 1 << 20
@@ -37,7 +38,7 @@ def _empty(ax, text: str) -> None:
 
 def plot_top(a: Analysis, n: int) -> Figure:
     """Probability of the top-n pages by rank (the slides' "Dirtying Probability (top N)")."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
     top = a.ranking(n)
     if len(top) == 0:
         _empty(ax, "no page was dirtied in this trace")
@@ -52,12 +53,34 @@ def plot_top(a: Analysis, n: int) -> Figure:
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("page rank (1 = most often dirtied)")
         ax.set_ylabel(_p_label(a))
-        sec = ax.secondary_yaxis("right", functions=(
-            lambda p: 1 - np.power(np.clip(1 - p, 1e-12, 1), 1 / a.interval),
-            lambda s: 1 - np.power(np.clip(1 - s, 1e-12, 1), a.interval)))
-        sec.set_ylabel("probability per second")
+        _per_second_axis(ax, a.interval)
     ax.set_title(f"Dirtying probability (top {n})")
     return fig
+
+
+# Per-second probabilities worth a tick: 1 - (1 - p)^(1/interval) crowds near 1 for short
+# intervals, so the ticks are spread in the 9s (0.9, 0.99, ...) rather than evenly.
+_PER_SECOND_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99, 0.999, 0.9999, 0.99999,
+                     0.999999)
+
+
+def _per_second_axis(ax, interval: float, min_gap: float = 0.07) -> None:
+    """A right axis giving the left axis's per-sample p as the chance of a write within one
+    second, with ticks placed where they fall on the left axis and never closer than `min_gap`
+    of it (the relation is far from linear: with 0.1 s samples p = 0.2 per sample is 0.89 per
+    second)."""
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    positions, labels = [0.0], ["0"]
+    for per_second in _PER_SECOND_TICKS:
+        per_sample = 1.0 - (1.0 - per_second) ** interval
+        if per_sample - positions[-1] >= min_gap and 1.0 - per_sample >= min_gap / 2:
+            positions.append(per_sample)
+            labels.append(f"{per_second:g}")
+    positions.append(1.0)
+    labels.append("1")
+    right.set_yticks(positions, labels)
+    right.set_ylabel("probability of a write per second")
 
 
 def plot_cdf(a: Analysis) -> Figure:
@@ -83,15 +106,10 @@ def plot_cdf(a: Analysis) -> Figure:
 def plot_over_time(a: Analysis) -> Figure:
     """Dirty pages and dirty rate per sample, and how much of the hot set was dirty."""
     tl = a.timeline
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(10, 8), sharex=True, layout="constrained")
     ax = axes[0]
-    for row, series in tl.dirty_by_process.items():
-        if len(tl.dirty_by_process) <= 8:
-            pid = next(p.pid for p in a.processes if p.row == row)
-            ax.plot(tl.t, series, lw=0.8, label=f"pid {pid}")
-    ax.plot(tl.t, tl.dirty_pages, color="black", lw=1.2, label="all processes")
+    _per_process_lines(ax, a)
     ax.set_ylabel("dirty pages per sample")
-    ax.legend(fontsize=8, loc="upper right")
     axes[1].plot(tl.t, tl.dirty_rate_mb_s(a.page_size), color="tab:orange", lw=1)
     axes[1].set_ylabel("dirty rate (MB/s)")
     for n, series in tl.top_dirty.items():
@@ -102,10 +120,31 @@ def plot_over_time(a: Analysis) -> Figure:
     axes[2].set_ylabel("fraction of hot pages dirty")
     axes[2].set_xlabel("time since start (s)")
     if len(a.pages):
-        axes[2].legend(fontsize=8, loc="upper right")
+        axes[2].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle("Dirtying over time")
-    fig.tight_layout()
     return fig
+
+
+PROCESS_LINES = 6  # processes drawn one by one in "Dirtying over time"; the rest are summed
+
+
+def _per_process_lines(ax, a: Analysis) -> None:
+    """The busiest processes' dirty pages per sample, the others summed, and the total; the
+    legend sits outside the axes so it never covers the data."""
+    tl = a.timeline
+    pid = {p.row: p.pid for p in a.processes}
+    rows = sorted(tl.dirty_by_process, key=lambda r: -int(tl.dirty_by_process[r].sum()))
+    if len(rows) > 1:
+        shown = rows if len(rows) <= PROCESS_LINES + 1 else rows[:PROCESS_LINES]
+        for row in shown:
+            ax.plot(tl.t, tl.dirty_by_process[row], lw=0.8, label=f"pid {pid.get(row, row)}")
+        rest = [r for r in rows if r not in shown]
+        if rest:
+            ax.plot(tl.t, sum(tl.dirty_by_process[r] for r in rest), lw=0.8, color="0.6",
+                    label=f"{len(rest)} other processes")
+    label = "all processes" if len(rows) > 1 else f"pid {pid.get(rows[0], rows[0])}" if rows else "all"
+    ax.plot(tl.t, tl.dirty_pages, color="black", lw=1.2, label=label)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
 
 def plot_top_over_time(a: Analysis) -> Figure:
@@ -167,18 +206,23 @@ def _range_ticks(a: Analysis, most: int = 12) -> tuple[list[float], list[str]]:
 
 
 def plot_working_set(a: Analysis) -> Figure:
+    """Distinct pages dirtied in each complete window, one flat step per window: a window size
+    that fits only once in the trace is still drawn (a step, not a point)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     shown = False
     for ws in a.working_sets:
         keep = ws.complete
         if keep.any():
-            ax.step(ws.start[keep], ws.distinct_pages[keep] * a.page_size / MIB, where="post",
-                    label=f"{ws.window:g} s windows")
+            starts = ws.start[keep]
+            mib = ws.distinct_pages[keep] * a.page_size / MIB
+            ax.stairs(mib, np.append(starts, starts[-1] + ws.window), lw=1.6,
+                      label=f"{ws.window:g} s windows ({int(keep.sum())})")
             shown = True
     if shown:
-        ax.set_xlabel("window start (s)")
+        ax.set_xlabel("time since start (s); each step is one window")
         ax.set_ylabel("pages dirtied at least once (MiB)")
-        ax.legend(fontsize=8)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8, title="window size (complete windows)", title_fontsize=8)
     else:
         _empty(ax, "the trace is shorter than the smallest complete window")
     ax.set_title("Working set (pages dirtied at least once per window)")
@@ -188,13 +232,15 @@ def plot_working_set(a: Analysis) -> Figure:
 def _barh(ax, labels: list[str], values: np.ndarray, xlabel: str) -> None:
     y = np.arange(len(labels))
     ax.barh(y, values, color="tab:green")
-    ax.set_yticks(y, [_shorten(s) for s in labels], fontsize=8)
+    ax.set_yticks(y, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
 
 
-def _shorten(text: str, width: int = 48) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+def symbol_label(name: str, section: str, path: str) -> str:
+    """'datacache (.bss, _multiarray_umath…linux-gnu.so)': the symbol first and whole, the
+    object's name shortened in the middle."""
+    return f"{name} ({section}, {short_file_name(path, 30)})"
 
 
 def _scaled_mb(a: Analysis, page_samples: np.ndarray) -> np.ndarray:
@@ -218,7 +264,7 @@ def _bar_figure(title: str, labels: list[str], page_samples: list[float], xlabel
 def plot_regions(a: Analysis, most: int = 15) -> Figure:
     stats = a.region_stats[:most]
     return _bar_figure("Where memory is dirtied (by region)",
-                       [f"{s.label} [{s.kind}]" for s in stats],
+                       [s.name for s in stats],
                        [s.dirty_page_samples for s in stats],
                        "dirtied memory, average over the trace (MB/s)", a,
                        "no page was dirtied in this trace")
@@ -228,7 +274,7 @@ def plot_symbols(a: Analysis, most: int = 20) -> Figure:
     syms = a.symbols[:most]
     why = "; ".join(f"{p}: {r}" for p, r in list(a.elf_skipped.items())[:3])
     return _bar_figure("Hottest ELF data symbols",
-                       [f"{s.name} ({s.section}, {s.path.rsplit('/', 1)[-1]})" for s in syms],
+                       [symbol_label(s.name, s.section, s.path) for s in syms],
                        [s.weighted_page_samples for s in syms],
                        "dirtied memory in the symbol's pages, byte-share weighted (MB/s)", a,
                        "no dirtied page lies in an ELF data symbol" + (f"\n({why})" if why else ""))

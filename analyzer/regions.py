@@ -54,6 +54,47 @@ class Region:
 UNMAPPED = Region(-1, 0, 0, "", 0, 0, "", KIND_UNMAPPED)
 
 
+def short_file_name(path: str, width: int = 28) -> str:
+    """A file's base name, cut in the middle when long, so that both the library's name and its
+    suffix stay readable: '_multiarray_umath.cpython-311-x86_64-linux-gnu.so' ->
+    '_multiarray_umath…linux-gnu.so'."""
+    name = path.rsplit("/", 1)[-1] or path
+    if len(name) <= width:
+        return name
+    tail = min(12, (width - 1) // 2)
+    return name[:width - 1 - tail] + "…" + name[-tail:]
+
+
+def region_name(kind: str, label: str, bss_of: str = "") -> str:
+    """A short name for a kind of memory in figures: '[heap]', 'anonymous', '.bss of libz.so',
+    'libc.so.6 (file)'."""
+    if bss_of:
+        return f".bss of {short_file_name(bss_of, 34)}"
+    if kind == KIND_FILE:
+        return f"{short_file_name(label, 34)} (file)"
+    if kind == KIND_UNMAPPED:
+        return "in no recorded region"
+    return label
+
+
+def region_phrase(kind: str, label: str, bss_of: str = "") -> str:
+    """The same as a noun phrase for sentences: 'the heap', 'anonymous memory', 'the .bss of
+    libz.so (anonymous memory after the file)', 'the mapping of the file libc.so.6'."""
+    if bss_of:
+        return f"the .bss of {short_file_name(bss_of, 1 << 10)} (anonymous memory after the file)"
+    if kind == KIND_HEAP:
+        return "the heap"
+    if kind == KIND_STACK:
+        return "the stack" if label == "[stack]" else f"a thread stack ({label})"
+    if kind == KIND_ANON:
+        return "anonymous memory" if label == "anonymous" else f"anonymous memory ({label})"
+    if kind == KIND_FILE:
+        return f"the mapping of the file {short_file_name(label, 1 << 10)}"
+    if kind == KIND_UNMAPPED:
+        return "memory in no recorded region"
+    return f"the {label} mapping"
+
+
 def region_kind(path: str) -> str:
     if path == "[heap]":
         return KIND_HEAP

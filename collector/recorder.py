@@ -59,11 +59,14 @@ class RecordResult:
     samples: int
     processes: int
     events: int
-    seconds: float
+    seconds: float  # wall time of the whole run, closing the file included
     overruns: int
     end_reason: str
     backend: str
     command_status: int | None = None  # exit status of a launched command that ended by itself
+    span: float = 0.0  # the recording's span (FORMAT.md): t_end of the last sample - t_start of the first
+    baseline: float = 0.0  # seconds from the start to the first sample's t_start (the baseline read)
+    interval: float = 0.0  # the requested sampling interval
 
 
 @dataclass
@@ -72,6 +75,7 @@ class _Tracked:
     row: int
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
+    first_sample: int  # the first sample that reads it
 
 
 @dataclass
@@ -147,6 +151,7 @@ class Recorder:
         self.events = 0
         self.n_processes = 0
         self._command_status: int | None = None
+        self._times: tuple[float, float] | None = None  # (t_start of the first sample, t_end of the last)
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
@@ -194,7 +199,8 @@ class Recorder:
             name=details.name, cmdline=details.cmdline, exe=details.exe,
         )
         self.writer.add_maps(row, self.writer.n_samples, pending.maps)
-        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps)
+        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps,
+                                                  self.writer.n_samples)
         self.n_processes += 1
 
     # -- the loop ------------------------------------------------------------------------------
@@ -226,9 +232,11 @@ class Recorder:
             if self.writer is not None:
                 self.writer.close(status=status, end_reason=end_reason)
             self._stop_command()
+        first, last = self._times or (0.0, 0.0)
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
                             time.monotonic() - t0, self.overruns, end_reason, self.backend.name,
-                            self._command_status)
+                            self._command_status, span=last - first, baseline=first,
+                            interval=options.interval)
 
     def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float) -> str:
         writer = self.writer
@@ -259,6 +267,7 @@ class Recorder:
                     writer.add_maps(tracked.row, sample, result.maps)
                     tracked.maps = result.maps
             writer.add_sample(previous_end - t0, round_begin - t0, per_process)
+            self._times = ((self._times or (previous_end - t0,))[0], round_begin - t0)
             self._follow(targets, sample + 1)
             previous_end = time.monotonic()
             if previous_end - writer.last_flush >= FLUSH_EVERY_SECONDS or interval >= FLUSH_EVERY_SECONDS:
@@ -295,10 +304,14 @@ class Recorder:
                     self._register(pending)
 
     def _close(self, identity: ProcessIdentity, sample: int) -> None:
+        """Ends a process's stream; `sample` is the first sample without it (FORMAT.md's
+        exit_sample), so the last one that holds it is `sample - 1`."""
         tracked = self.tracked.pop(identity)
         assert self.writer is not None
         self.writer.close_process(tracked.row, exit_sample=sample)
-        self.progress.note(f"calm record: pid {identity.pid} exited (sample {sample})")
+        when = (f"after sample {sample - 1}" if sample > tracked.first_sample
+                else "before its first sample")
+        self.progress.note(f"calm record: pid {identity.pid} exited {when}")
 
     def _report(self, elapsed: float, samples: int, recent: list[tuple[float, int]]) -> None:
         span = recent[-1][0] - recent[0][0] if len(recent) > 1 else 0.0

@@ -23,7 +23,7 @@ before the skip are left out and step 0 is the first sample after it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +47,7 @@ class MappedTrace:
     write_counts: np.ndarray  # int64[F]: steps in which each footprint page was dirtied
     skipped_samples: int = 0  # trace samples left out at the start (see skip_seconds)
     skipped_seconds: float = 0.0
+    recording: dict = field(default_factory=dict)  # which recording this is (`Trace.identity`)
 
     def step_pages(self, step: int) -> np.ndarray:
         """Footprint indices dirtied in trace step `step` (0 <= step < n_steps)."""
@@ -68,7 +69,8 @@ class MappedTrace:
     def describe(self) -> dict:
         return {"path": self.path, "page_size": self.page_size, "step_seconds": self.step_seconds,
                 "n_steps": self.n_steps, "footprint_pages": self.footprint, "dirty_events": self.n_events,
-                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds}
+                "skipped_samples": self.skipped_samples, "skipped_seconds": self.skipped_seconds,
+                "recording": self.recording}
 
 
 def check_fits(footprint: int, n_pages: int, page_size: int) -> None:
@@ -123,4 +125,5 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: 
         return MappedTrace(str(path), trace.page_size, step_seconds, n_steps,
                            int(footprint.size), offsets, pages,
                            np.bincount(pages, minlength=footprint.size).astype(np.int64),
-                           skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])))
+                           skipped_samples=first, skipped_seconds=float(np.sum(periods[:first])),
+                           recording=trace.identity)

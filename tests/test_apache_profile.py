@@ -56,4 +56,4 @@ def test_apache_stopped_when_recording_fails(tmp_path):
 def test_bad_option_one_line(tmp_path):
     proc = subprocess.run([sys.executable, str(PROFILE), "--rate", "0", "-o", str(tmp_path)],
                           capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 2 and "must be positive" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--rate: must be greater than 0" in proc.stderr and "Traceback" not in proc.stderr

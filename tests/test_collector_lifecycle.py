@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -65,9 +66,13 @@ def test_one_target_exits_the_others_go_on(tmp_path):
     finally:
         stop(long_)
         short.wait(10)
-    assert f"pid {short.pid} exited" in result.stderr
     with Trace(out) as trace:
         rows = {p.pid: p for p in trace.processes}
+        # the message names the last sample that holds the process, never one past the trace
+        gone = rows[short.pid]
+        assert gone.last_sample == gone.exit_sample - 1 < trace.n_samples
+        said = f"after sample {gone.last_sample}" if gone.last_sample >= 0 else "before its first sample"
+        assert f"pid {short.pid} exited {said}" in result.stderr
         assert rows[short.pid].exit_sample > 0
         assert rows[long_.pid].exit_sample == -1
         assert rows[long_.pid].last_sample == trace.n_samples - 1
@@ -78,10 +83,18 @@ def test_one_target_exits_the_others_go_on(tmp_path):
 def test_launched_command_recorded_until_it_exits(tmp_path):
     cmd, truth_path, _ = workload_command(tmp_path, pages=256, interval=0.1, duration=1.5)
     out = tmp_path / "cmd.h5"
-    result = calm("record", "--backend", "hash", "--interval", "0.1", "-o", str(out), "--", *cmd,
+    result = calm("record", "--backend", "hash", "--interval", "0.1", "--json", "-o", str(out), "--", *cmd,
                   cwd=REPO, check=True)
     assert "command exited with status 0" in result.stderr
+    summary = json.loads(result.stdout)
     with Trace(out) as trace:
+        # one span (FORMAT.md), the same in the summary, in --json and in the file
+        assert summary["span_s"] == round(trace.duration, 3) and summary["samples"] == trace.n_samples
+        assert summary["baseline_read_s"] == round(trace.baseline_read, 3) > 0
+        assert f"{trace.n_samples} samples over {trace.duration:.1f} s" in result.stderr
+        for line in result.stderr.splitlines():
+            if " exited after sample " in line:
+                assert int(line.rsplit(" ", 1)[1]) < trace.n_samples, line
         assert trace.info.command == cmd
         assert trace.processes[0].cmdline == cmd
         assert 10 <= trace.n_samples <= 30

@@ -52,7 +52,7 @@ def test_demo_writes_trace_analysis_replay_and_report(demo) -> None:
     html = (out / "report.html").read_text()
     assert html.count("<img src=\"data:image/png;base64,") == len(ANALYSIS_PLOTS) + 3
     assert "http://" not in html and "https://" not in html
-    assert html.count("<tr class=\"best\">") >= len(SLIDE_SCENARIOS)
+    assert html.count("<tr class=\"best\"") >= len(SLIDE_SCENARIOS)
     assert "trace.h5" in html and expected_backend in html
 
 
@@ -72,6 +72,13 @@ def test_demo_says_what_it_does_and_where_everything_is(demo) -> None:
     for path in (out / "report.html", out / "trace.h5", f"{out / 'analysis'}/", f"{out / 'replay'}/"):
         assert f"  {path} " in stdout, stdout
     assert f"everything is in {out}/" in stdout
+    # one span (FORMAT.md), printed the same way by the recording and the analysis lines
+    from calm.core.units import recording_span
+
+    with Trace(out / "trace.h5") as trace:
+        span = recording_span(trace.n_samples, trace.duration, trace.baseline_read, trace.info.interval)
+    assert f"calm demo: recorded {span}, with the" in stdout, stdout
+    assert f"trace.h5: {span} (interval" in stdout, stdout
 
 
 def test_demo_refuses_to_overwrite_without_force_and_quiet_is_silent(demo) -> None:

@@ -6,9 +6,11 @@ import csv
 import json
 
 import pytest
+
 from collector_helpers import calm, one_line_error
 from replay_helpers import write_trace
 
+from calm.replay.defaults import DEFAULT_COST_SPEC
 from calm.replay.scenario import SLIDE_SCENARIOS
 
 
@@ -82,11 +84,14 @@ def test_cost_from_a_csv_table(trace, tmp_path):
 def test_model_reproduces_the_slide_example(tmp_path):
     out = tmp_path / "m"
     r = calm("model", "-o", str(out), check=True)
-    assert "M=10000 pages, p=0.001, B=100 pages" in r.stdout
+    # the slides' numbers in a 20 ms time unit (a 163.84 Mbit/s link), priced with the replay's default F
+    assert "M=10000 pages (39.1 MiB), p=0.001 and B=100 pages per 0.02 s (164 Mbit/s)" in r.stdout
+    assert "F=mm1:rate=12,size=1MiB,sla=1s" in r.stdout
     data = json.loads((out / "model.json").read_text())
+    assert data["parameters"]["cost"]["spec"] == DEFAULT_COST_SPEC and data["parameters"]["time_unit_s"] == 0.02
     from calm.replay import model
     from calm.replay.cost import in_pages, parse_cost
-    F = in_pages(parse_cost("mm1:rate=15,size=16KiB,sla=1s"), 4096, 1.0)
+    F = in_pages(parse_cost(DEFAULT_COST_SPEC), 4096, 0.02)
     assert data["fixed"]["cost"] == pytest.approx(model.optimal_fixed(10000, 0.001, 100.0, F).cost)
     assert data["calm"]["cost"] == pytest.approx(model.calm_plan(10000, 0.001, 100.0, F).cost)
     assert data["calm"]["cost"] < data["fixed"]["cost"]
@@ -96,13 +101,25 @@ def test_model_reproduces_the_slide_example(tmp_path):
     assert len(schedule) == data["calm"]["n_clean"]
     for ext in ("png", "svg"):
         assert (out / f"model.{ext}").stat().st_size > 1000
+    # the cost curve has an interior optimum, as in the slides' figure, and CALM's schedule rises
+    costs = [float(x["cost"]) for x in curve]
+    best = costs.index(min(costs))
+    assert 0 < best < len(costs) - 1 and costs[0] > 2 * min(costs) and costs[-1] > 2 * min(costs)
+    bandwidth = [float(x["bandwidth"]) for x in schedule]
+    from calm.replay.plots import schedule_summary
+    import numpy as np
+    said = schedule_summary(np.array(bandwidth), lambda b: b * 4096 * 8 / 0.02 / 1e6, "Mbit/s")
+    assert bandwidth[-1] > 2 * bandwidth[0] and said.startswith("CALM rises from 8.389 to 24.79 Mbit/s"), said
+    # costs in seconds on the terminal: the unit's 0.02 s times the model's time units
+    fixed_line = next(line for line in r.stdout.splitlines() if line.startswith("optimal fixed"))
+    assert f"{data['fixed']['cost'] * 0.02:.5g}" in fixed_line and "Mbit/s" in fixed_line
 
 
 def test_model_with_physical_units(tmp_path):
     r = calm("model", "--ram", "1GiB", "--bandwidth", "1Gbit", "--time-unit", "100ms", "--p", "0.0005",
              "--batch", "64", "--cost", "mm1:rate=12,size=1MiB,sla=1s", "-o", str(tmp_path / "m"), "--no-plots",
              check=True)
-    assert "M=262144 pages" in r.stdout and "B=3051.76 pages per 0.1 s" in r.stdout
+    assert "M=262144 pages" in r.stdout and "B=3051.76 pages per 0.1 s (1,000 Mbit/s)" in r.stdout
 
 
 @pytest.mark.parametrize("args,message", [

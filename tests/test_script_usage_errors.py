@@ -19,6 +19,7 @@ COMMANDS = [
     ["scripts/bench_sweep.py", "--workers", "x"],
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
+    ["scripts/refresh-readme-figures", "--only", "nothing"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 

@@ -179,8 +179,11 @@ def run(args: argparse.Namespace) -> int:
         from calm.replay.outputs import format_table
 
         overran = f"; {recorded.overruns} rounds overran the interval" if recorded.overruns else ""
-        print(f"calm demo: recorded {recorded.samples} samples over {recorded.seconds:.1f} s with the "
-              f"{recorded.backend} backend ({recorded.events:,} dirty-page events{overran})")
+        from calm.core.units import recording_span
+
+        span = recording_span(recorded.samples, recorded.span, recorded.baseline, recorded.interval)
+        print(f"calm demo: recorded {span}, with the {recorded.backend} backend "
+              f"({recorded.events:,} dirty-page events{overran})")
         print(summary_text(analysis))
         print()
         print(format_table(rows))

@@ -9,16 +9,22 @@ from pathlib import Path
 
 from calm.core import argtypes
 from calm.core.errors import UsageError
+from calm.replay.defaults import DEFAULT_COST_SPEC
 
 HELP = "the uniform analytic model: optimal fixed bandwidth and CALM's schedule"
 DESCRIPTION = (
     "Evaluate the CALM cost model for a uniform dirtying probability: cost against fixed bandwidth, "
-    "the optimal fixed bandwidth and stop point, and CALM's per-step bandwidths. Defaults reproduce "
-    "the slides' example (M=10,000, p=0.001, B=100)."
+    "the optimal fixed bandwidth and stop point, and CALM's per-step bandwidths. Defaults are the "
+    "slides' example (M=10,000 pages, p=0.001 and B=100 pages per time unit) with a time unit of "
+    "20 ms: 39 MiB over a 163.84 Mbit/s link, priced with calm replay's default cost."
 )
-# The slides' example is in abstract pages per time unit (B = 100 pages/s of 4 KiB, 3.3 Mbit/s):
-# the replay's default F (1 MiB responses) would make every bandwidth violate the SLA there.
-MODEL_DEFAULT_COST = "mm1:rate=15,size=16KiB,sla=1s"
+# One default cost for `calm model` and `calm replay` (calm.replay.defaults.DEFAULT_COST_SPEC: a
+# service that needs about 100 Mbit/s). The slides' example is in abstract units; read with a
+# 1 s time unit its link would be 3.3 Mbit/s, where that service violates its SLA at any
+# bandwidth. A 20 ms unit makes the same numbers a 163.84 Mbit/s link, in the range of the
+# slides' scenarios, and keeps their figure's shape: the cost falls, then rises, with the
+# bandwidth (measured: optimal fixed 20.6 Mbit/s, CALM 8.4 -> 24.8 Mbit/s).
+DEFAULT_TIME_UNIT = 0.02
 DEFAULT_OUTPUT = "calm-model"
 
 
@@ -30,11 +36,12 @@ def configure(m: argparse.ArgumentParser) -> None:
     m.add_argument("--bandwidth-pages", type=argtypes.number(above=0), metavar="B",
                    help="total bandwidth in pages per time unit (default 100)")
     m.add_argument("--bandwidth", type=argtypes.rate(), metavar="RATE", help="total bandwidth as a rate instead, e.g. 1Gbit")
-    m.add_argument("--time-unit", type=argtypes.duration(), default=1.0, metavar="DURATION",
-                   help="length of the time unit (default 1s)")
+    m.add_argument("--time-unit", type=argtypes.duration(), default=DEFAULT_TIME_UNIT, metavar="DURATION",
+                   help=f"length of the time unit that --p and --bandwidth-pages count in "
+                        f"(default {DEFAULT_TIME_UNIT * 1000:g}ms)")
     m.add_argument("--page-size", type=argtypes.size(), default=4096, metavar="SIZE", help="page size (default 4KiB)")
-    m.add_argument("--cost", metavar="SPEC", default=MODEL_DEFAULT_COST,
-                   help=f"cost function F, as for calm replay (default {MODEL_DEFAULT_COST})")
+    m.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
+                   help=f"cost function F, as for calm replay (default {DEFAULT_COST_SPEC})")
     m.add_argument("--batch", type=argtypes.whole(minimum=1), default=1, metavar="K",
                    help="CALM: pages per optimisation step (default 1)")
     m.add_argument("--points", type=argtypes.whole(minimum=2), default=400, metavar="N",
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from calm.core import units
     from calm.replay import model
     from calm.replay.cost import in_pages, parse_cost
     from calm.replay.outputs import write_csv, write_json
@@ -93,22 +101,25 @@ def run(args: argparse.Namespace) -> int:
                    for i, k, b, c, t in zip(calm.start, calm.size, calm.bandwidth, calm.step_cost, calm.step_time)],
                   ("clean", "pages", "bandwidth", "step_cost", "step_time"), out / "calm-schedule.csv"),
     ]
+    rate = lambda b: units.mbit_s(b * page_size * 8 / unit)  # noqa: E731 pages per unit -> text
+    described = (f"M={n_pages} pages ({units.mib(n_pages * page_size)}), p={p:g} and "
+                 f"B={bandwidth:.6g} pages per {unit:g} s ({rate(bandwidth)}), F={cost_fn.spec}")
     if not args.no_plots:
         from calm.replay.plots import plot_model
 
-        files += plot_model(bs, costs, fixed, calm, out,
-                            f"Uniform model: M={n_pages}, p={p:g}, B={bandwidth:.4g} pages/unit, F={cost_fn.spec}")
+        files += plot_model(bs, costs, fixed, calm, out, "Uniform model: " + described,
+                            page_size=page_size, unit_s=unit)
     if args.json:
         print((out / "model.json").read_text(), end="")
     elif not args.quiet:
-        print(f"M={n_pages} pages, p={p:g}, B={bandwidth:.6g} pages per {unit:g} s, F={cost_fn.spec}")
-        print(f"{'':14}{'bandwidth':>22}{'clean N':>10}{'cost':>12}{'pre-copy':>12}{'downtime':>10}")
-        print(f"{'optimal fixed':14}{fixed.bandwidth:>22.4f}{fixed.n_clean:>10.0f}{fixed.cost:>12.5g}"
-              f"{fixed.precopy_time:>12.2f}{fixed.downtime:>10.3f}")
-        b_range = f"{calm.bandwidth[0]:.3f} -> {calm.bandwidth[-1]:.3f}" if len(calm.bandwidth) else "-"
-        print(f"{'CALM':14}{b_range:>22}{calm.n_clean:>10d}{calm.cost:>12.5g}"
-              f"{calm.precopy_time:>12.2f}{calm.downtime:>10.3f}")
-        print(f"(costs and times in time units of {unit:g} s; bandwidths in pages per time unit)")
+        print(described)
+        print(f"{'':14}{'bandwidth':>30}{'clean N':>10}{'cost (s)':>12}{'pre-copy (s)':>14}{'downtime (s)':>14}")
+        print(f"{'optimal fixed':14}{rate(fixed.bandwidth):>30}{fixed.n_clean:>10.0f}{fixed.cost * unit:>12.5g}"
+              f"{fixed.precopy_time * unit:>14.2f}{fixed.downtime * unit:>14.3f}")
+        b_range = (f"{rate(calm.bandwidth[0])} -> {rate(calm.bandwidth[-1])}" if len(calm.bandwidth) else "-")
+        print(f"{'CALM':14}{b_range:>30}{calm.n_clean:>10d}{calm.cost * unit:>12.5g}"
+              f"{calm.precopy_time * unit:>14.2f}{calm.downtime * unit:>14.3f}")
+        print(f"(model.json and the CSV files count in time units of {unit:g} s and pages per time unit)")
     if not args.quiet:
         print(f"wrote {len(files)} files to {out}/", file=sys.stderr)
     return 0

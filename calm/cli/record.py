@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "output": str(options.output), "bytes": size, "samples": result.samples,
         "processes": result.processes, "dirty_page_events": result.events,
-        "seconds": round(result.seconds, 3), "backend": result.backend, "end_reason": result.end_reason,
+        "seconds": round(result.seconds, 3), "span_s": round(result.span, 3),
+        "baseline_read_s": round(result.baseline, 3), "backend": result.backend, "end_reason": result.end_reason,
         "overruns": result.overruns, "command_status": result.command_status,
     }
     if args.json:
@@ -75,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
         per_event = f", {size / result.events:.2f} bytes per dirty-page event" if result.events else ""
         overran = (f"; {result.overruns} of {result.samples} rounds overran the interval (use a longer "
                    "--interval)" if result.overruns else "")
-        print(f"[ calm record: {result.samples} samples of {result.processes} process(es) over "
-              f"{result.seconds:.1f} s with the {result.backend} backend ({result.end_reason}); "
-              f"{result.events:,} dirty-page events{overran} ]", file=sys.stderr)
+        from calm.core.units import recording_span
+
+        span = recording_span(result.samples, result.span, result.baseline, result.interval)
+        print(f"[ calm record: {result.processes} process(es), {span}, with the {result.backend} backend "
+              f"({result.end_reason}); {result.events:,} dirty-page events{overran} ]", file=sys.stderr)
         print(f"[ calm record: wrote {options.output} ({size / 2**20:.2f} MiB{per_event}) ]", file=sys.stderr)
     return result.command_status or 0

@@ -54,7 +54,17 @@ def run(args: argparse.Namespace) -> int:
     from calm.core.progress import Progress
     from calm.trace.reader import Trace
 
-    Trace(trace).close()  # a missing or foreign file is one error line before any output
+    with Trace(trace) as opened:  # a missing or foreign file is one error line before any output
+        identity = opened.identity
+    if results is not None:
+        from calm.core.errors import CalmError
+        from calm.report.replay_results import recording_mismatch
+
+        level, why = recording_mismatch(results, identity, trace.name, str(results_path))
+        if level == "refuse":
+            raise CalmError(why)
+        if level == "warn" and not args.quiet:
+            print(f"calm report: warning: {why}; the report says so", file=sys.stderr)
 
     with Progress(quiet=args.quiet) as progress:
         progress.update(f"calm report: analysing {trace}")

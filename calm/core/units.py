@@ -163,3 +163,20 @@ def mb_s(bytes_per_s: float) -> str:
 
 def probability(p: float) -> str:
     return f"{p:.3f}"
+
+
+def baseline_worth_saying(baseline_s: float, interval_s: float) -> bool:
+    """Whether a recording's baseline read is long enough to print: longer than one requested
+    interval (and than 50 ms)."""
+    return baseline_s > max(interval_s, 0.05)
+
+
+def recording_span(n_samples: int, span_s: float, baseline_s: float = 0.0, interval_s: float = 0.0) -> str:
+    """How every command prints a recording's length (FORMAT.md, "The recording's span"):
+    '200 samples over 19.9 s', plus the baseline read when it took longer than one requested
+    interval ('78 samples over 8.4 s, after a 6.5 s baseline read'). Every caller passes the
+    requested interval (the trace's `interval` attribute), so all commands decide alike."""
+    text = f"{n_samples:,} sample{'s' if n_samples != 1 else ''} over {span_s:.1f} s"
+    if baseline_worth_saying(baseline_s, interval_s):
+        text += f", after a {baseline_s:.1f} s baseline read"
+    return text

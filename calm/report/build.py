@@ -16,15 +16,14 @@ import numpy as np
 
 from calm.core.version import __version__
 from calm.core import units
-from calm.report.figures import analysis_images, replay_images
-from calm.report.html import Cell, Column, Raw, card, figure, join, key_values, section, table, tag
-from calm.report.replay_results import best_algorithms
+from calm.report.figures import analysis_images
+from calm.report.html import Column, Raw, card, figure, join, key_values, section, table, tag
+from calm.report.replay_section import no_replay_section, overview_card, replay_section
 from calm.report.style import CSS
 
 TOP_PAGES_SHOWN = 10
 REGIONS_SHOWN = 12
 SYMBOLS_SHOWN = 12
-DISPLAY_NAMES = {"calm": "CALM", "clark": "Clark", "xen": "Xen", "qemu": "QEMU", "fixed": "Fixed"}
 BACKEND_MEANING = {
     "soft-dirty": "the kernel's soft-dirty bit (clear_refs + pagemap): every write is seen",
     "hash": "page hashes compared between samples: a write that restores a page's bytes is not seen",
@@ -42,7 +41,8 @@ def build_report(analysis, results: dict | None = None, *, results_source: str =
             _recording(analysis, summary),
             _dirtying(analysis, summary),
             _where(analysis, summary),
-            _replay(analysis, results, results_source) if results is not None else _no_replay(analysis),
+            (replay_section(analysis, results, results_source) if results is not None
+             else no_replay_section(analysis)),
             _units(), "</div></main>", _footer()]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -60,11 +60,16 @@ def write_report(html: str, output: Path) -> Path:
 
 def _header(a, name: str) -> Raw:
     info = a.info
-    sub = (f"recorded on {info.hostname} (kernel {info.kernel_release}) at {info.start_time}, "
-           f"{a.duration:.1f} s with the {info.backend} backend")
+    sub = (f"recorded on {info.hostname} (kernel {info.kernel_release}) at {info.start_time} with the "
+           f"{info.backend} backend: {_span(a)}")
     return tag("header", tag("div", join([
         tag("h1", join([tag("span", "calm", class_="tool"), " report · ", name])),
         tag("p", sub)]), class_="wrap"), class_="top")
+
+
+def _span(a) -> str:
+    """The recording's span, printed as every command prints it (FORMAT.md)."""
+    return units.recording_span(a.n_samples, a.duration, a.baseline_read, a.info.interval)
 
 
 def _toc() -> Raw:
@@ -79,7 +84,9 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
     rate = s["dirty_rate_mb_s"]["mean"] * 1e6
     ws1 = s["working_set_mib"].get("1s")
     cards = [
-        card("Recorded", f"{a.duration:.1f} s", f"{a.n_samples:,} samples every {a.interval * 1000:.0f} ms"),
+        card("Recorded", f"{a.duration:.1f} s", f"{a.n_samples:,} samples every {a.interval * 1000:.0f} ms"
+             + (f", after a {a.baseline_read:.1f} s baseline read"
+                if units.baseline_worth_saying(a.baseline_read, a.info.interval) else "")),
         card("Backend", a.info.backend, "how dirty pages were detected"),
         card("Processes", f"{len(a.processes)}", ", ".join(f"{p.name} ({p.pid})" for p in a.processes[:3])
              + (" …" if len(a.processes) > 3 else "")),
@@ -92,17 +99,9 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
     ]
     if ws1:
         cards.append(card("Working set, 1 s", f"{units.sig(ws1['mean'])} MiB", f"max {units.sig(ws1['max'])} MiB"))
-    if results is not None:
-        wins: dict[str, int] = {}
-        for sc in results["scenarios"]:
-            for alg in best_algorithms(sc):
-                wins[alg] = wins.get(alg, 0) + 1
-        if wins:
-            most = max(wins.values())
-            leaders = [DISPLAY_NAMES.get(a, a) for a, n in wins.items() if n == most]
-            cards.append(card("Lowest migration cost", " and ".join(leaders),
-                              f"in {most} of {len(results['scenarios'])} scenarios"
-                              + (" each" if len(leaders) > 1 else ""), good=True))
+    lowest = overview_card(results) if results is not None else None
+    if lowest is not None:
+        cards.append(lowest)
     notes = [tag("div", f"Note: {n}", class_="note") for n in a.notes]
     lead = ("calm measured, interval by interval, which memory pages this service wrote, and "
             + ("replayed those writes through live-migration algorithms to find the one that "
@@ -118,7 +117,9 @@ def _recording(a, s: dict) -> Raw:
         ("trace file", tag("code", a.trace_path)),
         ("backend", join([tag("strong", info.backend), " — ", BACKEND_MEANING.get(info.backend, "")])),
         ("interval", f"{info.interval:g} s requested, {a.interval:.4g} s measured (mean time between reads)"),
-        ("samples", f"{a.n_samples:,} over {a.duration:.2f} s"),
+        ("samples", _span(a)),
+        ("baseline read", f"{a.baseline_read:.2f} s from the start until the first sample (opening the "
+                          "targets and reading their memory once; writes then are in no sample)"),
         ("page size", f"{a.page_size:,} bytes"),
         ("started", f"{info.start_time} (UTC)"),
         ("host", f"{info.hostname}, Linux {info.kernel_release}"),
@@ -132,13 +133,22 @@ def _recording(a, s: dict) -> Raw:
         ps = per_process.get(p.row, {})
         rows.append([p.pid, p.ppid, p.name, tag("code", " ".join(p.cmdline) or p.exe),
                      f"{max(p.first_sample, 0)}–{p.last_sample}",
-                     "yes, at sample %d" % p.exit_sample if p.exit_sample >= 0 else "no",
+                     _exited(p),
                      units.mib(ps.get("dirtied_pages", 0) * a.page_size)])
     procs = table([Column("pid", True), Column("ppid", True), Column("name"), Column("command line"),
                    Column("samples"), Column("exited"), Column("memory dirtied", True)], rows,
                   caption="Processes followed during the recording")
     return section("recording", "Recording", "What was recorded, where, and how.",
                    [key_values(pairs), procs])
+
+
+def _exited(p) -> str:
+    """FORMAT.md: exit_sample is the first sample without the process."""
+    if p.exit_sample < 0:
+        return "no"
+    if p.exit_sample <= max(p.first_sample, 0):
+        return "yes, before its first sample"
+    return f"yes, after sample {p.exit_sample - 1}"
 
 
 def _dirtying(a, s: dict) -> Raw:
@@ -236,8 +246,8 @@ def _where(a, s: dict) -> Raw:
                     sym_rows or [["no dirtied page lies in an ELF data symbol", "", "", "", "", "", ""]],
                     caption="Hottest ELF data symbols (.data, .bss): dirty rate counts each page by the "
                             "share of its bytes the symbol covers")
-    region_text = (f"The busiest region is {a.region_stats[0].label} ({a.region_stats[0].kind})."
-                   if a.region_stats else "No page was dirtied.")
+    region_text = (f"The busiest region is {a.region_stats[0].phrase}." if a.region_stats
+                   else "No page was dirtied.")
     sym_text = (f"The hottest symbol is {a.symbols[0].name} in {a.symbols[0].section} of "
                 f"{Path(a.symbols[0].path).name}." if a.symbols else
                 "No dirtied page lies in a data symbol of an ELF file" + (f" ({skipped})." if skipped else "."))
@@ -256,94 +266,9 @@ def _where(a, s: dict) -> Raw:
                        symbols])
 
 
-def _replay(a, results: dict, source: str) -> Raw:
-    images = replay_images(results)
-    workload = results.get("workload", {})
-    notes = []
-    if workload.get("kind") == "trace" and Path(str(workload.get("path", ""))).name != Path(a.trace_path).name:
-        notes.append(tag("div", f"Note: these replay results were computed from {workload.get('path')}, "
-                                f"not from {Path(a.trace_path).name}.", class_="note"))
-    elif workload.get("kind") == "uniform":
-        notes.append(tag("div", f"Note: these replay results are of a synthetic uniform workload "
-                                f"(p = {workload.get('p')}), not of this trace.", class_="note"))
-    if workload.get("skipped_samples"):
-        notes.append(tag("div", f"The replay left out the trace's first {workload['skipped_samples']:,} samples "
-                                f"({float(workload.get('skipped_seconds', 0)):.3g} s, with --skip), the service's "
-                                "start-up, and looped the rest.", class_="note"))
-    rows, classes = [], []
-    page_size = int(results["page_size"])
-    for sc in results["scenarios"]:
-        best = best_algorithms(sc)
-        n = len(sc["results"])
-        for i, r in enumerate(sc["results"]):
-            alg = tag("span", join([r["algorithm"], tag("span", "lowest", class_="badge")
-                                    if r["algorithm"] in best else ""]), class_="nowrap")
-            stop = ("forced by the time limit: " if r["forced"] else "") + str(r["stop_reason"])
-            group = [Cell(units.format_size(sc["ram_bytes"], " "), n, "group"),
-                     Cell(units.format_rate(sc["bandwidth_bps"], " ") + "/s", n, "group")] if i == 0 else [None, None]
-            rows.append([*group, alg, units.seconds(r["cost"]), units.seconds(r["total_time"]),
-                         units.seconds(r["precopy_time"]), units.seconds(r["downtime"]),
-                         units.mib(r["pages_sent"] * page_size), f"{r['rounds']:,}",
-                         tag("span", stop, class_="stop")])
-            classes.append("best" if r["algorithm"] in best else "")
-    results_table = table(
-        [Column("RAM"), Column("bandwidth"), Column("algorithm"), Column("cost", True),
-         Column("total time", True), Column("pre-copy", True), Column("downtime", True),
-         Column("data sent", True), Column("rounds", True), Column("why it stopped")],
-        rows, row_classes=classes,
-        caption="Simulated live migrations of this workload; cost = seconds of violated SLA "
-                "(lower is better), the lowest of each scenario highlighted")
-    cost = results.get("cost", {})
-    step = float(results["step_seconds"])
-    lead = (f"Pre-copy live migration simulated in-band: each step of {step:.3g} s (one trace sample) "
-            "the migration takes b(t) of the link and the service keeps the rest; the cost grows by "
-            f"F(B − b(t)), the probability that a request misses its SLA ({cost.get('spec', 'see results.json')}), "
-            "and by 1 per second of downtime. The trace's pages are laid onto the RAM of each scenario; "
-            "pages it never wrote are copied once.")
-    figs = [figure(images["cost_bars"], "Cost per algorithm and scenario", [
-                "The SLA cost of each algorithm in each scenario, on a log scale: one step up the axis "
-                "is ten times the violation.", _winners(results),
-                "CALM trades a longer, gentler pre-copy for a short stop-and-copy; Xen and QEMU send at "
-                "full speed and starve the service while they do."], alt="grouped bar chart of costs",
-                fig_id="fig-cost"),
-            figure(images["bandwidth"], "Bandwidth over time", [
-                "The migration's share of the link in each scenario (log time axis: runs last from "
-                "seconds to minutes). The dot marks where the pre-copy ends and the service stops for "
-                "the final copy. CALM picks each step's rate from the cost function and the dirtying it "
-                "has seen so far; the others follow fixed rules."],
-                alt="migration bandwidth over time per scenario", wide=True, fig_id="fig-bandwidth")]
-    if "sweep" in images:
-        figs.append(figure(images["sweep"], "Cost against a fixed bandwidth", [
-            "Each point is a migration at one fixed bandwidth, stopped at its best moment, simulated on "
-            "the trace; the dashed curve is the uniform model at the trace's mean p. The green line is "
-            "CALM's cost: it needs no bandwidth chosen in advance."],
-            alt="cost of fixed-bandwidth migrations against bandwidth", wide=True, fig_id="fig-sweep"))
-    src = [tag("p", join(["Source: ", tag("code", source)]), class_="muted")] if source else []
-    return section("replay", "Migration replay", lead, [*notes, results_table, *figs, *src])
-
-
-def _winners(results: dict) -> str:
-    """'Lowest cost: calm in 1GiB@1Gbit and 512MiB@512Mbit; fixed in 256MiB@256Mbit.'"""
-    by_alg: dict[str, list[str]] = {}
-    for sc in results["scenarios"]:
-        for alg in sorted(best_algorithms(sc)):
-            by_alg.setdefault(alg, []).append(sc["name"])
-    parts = [f"{alg} in {', '.join(names[:-1]) + ' and ' + names[-1] if len(names) > 1 else names[0]}"
-             for alg, names in sorted(by_alg.items(), key=lambda kv: -len(kv[1]))]
-    return "Lowest cost: " + "; ".join(parts) + "." if parts else ""
-
-
 def _short_paths(label: str) -> str:
     """'anonymous (.bss of /usr/lib/x/libz.so)' -> 'anonymous (.bss of libz.so)'."""
     return re.sub(r"/(?:[^/\s()]+/)+", "", label)
-
-
-def _no_replay(a) -> Raw:
-    name = Path(a.trace_path).name
-    return section("replay", "Migration replay", "This report was built without replay results.", [
-        tag("p", join(["Run ", tag("code", f"calm replay {name} -o replay"), " and then ",
-                       tag("code", f"calm report {name} --replay replay/results.json -o report.html"),
-                       " to add the comparison of CALM, Clark, Xen and QEMU."]))])
 
 
 def _units() -> Raw:

@@ -55,9 +55,11 @@ class Cell:
 
 
 def table(columns: Sequence[Column], rows: Sequence[Sequence[object]], *, caption: str = "",
-          row_classes: Sequence[str] | None = None, class_: str = "data") -> Raw:
+          row_classes: Sequence[str] | None = None, row_attrs: Sequence[dict] | None = None,
+          class_: str = "data") -> Raw:
     """A data table; numeric columns are right-aligned. A cell may be a `Cell`, or None when an
-    earlier row's rowspan covers it."""
+    earlier row's rowspan covers it. `row_attrs` adds attributes to each <tr> (`data_x` becomes
+    `data-x`), for tests and scripts that read the table."""
     head = tag("thead", tag("tr", join(tag("th", c.label, class_="num" if c.numeric else None, scope="col")
                                        for c in columns)))
     body_rows = []
@@ -71,7 +73,8 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[object]], *, captio
             cells.append(tag("td", cell.value, class_=classes,
                              rowspan=cell.rowspan if cell.rowspan > 1 else None))
         row_class = row_classes[i] if row_classes and row_classes[i] else None
-        body_rows.append(tag("tr", join(cells), class_=row_class))
+        extra = row_attrs[i] if row_attrs else {}
+        body_rows.append(tag("tr", join(cells), class_=row_class, **extra))
     parts = [tag("caption", caption)] if caption else []
     return tag("div", tag("table", join([*parts, head, tag("tbody", join(body_rows))]), class_=class_),
                class_="table-scroll")

@@ -52,10 +52,36 @@ def check_results(data: object, where: str) -> None:
                 raise CalmError(f"{where}: a result of {sc['name']} lacks {', '.join(missing)}")
 
 
-def best_algorithms(scenario: dict) -> set[str]:
-    """The algorithm(s) with the lowest cost in a scenario (ties all win)."""
-    costs = [(r["cost"], r["algorithm"]) for r in scenario["results"] if r["cost"] is not None]
-    if not costs:
-        return set()
-    low = min(c for c, _ in costs)
-    return {a for c, a in costs if c <= low * (1 + 1e-9)}
+def recording_mismatch(results: dict, identity: dict, trace_name: str, where: str) -> tuple[str, str]:
+    """Whether replay results belong to the trace being reported: ("", "") when they do,
+    ("warn", why) when they may not (a synthetic workload, or results too old to say), and
+    ("refuse", why) when they were computed from another recording.
+
+    `identity` is `calm.trace.reader.recording_identity` of the trace; results.json holds the
+    identity of the trace it replayed (workload.recording) since this check exists."""
+    workload = results.get("workload", {})
+    if workload.get("kind") == "uniform":
+        return "warn", (f"{where}: a replay of a synthetic uniform workload (p = {workload.get('p')}), "
+                        f"not of {trace_name}")
+    if workload.get("kind") != "trace":
+        return "warn", f"{where}: no word of which workload was replayed"
+    theirs = workload.get("recording") or {}
+    source = workload.get("path", "another trace")
+    if theirs:
+        same = (theirs.get("hostname") == identity["hostname"]
+                and abs(float(theirs.get("start_time_unix", -1)) - float(identity["start_time_unix"])) < 1e-6
+                and int(theirs.get("samples", -1)) == int(identity["samples"]))
+        if same:
+            return "", ""
+        return "refuse", (f"{where}: computed from {source} (recorded on {theirs.get('hostname')} at "
+                          f"{theirs.get('start_time')}, {theirs.get('samples')} samples), not from {trace_name} "
+                          f"(recorded on {identity['hostname']} at {identity['start_time']}, "
+                          f"{identity['samples']} samples); replay this trace first")
+    replayed = int(workload.get("n_steps", -1)) + int(workload.get("skipped_samples", 0))
+    if replayed != int(identity["samples"]):
+        return "refuse", (f"{where}: computed from {source} ({replayed} samples), not from {trace_name} "
+                          f"({identity['samples']} samples); replay this trace first")
+    if Path(str(source)).name != Path(trace_name).name:
+        return "warn", (f"{where}: computed from {source}, which may not be {trace_name} (results.json of "
+                        "an older calm does not say which recording it replayed)")
+    return "", ""

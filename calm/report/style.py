@@ -57,6 +57,7 @@ table.data td.num, table.data th.num { text-align: right; font-variant-numeric: 
 table.data tbody tr:nth-child(even) td { background: #fafbfc; }
 table.data td.group { background: #fff !important; font-weight: 600; border-right: 1px solid var(--line); }
 table.data tr.best td:not(.group) { background: var(--accent-soft) !important; }
+table.data tr.oracle td:not(.group) { color: var(--muted); font-style: italic; }
 table.data td.mono, code { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px; }
 table.kv th { width: 210px; background: #f7f9fb; }
 table.kv td { word-break: break-word; }

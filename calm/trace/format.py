@@ -53,8 +53,9 @@ SAMPLE_COLUMNS = {"t_start": "f8", "t_end": "f8", "segment_end": "u8"}
 SEGMENT_COLUMNS = {"process": "u4", "n_dirty": "u4", "n_resident": "u8", "event_end": "u8"}
 EVENT_COLUMNS = {"vpn_delta": "u8"}
 # Processes: first_sample is the first sample that holds a segment for it; last_sample is the last
-# one (-1 while it is still being recorded). exit_sample is the sample at which calm noticed it had
-# gone (-1 if it was alive when the recording ended).
+# one (-1 while it is still being recorded). exit_sample is the first sample without it, the one at
+# (or just before) which calm noticed it had gone; the sample count when that was after the last
+# sample; -1 if it was alive when the recording ended.
 PROCESS_COLUMNS = {
     "pid": "i8",
     "ppid": "i8",

@@ -40,7 +40,7 @@ class ProcessInfo:
     start_time_unix: float
     first_sample: int  # -1: never sampled
     last_sample: int  # last sample holding a segment of it
-    exit_sample: int  # sample at which it was seen gone, -1 if alive at the end
+    exit_sample: int  # first sample without it (may equal n_samples), -1 if alive at the end
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,13 @@ class TraceInfo:
     command: list[str]
     status: str
     end_reason: str
+
+
+def recording_identity(info: TraceInfo, n_samples: int) -> dict:
+    """What tells one recording from another even after a copy or a rename: where and when it
+    started, and how many samples it holds (results.json keeps it, `calm report` compares it)."""
+    return {"hostname": info.hostname, "start_time": info.start_time,
+            "start_time_unix": info.start_time_unix, "samples": n_samples}
 
 
 @dataclass
@@ -190,8 +197,19 @@ class Trace:
 
     @property
     def duration(self) -> float:
-        """Seconds covered by the samples (first interval start to last interval end)."""
+        """The recording's span (FORMAT.md): seconds from the first sample's t_start to the last
+        sample's t_end, the time whose writes the samples hold."""
         return float(self.t_end[-1] - self.t_start[0]) if self.n_samples else 0.0
+
+    @property
+    def identity(self) -> dict:
+        return recording_identity(self.info, self.n_samples)
+
+    @property
+    def baseline_read(self) -> float:
+        """Seconds from the recording's start (start_monotonic) to the first sample's t_start:
+        opening the targets and their baseline read, whose writes no sample holds."""
+        return float(self.t_start[0]) if self.n_samples else 0.0
 
     def sample_periods(self) -> np.ndarray:
         """Seconds of writes each sample stands for: the time between consecutive reads.
