@@ -116,7 +116,8 @@ def _error_text(exc: BaseException) -> str:
 
 
 def error_result(message: str) -> dict:
-    return {**dict.fromkeys(RESULT_COLUMNS), "settings": None, "error": message, "elapsed_s": None}
+    return {**dict.fromkeys(RESULT_COLUMNS), "page_size": None, "settings": None, "error": message,
+            "elapsed_s": None}
 
 
 def run_cell(mapped: MappedTrace, cell: Cell, settings: ReplaySettings) -> dict:
@@ -130,6 +131,7 @@ def run_cell(mapped: MappedTrace, cell: Cell, settings: ReplaySettings) -> dict:
         row = report.table()[0]
         sim = report.scenarios[0].results[0]
         result = {k: row[k] for k in RESULT_COLUMNS}
+        result["page_size"] = report.page_size
         result["settings"] = json.dumps(json_ready(sim.options), sort_keys=True)
         result["error"] = ""
     except Exception as exc:  # noqa: BLE001 (see _error_text: reported in the row, not lost)

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from calm.replay.compare import TIE_RULE  # noqa: E402
 from calm.replay.plots import ALGORITHM_COLORS, FORMATS  # noqa: E402
 from calm.replay.sweep_table import winners, write_private  # noqa: E402
 
@@ -163,7 +164,7 @@ def who_wins(rows: list[dict]) -> Figure | None:
         ax.imshow(image, aspect="auto", interpolation="nearest")
         ax.set_xticks(range(len(columns)), labels, fontsize=8)
         ax.set_yticks(range(len(traces)), [Path(t).name for t in traces], fontsize=7)
-        ax.set_title("least-cost policy per trace (grey: tie, white: every cell failed)", fontsize=9)
+        ax.set_title(f"least-cost policy per trace (grey: tie; {TIE_RULE}; white: every cell failed)", fontsize=8)
     _cost_legend(fig, short)
     fig.suptitle(f"Which policy violates the SLA least, on {len(traces)} trace{'s' if len(traces) != 1 else ''}")
     return fig

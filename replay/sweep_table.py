@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from calm.replay.compare import tie_limit
 from calm.replay.outputs import json_ready
 from calm.replay.sweep_options import SWEEP_OPTIONS
 
@@ -29,11 +30,9 @@ COLUMNS: dict[str, str] = {
     "cost": "string", "algorithm": "string", "policy": "string",
     **{o.field: ("int64" if o.field.endswith("rounds") else "float64") for o in SWEEP_OPTIONS},
     "cost_s": "float64", "total_time_s": "float64", "downtime_s": "float64", "precopy_time_s": "float64",
-    "pages_sent": "int64", "rounds": "int64", "forced": "bool", "stop_reason": "string",
+    "pages_sent": "int64", "rounds": "int64", "forced": "bool", "stop_reason": "string", "page_size": "int64",
     "settings": "string", "error": "string", "elapsed_s": "float64",
 }
-# Costs this close count as a tie (policies that behave alike differ in the last bits).
-TIE_RELATIVE = 1e-9
 
 
 def write_private(path: Path, fill: Callable[[io.BufferedWriter], None]) -> Path:
@@ -91,8 +90,9 @@ def group_key(row: dict) -> tuple[str, str, str]:
 
 
 def winners(rows: list[dict]) -> dict[tuple[str, str, str], list[str]]:
-    """(trace, scenario, cost) -> the policies of least cost there (several when tied); groups
-    where no cell succeeded map to []."""
+    """(trace, scenario, cost) -> the policies of least cost there, with the project's tie rule
+    (`calm.replay.compare`: within 1 % of the lowest or one page's downtime); groups where no cell
+    succeeded map to []."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[group_key(row)].append(row)
@@ -102,8 +102,9 @@ def winners(rows: list[dict]) -> dict[tuple[str, str, str], list[str]]:
         if not ok:
             out[key] = []
             continue
-        best = min(r["cost_s"] for r in ok)
-        out[key] = [r["policy"] for r in ok if r["cost_s"] <= best + TIE_RELATIVE * abs(best)]
+        best = min(ok, key=lambda r: r["cost_s"])
+        limit = tie_limit(best["cost_s"], best["page_size"], best["bandwidth_bps"])
+        out[key] = [r["policy"] for r in ok if r["cost_s"] <= limit]
     return out
 
 
