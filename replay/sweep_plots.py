@@ -164,7 +164,7 @@ def who_wins(rows: list[dict]) -> Figure | None:
         ax.imshow(image, aspect="auto", interpolation="nearest")
         ax.set_xticks(range(len(columns)), labels, fontsize=8)
         ax.set_yticks(range(len(traces)), [Path(t).name for t in traces], fontsize=7)
-        ax.set_title(f"least-cost policy per trace (grey: tie; {TIE_RULE}; white: every cell failed)", fontsize=8)
+        ax.set_title(f"least-cost policy per trace (grey: tie, white: every cell failed)\n{TIE_RULE}", fontsize=8)
     _cost_legend(fig, short)
     fig.suptitle(f"Which policy violates the SLA least, on {len(traces)} trace{'s' if len(traces) != 1 else ''}")
     return fig
