@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -208,6 +209,7 @@ def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None,
     from calm.replay.sweep import error_result, run_cell
     from calm.replay.trace_map import map_trace
 
+    stop = _CtrlC()
     cells = plan.cells()
     by_trace: dict[str, list] = {t: [] for t in plan.traces}
     for cell in cells:
@@ -225,6 +227,7 @@ def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None,
                 continue
             if traces is not None:
                 traces[trace] = mapped.describe()
+            stop.check()
             shared = client.scatter(mapped, broadcast=True, hash=False)
             del mapped  # the workers hold it now
             for cell in mine:
@@ -233,7 +236,7 @@ def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None,
                 futures[future] = cell
         t0 = time.monotonic()
         done = failed = sum(r is not None for r in results)  # cells of unreadable traces
-        for future in as_completed(list(futures), loop=client.loop):
+        for future in _completed(as_completed(list(futures), loop=client.loop), stop):
             cell = futures.pop(future)
             if future.status == "finished":
                 results[cell.index] = future.result()
@@ -248,4 +251,41 @@ def run_cells(client, plan, progress: Callable[[str], None] = lambda _: None,
     except KeyboardInterrupt:
         client.cancel(list(futures), force=True)
         raise SweepInterrupted(results) from None
+    finally:
+        stop.restore()
     return results  # type: ignore[return-value]
+
+
+class _CtrlC:
+    """Takes Ctrl-C as a flag that the sweep checks (`check`) between its steps, instead of a
+    KeyboardInterrupt raised wherever the main thread happens to be: one that lands in a weakref
+    callback or a destructor, of which Dask runs many, is printed and dropped by Python
+    ("Exception ignored in ...") and the sweep would go on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.event.set()
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _completed(pending, stop: _CtrlC, tick: float = 0.2) -> Iterator:
+    """The futures of `pending` (a distributed.as_completed) as they finish, checking for Ctrl-C
+    at least every `tick` seconds while none does."""
+    while not pending.is_empty():
+        stop.check()
+        batch = pending.next_batch(block=False)
+        if not batch:
+            stop.event.wait(tick)
+        yield from batch

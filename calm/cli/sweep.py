@@ -11,6 +11,7 @@ the command exits 1 after writing the table when any cell failed.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -140,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(out, force=args.force)
 
     from calm.replay.sweep_cluster import SweepInterrupted, cluster_summary, open_client, run_cells
+
+    # A Ctrl-C can cut a Dask coroutine of the in-process scheduler (a scatter under way); asyncio
+    # then logs "Task exception was never retrieved" when the task is collected, at exit.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
     cells = plan.cells()
     described: dict[str, dict] = {}
