@@ -9,6 +9,8 @@ does not pay for numpy/h5py:
 - `map_trace(path)`, `TraceSource`, `UniformSource`: workloads for `simulate`
 - `Calm`, `Clark`, `Xen`, `Qemu`, `Fixed`: policies
 - `parse_scenario`, `parse_cost`, `in_pages` (units: `calm.core.units`)
+- `SweepPlan`, `variants`, `run_cell` (`calm.replay.sweep`): the cells of `calm sweep`, runnable
+  one by one without Dask; `calm.replay.sweep_cluster.open_client` / `run_cells` run them on Dask
 - `calm.replay.model`: the uniform analytic model (`optimal_fixed`, `calm_plan`, `fixed_cost_curve`...)
 
 Units: see `calm.replay.scenario` (pages, steps, bit/s) and `calm.replay.simulator` (what a step is).
@@ -25,7 +27,8 @@ _EXPORTS = {
     "UniformSource": "calm.replay.dirty", "Calm": "calm.replay.policies", "Clark": "calm.replay.policies",
     "Xen": "calm.replay.policies", "Qemu": "calm.replay.policies", "Fixed": "calm.replay.policies",
     "Policy": "calm.replay.policies", "parse_scenario": "calm.replay.scenario", "Scenario": "calm.replay.scenario",
-    "SLIDE_SCENARIOS": "calm.replay.scenario", "parse_cost": "calm.replay.cost", "in_pages": "calm.replay.cost"
+    "SLIDE_SCENARIOS": "calm.replay.scenario", "parse_cost": "calm.replay.cost", "in_pages": "calm.replay.cost",
+    "SweepPlan": "calm.replay.sweep", "variants": "calm.replay.sweep", "run_cell": "calm.replay.sweep",
 }
 
 __all__ = sorted(_EXPORTS) + ["model"]

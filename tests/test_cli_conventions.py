@@ -18,7 +18,7 @@ from tests.collector_helpers import REPO, calm, one_line_error
 LAYERS = ["core", "trace", "collector", "analyzer", "replay", "report", "cli"]
 FOLDERS = {"collector": REPO / "collector", "analyzer": REPO / "analyzer", "replay": REPO / "replay"}
 SIDE_PACKAGES = {"workloads": {"core", "trace"}}  # synthetic traces are written with calm.trace
-COMMANDS = ("record", "analyze", "replay", "model", "report", "demo", "load")
+COMMANDS = ("record", "analyze", "replay", "sweep", "model", "report", "demo", "load")
 
 
 def _package_of(path: Path) -> str:

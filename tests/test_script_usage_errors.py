@@ -17,6 +17,7 @@ COMMANDS = [
     ["scripts/bench_analyze.py", "--bogus"],
     ["scripts/bench_replay.py", "--repeat", "x"],
     ["scripts/check_replay_regression.py", "--bogus"],
+    ["scripts/bench_sweep.py", "--workers", "x"],
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
     ["scripts/bench_startup.py", "--bogus"],

@@ -26,6 +26,7 @@ COMMANDS = {
     "record": "calm.cli.record",
     "analyze": "calm.cli.analyze",
     "replay": "calm.cli.replay",
+    "sweep": "calm.cli.sweep",
     "model": "calm.cli.model",
     "predict": "calm.cli.predict",
     "report": "calm.cli.report",

@@ -100,3 +100,22 @@ def whole(*, minimum: int = 0, maximum: int | None = None) -> Callable[[str], ob
         return value
 
     return typed("whole number", parse)
+
+
+def values(convert: Callable[[str], object]) -> Callable[[str], list]:
+    """A comma-separated list of `convert` values (`50Mbit,100Mbit`), for options that a sweep runs
+    once per value; an empty item or a bad value is a usage error naming that item."""
+    def parse(text: str) -> list:
+        items = [item.strip() for item in str(text).split(",")]
+        if any(not item for item in items):
+            raise argparse.ArgumentTypeError(f"empty item in '{text}' (write values separated by commas)")
+        out = []
+        for item in items:
+            try:
+                out.append(convert(item))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"'{item}': {exc}") from None
+        return out
+
+    parse.__name__ = f"list of {getattr(convert, '__name__', 'value')}"
+    return parse
