@@ -14,10 +14,12 @@ import pytest
 from tests.collector_helpers import REPO, calm, one_line_error
 
 # Lowest first: a module may import its own layer and the ones before it (docs: architecture in
-# README's Development section). Workloads are programs of their own and use only the core.
+# README's Development section). Workloads are programs of their own and use only the core; calm.qemu
+# drives a running QEMU (QMP) and uses only the core, so commands and the replay's drivers may use it.
 LAYERS = ["core", "trace", "collector", "analyzer", "replay", "report", "cli"]
 FOLDERS = {"collector": REPO / "collector", "analyzer": REPO / "analyzer", "replay": REPO / "replay"}
-SIDE_PACKAGES = {"workloads": {"core", "trace"}}  # synthetic traces are written with calm.trace
+SIDE_PACKAGES = {"workloads": {"core", "trace"},  # synthetic traces are written with calm.trace
+                 "qemu": {"core"}}
 COMMANDS = ("record", "analyze", "replay", "sweep", "model", "report", "demo", "load")
 
 
@@ -57,13 +59,24 @@ def test_layers_import_downwards_only(path: Path) -> None:
         allowed = SIDE_PACKAGES[package]
     else:
         assert package in LAYERS, f"{path}: package calm.{package} has no place in the layering"
-        allowed = set(LAYERS[:LAYERS.index(package)]) | ({"workloads"} if package == "cli" else set())
+        allowed = set(LAYERS[:LAYERS.index(package)]) | ({"workloads", "qemu"} if package == "cli" else set())
     assert imported <= allowed, f"{path} (calm.{package}) imports {sorted(imported - allowed)}"
 
 
 def test_modules_stay_small() -> None:
     big = [f"{p.relative_to(REPO)}: {n}" for p in _modules() if (n := len(p.read_text().splitlines())) > 450]
     assert not big, big
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject lists packages by name (package-dir maps folders to calm.*): a new subpackage left
+    out of the list works in an editable install and is missing from a wheel."""
+    import tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    dirs = {"calm": REPO / "calm", **{f"calm.{n}": d for n, d in FOLDERS.items()}}
+    found = {name + "".join("." + part for part in init.parent.relative_to(root).parts)
+             for name, root in dirs.items() for init in root.rglob("__init__.py")}
+    assert found - listed == set(), f"not in pyproject's packages: {sorted(found - listed)}"
 
 
 def test_installed_names_live_under_calm(tmp_path: Path) -> None:

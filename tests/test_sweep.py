@@ -104,26 +104,23 @@ def test_a_worker_without_calm_is_refused(traces, tmp_path):
 
 
 def test_a_failing_cell_is_an_error_row_and_the_others_finish(traces, tmp_path):
-    """4MiB is smaller than mixed.h5's 2,000-page footprint; a QEMU max-bandwidth of 500Mbit
-    exceeds a 256Mbit link. Those cells fail, each with its reason; every other cell runs."""
+    """4MiB is smaller than mixed.h5's 2,000-page footprint: those cells fail, each with its reason;
+    every other cell runs (a QEMU max-bandwidth of 500Mbit over a 256Mbit link is capped by the
+    link, as in QEMU, not an error)."""
     out = tmp_path / "out"
     result = calm("sweep", str(traces[0]), str(traces[1]), "-s", "4MiB@1Gbit", "-s", "64MiB@256Mbit",
                   "-a", "calm,qemu", "--qemu-max-bandwidth", "100Mbit,500Mbit", "--workers", "2", "-o", str(out),
                   timeout=600)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last == f"calm sweep: error: 5 of 12 cells failed; the error column of {out / 'sweep.csv'} says why"
+    assert last == f"calm sweep: error: 3 of 12 cells failed; the error column of {out / 'sweep.csv'} says why"
     assert "Traceback" not in result.stderr, result.stderr
     rows = read_csv(out / "sweep.csv")
     failed = {(r["trace"].rsplit("/", 1)[1], r["scenario"], r["policy"]): r["error"] for r in rows if r["error"]}
-    assert sorted(failed) == [("hot.h5", "64MiB@256Mbit", "qemu max-bandwidth=500Mbit"),
-                              ("mixed.h5", "4MiB@1Gbit", "calm"),
+    assert sorted(failed) == [("mixed.h5", "4MiB@1Gbit", "calm"),
                               ("mixed.h5", "4MiB@1Gbit", "qemu max-bandwidth=100Mbit"),
-                              ("mixed.h5", "4MiB@1Gbit", "qemu max-bandwidth=500Mbit"),
-                              ("mixed.h5", "64MiB@256Mbit", "qemu max-bandwidth=500Mbit")]
+                              ("mixed.h5", "4MiB@1Gbit", "qemu max-bandwidth=500Mbit")]
     assert "smaller than the trace's dirtied footprint of 2000 pages" in failed["mixed.h5", "4MiB@1Gbit", "calm"]
-    assert "QEMU max-bandwidth 500Mbit exceeds the bandwidth" in \
-        failed["hot.h5", "64MiB@256Mbit", "qemu max-bandwidth=500Mbit"]
     for row in rows:
         if not row["error"]:
             assert row["cost_s"] > 0
