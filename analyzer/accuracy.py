@@ -80,7 +80,7 @@ def sample_windows(trace: Trace, truth: Truth) -> SampleWindows:
         within = (rs >= a[s]) & (re_ <= b[s])
         overlapping = (re_ > a[s]) & (rs < b[s])
         inside.append(np.flatnonzero(within))
-        ambiguous[s] = bool(np.any(overlapping & ~within))
+        ambiguous[s] |= bool(np.any(overlapping & ~within))
     # A write round that ran while the collector was reading may be in either neighbouring
     # sample, or partly in the baseline (the read before sample 0 starts at time 0). The read
     # after the last sample has no recorded end: any later round may have reached into it.

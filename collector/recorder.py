@@ -26,16 +26,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from calm.core.version import __version__
 from calm.core.errors import CalmError
 from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backend
+from calm.collector.footprint import CENSUS_SECONDS, pss_pages
 from calm.collector.procfs import PAGE_SIZE, ProcessGone, read_maps
+from calm.collector.shared_hash import SharedHashes
 from calm.trace.maps import MapsTable
 from calm.core.progress import Progress
 from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
-from calm.trace.writer import TraceWriter, check_output_path
+from calm.trace import format as tf
+from calm.trace.writer import RoundCost, TraceWriter, check_output_path
 
 FLUSH_EVERY_SECONDS = 1.0
 TERMINATE_GRACE_SECONDS = 5.0
@@ -52,6 +56,15 @@ class RecordOptions:
     duration: float | None = None
     force: bool = False
     quiet: bool = False
+    nice: int = 0  # raise calm's nice level by this much (the service wins the CPU)
+
+
+# What the hash backend cannot see, said in every hash trace's notes and analysis.
+HASH_BLIND_SPOT = (
+    "the hash backend compares page contents, so it misses a write that leaves a page's bytes as "
+    "they were (the same value written again, e.g. redis-benchmark's fixed SET payload); the "
+    "soft-dirty backend sees every write. To check, record the same workload with soft-dirty in a "
+    "guest: scripts/calm-vm -- calm record --backend soft-dirty ...")
 
 
 @dataclass
@@ -64,6 +77,9 @@ class RecordResult:
     end_reason: str
     backend: str
     command_status: int | None = None  # exit status of a launched command that ended by itself
+    period_mean: float = 0.0  # achieved sampling period (time between reads), seconds
+    period_p95: float = 0.0
+    cpu_per_round: float = 0.0  # calm's own CPU seconds per round, mean
 
 
 @dataclass
@@ -72,6 +88,7 @@ class _Tracked:
     row: int
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
+    pss: int = 0  # proportional resident pages at the last census
 
 
 @dataclass
@@ -140,6 +157,12 @@ class Recorder:
         self.options = options
         self.progress = progress
         self.backend, self.why = choose_backend(options.backend)
+        # the hash backend reads each shared page once per round for all processes
+        self.shared = SharedHashes() if self.backend.name == "hash" else None
+        if self.shared is not None:  # load numba and its compiled loop before the clock starts
+            from calm.collector.page_reader import hash_implementation
+
+            hash_implementation()
         self.tracked: dict[ProcessIdentity, _Tracked] = {}
         self.popen: subprocess.Popen | None = None
         self.writer: TraceWriter | None = None
@@ -147,6 +170,9 @@ class Recorder:
         self.events = 0
         self.n_processes = 0
         self._command_status: int | None = None
+        self._last_census = -float("inf")
+        self._periods: list[float] = []
+        self._cpu: list[float] = []
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
@@ -165,7 +191,7 @@ class Recorder:
         cannot be read, CalmError for a required one."""
         try:
             details = describe(proc)
-            backend = self.backend(proc.pid)
+            backend = self.backend(proc.pid, self.shared)
             maps = backend.start()
             if len(maps) == 0:
                 raise ProcessGone(proc.pid)
@@ -191,10 +217,14 @@ class Recorder:
         details = pending.details
         row = self.writer.open_process(
             pid=details.identity.pid, ppid=details.ppid, start_time_unix=details.identity.create_time,
-            name=details.name, cmdline=details.cmdline, exe=details.exe,
+            name=details.name, cmdline=details.cmdline, exe=details.exe, title=details.title,
         )
         self.writer.add_maps(row, self.writer.n_samples, pending.maps)
-        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps)
+        try:
+            pss = pss_pages(details.identity.pid)
+        except ProcessGone:
+            pss = 0  # gone already: the next round closes it
+        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps, pss)
         self.n_processes += 1
 
     # -- the loop ------------------------------------------------------------------------------
@@ -204,6 +234,8 @@ class Recorder:
         status, end_reason = "complete", ""
         t0 = time.monotonic()
         try:
+            if options.nice:
+                os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + options.nice))
             roots = self._roots()
             targets = TargetSet(roots, options.children)
             # Every initial target is opened before the file exists: a refusal leaves nothing.
@@ -226,9 +258,12 @@ class Recorder:
             if self.writer is not None:
                 self.writer.close(status=status, end_reason=end_reason)
             self._stop_command()
+        periods = np.diff(self._periods) if len(self._periods) > 1 else np.zeros(1)
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
                             time.monotonic() - t0, self.overruns, end_reason, self.backend.name,
-                            self._command_status)
+                            self._command_status, float(np.mean(periods)),
+                            float(np.percentile(periods, 95)),
+                            float(np.mean(self._cpu)) if self._cpu else 0.0)
 
     def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float) -> str:
         writer = self.writer
@@ -243,24 +278,19 @@ class Recorder:
             if stop.received is not None:
                 return f"stopped by {signal.Signals(stop.received).name}"
             round_begin = time.monotonic()
+            cpu_begin = time.process_time()
             sample = writer.n_samples
-            per_process = {}
-            for identity, tracked in list(self.tracked.items()):
-                try:
-                    result = tracked.backend.sample()
-                    if len(result.maps) == 0:
-                        raise ProcessGone(identity.pid)
-                except ProcessGone:
-                    self._close(identity, sample)
-                    continue
-                per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
-                self.events += result.dirty_vpns.size
-                if not result.maps.same_as(tracked.maps):
-                    writer.add_maps(tracked.row, sample, result.maps)
-                    tracked.maps = result.maps
-            writer.add_sample(previous_end - t0, round_begin - t0, per_process)
+            per_process, pages_read = self._read_round(sample)
+            read_s = time.monotonic() - round_begin
+            writer.add_sample(previous_end - t0, round_begin - t0, per_process,
+                              pss={t.row: t.pss for t in self.tracked.values()},
+                              cost=RoundCost(read_s, 0.0, pages_read))
             self._follow(targets, sample + 1)
             previous_end = time.monotonic()
+            cpu = time.process_time() - cpu_begin
+            writer.set_round_cpu(cpu)  # the whole round: reads, bookkeeping, attaching new children
+            self._periods.append(round_begin)
+            self._cpu.append(cpu)
             if previous_end - writer.last_flush >= FLUSH_EVERY_SECONDS or interval >= FLUSH_EVERY_SECONDS:
                 writer.flush()
             n_dirty = sum(v.size for v, _ in per_process.values())
@@ -277,6 +307,43 @@ class Recorder:
             if next_round < previous_end:
                 self.overruns += 1
                 next_round = previous_end
+
+    def _read_round(self, sample: int) -> tuple[dict[int, tuple[np.ndarray, int]], int]:
+        """Reads every followed process once (shared pages once for all, with the hash backend)
+        and, at most once a second, their Pss. Returns ({row: (dirty vpns, resident)}, pages read)."""
+        writer = self.writer
+        assert writer is not None
+        per_process: dict[int, tuple[np.ndarray, int]] = {}
+        row_of_pid: dict[int, int] = {}
+        pages_read = 0
+        census = time.monotonic() - self._last_census >= CENSUS_SECONDS
+        for identity, tracked in list(self.tracked.items()):
+            try:
+                result = tracked.backend.sample()
+                if len(result.maps) == 0:
+                    raise ProcessGone(identity.pid)
+                if census:
+                    tracked.pss = pss_pages(identity.pid)
+            except ProcessGone:
+                self._close(identity, sample)
+                continue
+            pages_read += tracked.backend.pages_read
+            per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
+            row_of_pid[identity.pid] = tracked.row
+            if not result.maps.same_as(tracked.maps):
+                writer.add_maps(tracked.row, sample, result.maps)
+                tracked.maps = result.maps
+        if census:
+            self._last_census = time.monotonic()
+        if self.shared is not None:
+            for pid, vpns in self.shared.finish_round().items():
+                row = row_of_pid.get(pid)
+                if row is not None:  # shared and private pages lie in different regions
+                    private, resident = per_process[row]
+                    per_process[row] = (np.sort(np.concatenate((private, vpns))), resident)
+            pages_read += self.shared.pages_read
+        self.events += sum(v.size for v, _ in per_process.values())
+        return per_process, pages_read
 
     def _follow(self, targets: TargetSet, next_sample: int) -> None:
         """Closes processes that are gone and attaches new children."""
@@ -338,7 +405,21 @@ class Recorder:
             "start_monotonic": t0,
             "tool_version": __version__,
             "command": json.loads(json.dumps(self.options.command)),
+            "shared_writes": tf.SHARED_READER if self.backend.name == "hash" else tf.SHARED_WRITER,
+            "notes": self._notes(),
+            "nice": int(self.options.nice),
         }
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if self.backend.name == "hash":
+            from calm.collector.page_reader import hash_implementation
+
+            notes.append(HASH_BLIND_SPOT)
+            notes.append("the hash backend reads each shared page once per round through one process "
+                         "that maps it and cannot tell which process wrote it: a changed shared page "
+                         f"is reported once, not per process (pages hashed with {hash_implementation()})")
+        return notes
 
 
 def record(options: RecordOptions) -> RecordResult:

@@ -12,6 +12,7 @@ import numpy as np
 import psutil
 
 from calm.analyzer.accuracy import exact_comparison, load_truth
+from calm.core.errors import CalmError
 from calm.trace.reader import Trace
 from tests.collector_helpers import REPO, calm, start_workload, stop, wait_for_file, workload_command
 
@@ -21,17 +22,59 @@ def _calm_popen(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_for_samples(out, rec: subprocess.Popen, n: int, timeout: float = 60) -> int:
+    """Until the trace being recorded holds n samples (it is flushed at least once a second);
+    returns how many it holds then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert rec.poll() is None, rec.communicate()[1]
+        assert time.monotonic() < deadline, f"{out} did not reach {n} samples"
+        if out.exists():
+            try:
+                with Trace(out) as trace:
+                    if trace.n_samples >= n:
+                        return trace.n_samples
+            except CalmError:
+                pass  # created but not yet flushed
+        time.sleep(0.05)
+
+
+def _wait_for_write_log(truth, rec: subprocess.Popen, timeout: float = 60) -> None:
+    """Until the workload has saved its write log (it does so as it exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert rec.poll() is None, rec.communicate()[1]
+        assert time.monotonic() < deadline, f"{truth} has no write log"
+        try:
+            if "round_start" in np.load(truth).files:
+                return
+        except (OSError, ValueError, EOFError):
+            pass  # not there yet, or being written
+        time.sleep(0.05)
+
+
 def test_children_are_followed_as_they_appear(tmp_path):
-    """A shell that forks two workloads, the second one later: both are recorded, correctly."""
+    """A shell that forks two workloads, the second once the recording has 5 samples on disk:
+    both are recorded, correctly."""
     first, truth1, _ = workload_command(tmp_path, pages=512, interval=0.13, name="a", seed=1)
     second, truth2, _ = workload_command(tmp_path, pages=768, interval=0.13, name="b", seed=2,
                                          duration=2.5)
-    script = f"{' '.join(first)} & sleep 1; {' '.join(second)} & wait"
+    trigger = tmp_path / "start-second"
+    script = (f"{' '.join(first)} & while [ ! -e {trigger} ]; do sleep 0.05; done; "
+              f"{' '.join(second)} & wait")
     launcher = subprocess.Popen(["sh", "-c", script], cwd=REPO)
     out = tmp_path / "tree.h5"
+    rec = _calm_popen("record", "--backend", "hash", "--children", "--pid", str(launcher.pid),
+                   "--interval", "0.1", "--duration", "120", "-q", "-o", str(out))
     try:
-        calm("record", "--backend", "hash", "--children", "--pid", str(launcher.pid),
-             "--interval", "0.1", "--duration", "5", "-q", "-o", str(out), check=True)
+        _wait_for_samples(out, rec, 5)  # the recorder's own flushes are the handshake
+        trigger.touch()
+        _wait_for_write_log(truth2, rec)  # the second workload has run its 2.5 s and exited
+        seen = _wait_for_samples(out, rec, 1)
+        _wait_for_samples(out, rec, seen + 3)  # calm has had rounds to notice it is gone
+        rec.send_signal(signal.SIGINT)
+        _, stderr = rec.communicate(timeout=120)
+        assert rec.returncode == 0, stderr
     finally:
         for proc in psutil.Process(launcher.pid).children(recursive=True):
             proc.terminate()
@@ -55,24 +98,30 @@ def test_children_are_followed_as_they_appear(tmp_path):
 
 
 def test_one_target_exits_the_others_go_on(tmp_path):
-    short, _ = start_workload(tmp_path, pages=256, interval=0.1, duration=1.0, name="short")
+    short, _ = start_workload(tmp_path, pages=256, interval=0.1, name="short")
     long_, _ = start_workload(tmp_path, pages=256, interval=0.1, name="long")
     out = tmp_path / "two.h5"
+    rec = _calm_popen("record", "--backend", "hash", "--pid", str(short.pid), "--pid", str(long_.pid),
+                      "--interval", "0.1", "--duration", "120", "-o", str(out))
     try:
-        result = calm("record", "--backend", "hash", "--pid", str(short.pid), "--pid",
-                      str(long_.pid), "--interval", "0.1", "--duration", "3", "-o", str(out),
-                      check=True)
+        _wait_for_samples(out, rec, 3)
+        stop(short)  # one target exits while the recording runs
+        seen = _wait_for_samples(out, rec, 1)
+        _wait_for_samples(out, rec, seen + 8)
+        rec.send_signal(signal.SIGINT)
+        _, stderr = rec.communicate(timeout=120)
+        assert rec.returncode == 0, stderr
     finally:
         stop(long_)
-        short.wait(10)
-    assert f"pid {short.pid} exited" in result.stderr
+        stop(short)
+    assert f"pid {short.pid} exited" in stderr
     with Trace(out) as trace:
         rows = {p.pid: p for p in trace.processes}
         assert rows[short.pid].exit_sample > 0
         assert rows[long_.pid].exit_sample == -1
         assert rows[long_.pid].last_sample == trace.n_samples - 1
         assert trace.n_samples > rows[short.pid].exit_sample + 5
-        assert trace.info.end_reason.startswith("duration")
+        assert trace.info.end_reason == "stopped by SIGINT"
 
 
 def test_launched_command_recorded_until_it_exits(tmp_path):
@@ -104,7 +153,7 @@ def test_sigint_and_sigterm_close_the_file_cleanly(tmp_path):
         out = tmp_path / f"sig{sig}.h5"
         rec = _calm_popen("record", "--pid", str(workload.pid), "--interval", "0.05", "-o", str(out))
         try:
-            time.sleep(2)
+            _wait_for_samples(out, rec, 10)
             rec.send_signal(sig)
             _, stderr = rec.communicate(timeout=20)
         finally:

@@ -39,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--duration", type=argtypes.duration(), default=None, metavar="DURATION",
                         help="stop after this long, e.g. 60s or 2min (default: until the targets exit or "
                              "Ctrl-C); a launched command still running then is sent SIGTERM")
+    parser.add_argument("--nice", type=argtypes.whole(minimum=1), nargs="?", const=19, default=0,
+                        metavar="N", help="lower calm's CPU priority by N (default 19 when given) so the "
+                                          "service wins the CPU; the sampling period then stretches, "
+                                          "and calm reports the period it achieved")
     parser.add_argument("-o", "--output", default=DEFAULT_TRACE, metavar="FILE",
                         help=f"trace file to write (default {DEFAULT_TRACE})")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     options = RecordOptions(
         output=Path(args.output), pids=args.pid, command=command, children=args.children,
         backend=args.backend, interval=args.interval, duration=args.duration, force=args.force,
-        quiet=args.quiet,
+        quiet=args.quiet, nice=args.nice,
     )
     result = record(options)
     size = options.output.stat().st_size
@@ -68,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         "processes": result.processes, "dirty_page_events": result.events,
         "seconds": round(result.seconds, 3), "backend": result.backend, "end_reason": result.end_reason,
         "overruns": result.overruns, "command_status": result.command_status,
+        "interval_s": args.interval, "period_mean_s": round(result.period_mean, 6),
+        "period_p95_s": round(result.period_p95, 6), "cpu_per_round_s": round(result.cpu_per_round, 6),
+        "nice": args.nice,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -75,8 +82,18 @@ def run(args: argparse.Namespace) -> int:
         per_event = f", {size / result.events:.2f} bytes per dirty-page event" if result.events else ""
         overran = (f"; {result.overruns} of {result.samples} rounds overran the interval (use a longer "
                    "--interval)" if result.overruns else "")
+        period = (f"[ calm record: sampling period achieved {result.period_mean * 1000:.1f} ms mean, "
+                  f"{result.period_p95 * 1000:.1f} ms p95 (asked {args.interval * 1000:g} ms); calm's CPU "
+                  f"{result.cpu_per_round * 1000:.1f} ms per round"
+                  + (f" at nice +{args.nice}" if args.nice else "") + " ]")
         print(f"[ calm record: {result.samples} samples of {result.processes} process(es) over "
               f"{result.seconds:.1f} s with the {result.backend} backend ({result.end_reason}); "
               f"{result.events:,} dirty-page events{overran} ]", file=sys.stderr)
+        if result.samples > 1:
+            print(period, file=sys.stderr)
+        if result.backend == "hash":
+            from calm.collector.recorder import HASH_BLIND_SPOT
+
+            print(f"[ calm record: note: {HASH_BLIND_SPOT} ]", file=sys.stderr)
         print(f"[ calm record: wrote {options.output} ({size / 2**20:.2f} MiB{per_event}) ]", file=sys.stderr)
     return result.command_status or 0
