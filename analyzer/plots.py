@@ -87,9 +87,9 @@ def plot_over_time(a: Analysis) -> Figure:
     ax = axes[0]
     for row, series in tl.dirty_by_process.items():
         if len(tl.dirty_by_process) <= 8:
-            pid = next(p.pid for p in a.processes if p.row == row)
-            ax.plot(tl.t, series, lw=0.8, label=f"pid {pid}")
-    ax.plot(tl.t, tl.dirty_pages, color="black", lw=1.2, label="all processes")
+            proc = next(p for p in a.processes if p.row == row)
+            ax.plot(tl.t, series, lw=0.8, label=f"{proc.pid} {proc.label}"[:40])
+    ax.plot(tl.t, tl.dirty_pages, color="black", lw=1.2, label="service (each page once)")
     ax.set_ylabel("dirty pages per sample")
     ax.legend(fontsize=8, loc="upper right")
     axes[1].plot(tl.t, tl.dirty_rate_mb_s(a.page_size), color="tab:orange", lw=1)
@@ -162,8 +162,11 @@ def _range_ticks(a: Analysis, most: int = 12) -> tuple[list[float], list[str]]:
             ranges.append(r)
     ranges.sort(key=lambda r: r.first_page)
     pid = {p.row: p.pid for p in a.processes}
-    return ([float(r.first_page) for r in ranges],
-            [f"{pid.get(r.process, r.process)}:{r.start:#x}" for r in ranges])
+
+    def name(space: int) -> str:
+        return f"shared {space - a.n_spaces}" if a.is_shared(space) else str(pid.get(space, space))
+
+    return ([float(r.first_page) for r in ranges], [f"{name(r.process)}:{r.start:#x}" for r in ranges])
 
 
 def plot_working_set(a: Analysis) -> Figure:

@@ -10,13 +10,15 @@ analyzer's count must lie inside its 99.9% normal bound for all but the pages ch
 from __future__ import annotations
 
 
+import signal
+
 import numpy as np
 import pytest
 
 from calm.analyzer import analyze
 from calm.analyzer.accuracy import load_truth, poisson_binomial_check
 from calm.trace.reader import Trace
-from tests.collector_helpers import calm, record_workload, start_workload, stop
+from tests.collector_helpers import calm, calm_popen, record_workload, start_workload, stop, wait_for_samples
 
 CONFIDENCE = 0.999
 
@@ -81,12 +83,18 @@ def test_analyzer_p_matches_the_workload_truth(tmp_path, profile):
 def test_process_that_exits_mid_recording(tmp_path):
     """Two real workloads, one exits half-way: its p is over its own life, not the whole trace."""
     short, short_truth = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:1.0",
-                                        duration=2.0, name="short")
+                                        name="short")
     long, _ = start_workload(tmp_path, pages=512, interval=0.05, profile="uniform:0.5", name="long")
     trace = tmp_path / "t.h5"
+    rec = calm_popen("record", "--backend", "hash", "--pid", str(short.pid), "--pid", str(long.pid),
+                     "--interval", "0.2", "--duration", "120", "-q", "-o", str(trace))
     try:
-        calm("record", "--backend", "hash", "--pid", str(short.pid), "--pid", str(long.pid),
-             "--interval", "0.2", "--duration", "4", "-q", "-o", str(trace), check=True)
+        wait_for_samples(trace, rec, 8)
+        stop(short)  # half-way
+        seen = wait_for_samples(trace, rec, 1)
+        wait_for_samples(trace, rec, seen + 9)
+        rec.send_signal(signal.SIGINT)
+        assert rec.wait(60) == 0, rec.communicate()[1]
     finally:
         stop(short)
         stop(long)

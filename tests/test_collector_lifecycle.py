@@ -12,31 +12,14 @@ import numpy as np
 import psutil
 
 from calm.analyzer.accuracy import exact_comparison, load_truth
-from calm.core.errors import CalmError
 from calm.trace.reader import Trace
-from tests.collector_helpers import REPO, calm, start_workload, stop, wait_for_file, workload_command
+from tests.collector_helpers import (REPO, calm, start_workload, stop, wait_for_file, wait_for_samples,
+                                    workload_command)
 
 
 def _calm_popen(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "calm", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_samples(out, rec: subprocess.Popen, n: int, timeout: float = 60) -> int:
-    """Until the trace being recorded holds n samples (it is flushed at least once a second);
-    returns how many it holds then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        assert rec.poll() is None, rec.communicate()[1]
-        assert time.monotonic() < deadline, f"{out} did not reach {n} samples"
-        if out.exists():
-            try:
-                with Trace(out) as trace:
-                    if trace.n_samples >= n:
-                        return trace.n_samples
-            except CalmError:
-                pass  # created but not yet flushed
-        time.sleep(0.05)
 
 
 def _wait_for_write_log(truth, rec: subprocess.Popen, timeout: float = 60) -> None:
@@ -67,11 +50,11 @@ def test_children_are_followed_as_they_appear(tmp_path):
     rec = _calm_popen("record", "--backend", "hash", "--children", "--pid", str(launcher.pid),
                    "--interval", "0.1", "--duration", "120", "-q", "-o", str(out))
     try:
-        _wait_for_samples(out, rec, 5)  # the recorder's own flushes are the handshake
+        wait_for_samples(out, rec, 5)  # the recorder's own flushes are the handshake
         trigger.touch()
         _wait_for_write_log(truth2, rec)  # the second workload has run its 2.5 s and exited
-        seen = _wait_for_samples(out, rec, 1)
-        _wait_for_samples(out, rec, seen + 3)  # calm has had rounds to notice it is gone
+        seen = wait_for_samples(out, rec, 1)
+        wait_for_samples(out, rec, seen + 3)  # calm has had rounds to notice it is gone
         rec.send_signal(signal.SIGINT)
         _, stderr = rec.communicate(timeout=120)
         assert rec.returncode == 0, stderr
@@ -104,10 +87,10 @@ def test_one_target_exits_the_others_go_on(tmp_path):
     rec = _calm_popen("record", "--backend", "hash", "--pid", str(short.pid), "--pid", str(long_.pid),
                       "--interval", "0.1", "--duration", "120", "-o", str(out))
     try:
-        _wait_for_samples(out, rec, 3)
+        wait_for_samples(out, rec, 3)
         stop(short)  # one target exits while the recording runs
-        seen = _wait_for_samples(out, rec, 1)
-        _wait_for_samples(out, rec, seen + 8)
+        seen = wait_for_samples(out, rec, 1)
+        wait_for_samples(out, rec, seen + 8)
         rec.send_signal(signal.SIGINT)
         _, stderr = rec.communicate(timeout=120)
         assert rec.returncode == 0, stderr
@@ -153,7 +136,7 @@ def test_sigint_and_sigterm_close_the_file_cleanly(tmp_path):
         out = tmp_path / f"sig{sig}.h5"
         rec = _calm_popen("record", "--pid", str(workload.pid), "--interval", "0.05", "-o", str(out))
         try:
-            _wait_for_samples(out, rec, 10)
+            wait_for_samples(out, rec, 10)
             rec.send_signal(sig)
             _, stderr = rec.communicate(timeout=20)
         finally:

@@ -67,6 +67,7 @@ class _Layout:
     end_vpn: np.ndarray  # uint64
     obj: np.ndarray  # int64, index into ServiceSpace.objects
     first_page: np.ndarray  # uint64, object page of each region's first page
+    writable: np.ndarray  # bool: mapped writable
 
 
 class ServiceSpace:
@@ -107,11 +108,12 @@ class ServiceSpace:
             order = np.argsort(maps.start[idx], kind="stable")
             idx, objs = idx[order], objs[order]
             layout = _Layout(a, b, maps.start[idx] >> shift, maps.end[idx] >> shift, objs,
-                             maps.offset[idx] >> shift)
+                             maps.offset[idx] >> shift, maps.writable()[idx])
             previous = out[-1] if out else None
             if (previous is not None and previous.stop == a and np.array_equal(previous.start_vpn, layout.start_vpn)
                     and np.array_equal(previous.end_vpn, layout.end_vpn) and np.array_equal(previous.obj, layout.obj)
-                    and np.array_equal(previous.first_page, layout.first_page)):
+                    and np.array_equal(previous.first_page, layout.first_page)
+                    and np.array_equal(previous.writable, layout.writable)):
                 previous.stop = b  # the map changed elsewhere (heap, stack): same shared layout
             elif idx.size:
                 out.append(layout)
@@ -177,22 +179,55 @@ class ServiceSpace:
     def map_chunk(self, chunk: TraceChunk) -> tuple[np.ndarray, np.ndarray]:
         return self.map_events(chunk.event_sample, chunk.event_process, chunk.vpn)
 
-    def object_mapped_counts(self, obj: int, pages: np.ndarray) -> np.ndarray:
-        """Samples in which each page of object `obj` was mapped by at least one process (the
-        denominator of a shared page's dirtying probability)."""
+    def _rectangles(self, obj: int, rows=None, writable_only: bool = False):
+        """(sample start, sample stop, first page, page stop) of every mapping of object `obj`
+        (by processes in `rows`, all if None)."""
         s0, s1, p0, p1 = [], [], [], []
-        for layouts in self._layouts.values():
+        for row, layouts in self._layouts.items():
+            if rows is not None and row not in rows:
+                continue
             for layout in layouts:
-                mine = np.flatnonzero(layout.obj == obj)
+                mine = np.flatnonzero((layout.obj == obj) & (layout.writable | (not writable_only)))
                 if mine.size:
                     s0.append(np.full(mine.size, layout.first))
                     s1.append(np.full(mine.size, layout.stop))
                     p0.append(layout.first_page[mine].astype(np.int64))
                     p1.append((layout.first_page[mine] + layout.end_vpn[mine] - layout.start_vpn[mine]).astype(np.int64))
-        pages = np.asarray(pages, dtype=np.int64)
         if not s0:
+            return None
+        return tuple(np.concatenate(x) for x in (s0, s1, p0, p1))
+
+    def object_extent(self, obj: int) -> tuple[int, int]:
+        """[first page, page stop) of the part of object `obj` any process maps."""
+        rect = self._rectangles(obj)
+        return (0, 0) if rect is None else (int(rect[2].min()), int(rect[3].max()))
+
+    def mapped_by(self, obj: int) -> set[int]:
+        return self.objects[obj].mapped_by
+
+    def pages_per_sample(self, n_samples: int, rows=None, writable_only: bool = True) -> np.ndarray:
+        """Pages of all shared objects mapped (writable) by some process of `rows` at each sample,
+        each page once: the shared part of the service's writable memory."""
+        out = np.zeros(n_samples, dtype=np.int64)
+        for obj in range(len(self.objects)):  # one iteration per object, then per mapping change
+            rect = self._rectangles(obj, rows, writable_only)
+            if rect is None:
+                continue
+            s0, s1, p0, p1 = rect
+            cuts = np.unique(np.clip(np.concatenate((s0, s1)), 0, n_samples))
+            for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+                live = (s0 <= a) & (s1 >= b)
+                out[a:b] += union_length(p0[live], p1[live])
+        return out
+
+    def object_mapped_counts(self, obj: int, pages: np.ndarray) -> np.ndarray:
+        """Samples in which each page of object `obj` was mapped by at least one process (the
+        denominator of a shared page's dirtying probability)."""
+        pages = np.asarray(pages, dtype=np.int64)
+        rect = self._rectangles(obj)
+        if rect is None:
             return np.zeros(pages.shape, dtype=np.int64)
-        s0, s1, p0, p1 = (np.concatenate(x) for x in (s0, s1, p0, p1))
+        s0, s1, p0, p1 = rect
         bounds = np.unique(np.concatenate((p0, p1)))
         counts = np.zeros(bounds.size, dtype=np.int64)  # for the page interval [bounds[k], bounds[k+1])
         for k in range(bounds.size - 1):  # one iteration per distinct region boundary of the object
