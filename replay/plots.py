@@ -94,6 +94,8 @@ def bandwidth_over_time(results: dict) -> Figure:
     fig, axes = _panels(len(results["scenarios"]))
     algorithms = _algorithms(results)
     for ax, sc in zip(axes, results["scenarios"]):
+        if sc.get("skipped"):
+            ax.text(0.5, 0.5, sc["skipped"], ha="center", va="center", transform=ax.transAxes, wrap=True)
         for r in sc["results"]:
             series = r["series"]
             t = np.asarray(series["time_s"], dtype=float) + step
