@@ -308,14 +308,20 @@ def service_binomial_comparisons(trace: Trace, space, st: ServiceTruth,
 
 
 def service_footprint_bounds(trace: Trace, st: ServiceTruth) -> tuple[np.ndarray, np.ndarray]:
-    """(must, may): the keys written by rounds wholly inside the recorded span, which any honest
-    trace holds, and those written by rounds that overlap it at all, which bound what it can hold."""
+    """(must, may): the keys written by rounds wholly inside the recorded span and outside every
+    reading round, which any honest trace holds (soft-dirty may lose a write made while it reads:
+    between a process's pagemap read and its clear_refs), and those written by rounds that overlap
+    the span at all, which bound what it can hold."""
     t0 = trace.info.start_monotonic
     begin, end = t0 + trace.t_start[0], t0 + trace.t_end[-1]
     # the last round reads while the workload goes on writing: a write then may be in the last sample
     last_read = float(trace.round_costs.read_s[-1]) if trace.round_costs is not None else trace.info.interval
     rs, re_ = st.truth.round_start, st.truth.round_end
-    inside = np.flatnonzero((rs >= begin) & (re_ <= end))
+    read_begin, read_end = t0 + trace.t_end[:-1], t0 + trace.t_start[1:]
+    during_read = np.zeros(rs.size, dtype=bool)
+    for a, b in zip(read_begin.tolist(), read_end.tolist()):  # one pass per reading round
+        during_read |= (re_ > a) & (rs < b)
+    inside = np.flatnonzero((rs >= begin) & (re_ <= end) & ~during_read)
     touching = np.flatnonzero((re_ > t0) & (rs < end + last_read))
 
     def keys(rounds: np.ndarray) -> np.ndarray:

@@ -83,8 +83,10 @@ def check_service(out: Path, truth_path: Path, tmp: Path, *, backend: str, min_c
     keys = (a.pages.process.astype(np.uint64) << np.uint64(48)) | a.pages.vpn
     assert np.unique(keys).size == keys.size  # no page twice
     ours = np.intersect1d(keys, universe)
-    assert np.setdiff1d(must, ours).size == 0, "a page written while recording is missing"
-    assert np.setdiff1d(ours, may).size == 0, "a page no round wrote is in the footprint"
+    missing, extra = np.setdiff1d(must, ours), np.setdiff1d(ours, may)
+    assert missing.size == 0, (f"{missing.size} of {must.size} pages written while recording are missing "
+                               f"({np.isin(missing, st.shared_keys).sum()} shared)")
+    assert extra.size == 0, f"{extra.size} pages no round wrote are in the footprint"
     shared_rows = int(np.isin(keys, st.shared_keys).sum())
     assert np.intersect1d(must, st.shared_keys).size <= shared_rows <= np.intersect1d(may, st.shared_keys).size
     assert shared_rows <= SHARED_PAGES and shared_rows > SHARED_PAGES / 4
