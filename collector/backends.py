@@ -176,7 +176,10 @@ class HashBackend:
 
     def sample(self) -> Sample:
         maps, vpns, hashes, fresh_clean, n_resident, view = self._scan()
-        known, previous = _lookup(self._vpns, self._hashes, vpns)
+        if vpns.size == self._vpns.size and np.array_equal(vpns, self._vpns):  # the usual round:
+            known, previous = np.ones(vpns.size, dtype=bool), self._hashes  # same pages, no search
+        else:
+            known, previous = _lookup(self._vpns, self._hashes, vpns)
         changed = known & (previous != hashes)
         appeared = ~known & (hashes != page_hash.ZERO_PAGE_HASH) & ~fresh_clean
         dirty = vpns[changed | appeared]
