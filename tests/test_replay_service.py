@@ -125,3 +125,16 @@ def test_replay_says_when_skip_leaves_few_samples(tmp_path):
                                            (600 * MIB, 768 * MIB), (3 << 30, 3 << 30)])
 def test_round_up_ram(size, expected):
     assert round_up_ram(size) == expected
+
+
+def test_report_shows_the_service_and_a_scenario_too_small(tmp_path):
+    trace = tmp_path / "svc.h5"
+    _service_trace(trace)
+    calm("replay", str(trace), "-s", "1MiB@1Gbit", "-s", "64MiB@1Gbit", "-a", "calm,xen", "-o",
+         str(tmp_path / "r"), "-q", check=True)
+    calm("report", str(trace), "--replay", str(tmp_path / "r" / "results.json"), "-o",
+         str(tmp_path / "report.html"), "-q", check=True)
+    html = (tmp_path / "report.html").read_text()
+    assert "too small: RAM &lt; the service&#x27;s dirtied footprint" in html or "too small: RAM < the service" in html
+    assert "each counted once" in html and "shared written" in html and "mapped by" in html
+    assert "Resident memory" in html
