@@ -132,6 +132,18 @@ class WriteLog:
         }
 
 
+class StopOnSignal:
+    """Set by SIGTERM or SIGINT: the loop finishes its round, then the workload saves its log."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.set = True
+
+
 def allocate(pages: int) -> tuple[mmap.mmap, np.ndarray, int]:
     """Anonymous private memory as a (pages, words) uint64 array, filled so it is resident."""
     region = mmap.mmap(-1, pages * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -171,14 +183,7 @@ def run(args: argparse.Namespace) -> int:
         "pid": np.int64(os.getpid()),
     }
     log = WriteLog()
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopOnSignal()
     truth["ready_monotonic"] = np.float64(time.monotonic())  # memory filled; rounds follow
     if args.truth:
         np.savez(args.truth, **truth)
@@ -186,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.ready_file).write_text(f"{os.getpid()}\n")
     t0 = time.monotonic()
     round_no = 0
-    while not stop:
+    while not stop.set:
         now = time.monotonic()
         if args.duration and now - t0 >= args.duration:
             break

@@ -43,14 +43,9 @@ def _fill(region: mmap.mmap, pages: int, tag: int) -> np.ndarray:
 def _worker(index: int, args, private: np.ndarray, shared: np.ndarray, p: np.ndarray, q: np.ndarray,
             ready_fd: int, log_path: Path) -> None:
     """One worker's loop; saves its write log to `log_path` when told to stop."""
-    stop = False
+    from calm.workloads.groundtruth import StopOnSignal
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopOnSignal()
     rng = np.random.default_rng([args.seed, index + 1])
     starts, ends, written, shared_written = [], [], [], []
     os.write(ready_fd, b"1")
@@ -58,7 +53,7 @@ def _worker(index: int, args, private: np.ndarray, shared: np.ndarray, p: np.nda
     t0 = time.monotonic()
     round_no = 0
     tag = np.uint64(index + 1) << np.uint64(56)
-    while not stop:
+    while not stop.set:
         if args.duration and time.monotonic() - t0 >= args.duration:
             break
         mine = np.flatnonzero(rng.random(p.size) < p)
