@@ -7,7 +7,8 @@ For each backend asked for, runs alternate: the benchmark alone, then the benchm
 `calm record --children --pid SERVER --backend B` follows the server, PAIRS times; medians of the
 throughput and the overhead. Each recorded run also reports what the trace says the observer
 cost: the achieved sampling period (mean, p95), calm's CPU and read time per round, and pages
-read per round (`calm analyze`'s observer figures).
+read per round (`calm analyze`'s observer figures), and the service's dirty rate it saw (the hash
+backend misses writes of the same bytes: compare with soft-dirty in a guest).
 
 The soft-dirty backend needs a kernel with soft-dirty: run this inside a guest, e.g.
   scripts/calm-vm --memory 3072 -- python scripts/bench_service.py --backend soft-dirty,hash
@@ -110,6 +111,10 @@ def recorded(bench: Bench, backend: str, interval: float, seconds: float, nice: 
 
             per_sample = np.bincount(t.segment_sample, weights=resident.astype(float), minlength=t.n_samples)
             info["resident_mib"] = float(per_sample.max() * t.page_size / 2**20)
+    from calm.replay.trace_map import map_trace
+
+    m = map_trace(trace)  # service pages, each once per sample
+    info["dirty_mb_s"] = m.n_events * m.page_size / (m.n_steps * m.step_seconds) / 1e6
     trace.unlink()
     return rate, info
 
@@ -161,14 +166,15 @@ def main() -> None:
                     rows.append((name, backend, a, w, o))
                     print(json.dumps({"service": name, "backend": backend, "alone": alone, "recorded": with_calm,
                                       "observer": observed}), flush=True)
-    print(f"| service | backend | alone ({'/'.join(r[0] + ' ' + ('SET/s' if r[0] == 'redis' else 'tps') for r in rows[:0]) or 'ops/s'}) "
-          "| recorded | overhead | period mean / p95 | calm CPU per round | read per round | pages read per round | resident |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| service | backend | alone "
+          "| recorded | overhead | period mean / p95 | calm CPU per round | read per round | pages read per round | resident | dirty rate seen |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, backend, a, w, o in rows:
         unit = "SET/s" if name == "redis" else "tps"
         print(f"| {name} | {backend} | {a:,.0f} {unit} | {w:,.0f} {unit} | {(1 - w / a) * 100:.1f}% | "
               f"{o['period_mean'] * 1e3:.0f} / {o['period_p95'] * 1e3:.0f} ms | {o['cpu_mean'] * 1e3:.1f} ms | "
-              f"{o['read_mean'] * 1e3:.1f} ms | {o['pages_read_mean']:,.0f} | {o.get('resident_mib', 0):.0f} MiB |")
+              f"{o['read_mean'] * 1e3:.1f} ms | {o['pages_read_mean']:,.0f} | {o.get('resident_mib', 0):.0f} MiB | "
+              f"{o['dirty_mb_s']:.1f} MB/s |")
 
 
 if __name__ == "__main__":

@@ -102,3 +102,16 @@ def test_a_newer_minor_is_read_a_newer_major_refused(recorded, tmp_path):
         f.attrs["format_version"] = 2
     r = calm("analyze", str(newer), "-o", str(tmp_path / "x"))
     assert r.returncode == 1 and "uses trace format 2" in r.stderr
+
+
+def test_nice_is_recorded_and_the_period_achieved_said(tmp_path):
+    out = tmp_path / "nice.h5"
+    r = calm("record", "--backend", "hash", "--nice", "5", "--interval", "0.1", "--duration", "1.5", "--json",
+             "-o", str(out), "--", "python3", "-m", "calm.workloads.groundtruth", "--pages", "64", check=True)
+    assert "at nice +5" in r.stderr and "sampling period achieved" in r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["nice"] == 5 and summary["period_mean_s"] > 0 and summary["period_p95_s"] >= summary["period_mean_s"] * 0.5
+    with Trace(out) as t:
+        assert t.info.nice == 5
+    bad = calm("record", "--nice", "0", "-o", str(tmp_path / "x.h5"), "--", "true")
+    assert bad.returncode == 2 and "--nice" in bad.stderr
