@@ -14,7 +14,7 @@ The soft-dirty backend needs a kernel with soft-dirty: run this inside a guest, 
   scripts/calm-vm --memory 3072 -- python scripts/bench_service.py --backend soft-dirty,hash
 
 Usage: python scripts/bench_service.py [--services redis,postgres] [--backend hash]
-       [--interval 100ms] [--seconds 10] [--pairs 3] [--nice]
+       [--interval 100ms] [--seconds 10] [--pairs 3] [--nice] [--keys 1000000] [--scale 10]
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class Bench:
 
 class RedisBench(Bench):
     name, unit = "redis", "SET/s"
-    KEYS, VALUE = 1_000_000, 100
+    VALUE = 100  # bytes; redis-benchmark sends the same payload every time
+    KEYS = 1_000_000
 
     def _benchmark(self, requests: int) -> float:
         out = subprocess.run(["redis-benchmark", "-s", str(self.server.socket), "-t", "set", "-n", str(requests),
@@ -65,7 +66,7 @@ class RedisBench(Bench):
         return float(re.findall(r"SET: ([0-9.]+) requests per second", out)[-1])
 
     def load(self) -> None:
-        self._benchmark(self.KEYS)  # about 130 MiB of keys and values
+        self._benchmark(self.KEYS)  # 1M keys: about 130 MiB of keys and values
         self.rate = self._benchmark(100_000)
 
     def run(self, seconds: float) -> float:
@@ -74,9 +75,10 @@ class RedisBench(Bench):
 
 class PostgresBench(Bench):
     name, unit = "postgres", "tps"
+    SCALE = 10
 
     def load(self) -> None:
-        self.server.pgbench_init(scale=10)  # about 160 MiB of tables; shared_buffers 128MB
+        self.server.pgbench_init(scale=self.SCALE)  # 10: about 160 MiB of tables; shared_buffers 128MB
 
     def run(self, seconds: float) -> float:
         out = subprocess.run(self.server.client("pgbench", "-c", "4", "-j", "2", "-T", str(int(seconds)), "postgres"),
@@ -143,10 +145,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--nice", action="store_true", help="record with calm record --nice")
+    parser.add_argument("--keys", type=int, default=RedisBench.KEYS, help="Redis keyspace (default 1M)")
+    parser.add_argument("--scale", type=int, default=PostgresBench.SCALE, help="pgbench scale (default 10)")
     args = parser.parse_args()
+    RedisBench.KEYS, PostgresBench.SCALE = args.keys, args.scale
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"kernel {platform.release()}, load {os.getloadavg()[0]:.1f}; interval {args.interval:g} s, "
-          f"{args.seconds:g} s per run, {args.pairs} pairs{', --nice' if args.nice else ''}", flush=True)
+          f"{args.seconds:g} s per run, {args.pairs} pairs, {args.keys:,} Redis keys, pgbench scale "
+          f"{args.scale}{', --nice' if args.nice else ''}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="calm-bench-service-") as tmp:
         for name in args.services.split(","):

@@ -110,7 +110,8 @@ def test_process_that_exits_mid_recording(tmp_path):
     assert mine.sum() == truth.pages  # every page written every round
     life = gone.last_sample - gone.first_sample + 1
     assert np.all(a.pages.mapped[rows][mine] <= life)
-    # written in every round: dirty in every sample it was mapped (over the whole trace it would
-    # look like ~half)
-    assert np.median(a.pages.p[rows][mine]) == 1.0
+    # written in every round: dirty in every sample it was mapped but the one in which it stopped
+    # writing to save its log and exit (over the whole trace it would look like ~half)
+    life_p = a.pages.p[rows][mine]
+    assert np.median(life_p) >= (life - 1) / life and np.median(life_p) > 0.9
     assert a.timeline.dirty_by_process[gone.row][gone.last_sample + 1:].sum() == 0
