@@ -216,9 +216,11 @@ class HashBackend:
                 vpns = batch.vpns(present_idx)
                 hashes, readable = self.reader.read_hash(vpns)
                 self.pages_read += vpns.size
-                file_page = (b7[present_idx] & procfs.B7_FILE) != 0
-                fresh = file_page  # private regions only here: a file page not yet copied on write
-                parts.append((vpns[readable], hashes[readable], fresh[readable]))
+                fresh = (b7[present_idx] & procfs.B7_FILE) != 0  # a private file page not yet copied
+                if readable.all():
+                    parts.append((vpns, hashes, fresh))
+                else:
+                    parts.append((vpns[readable], hashes[readable], fresh[readable]))
                 swapped_idx = np.flatnonzero((b7 & procfs.B7_SWAPPED) != 0)
                 swapped_idx = swapped_idx[~shared_region[batch.regions_of(swapped_idx)]]
                 if swapped_idx.size:  # cannot change while swapped out: keep the old hash
@@ -231,9 +233,12 @@ class HashBackend:
             empty = np.empty(0, np.uint64)
             return maps, empty, empty, np.empty(0, dtype=bool), n_resident, view
         vpns = np.concatenate([p[0] for p in parts])
-        order = np.argsort(vpns, kind="stable")
-        return (maps, vpns[order], np.concatenate([p[1] for p in parts])[order],
-                np.concatenate([p[2] for p in parts])[order], n_resident, view)
+        hashes = np.concatenate([p[1] for p in parts])
+        fresh = np.concatenate([p[2] for p in parts])
+        if vpns.size > 1 and not np.all(vpns[1:] > vpns[:-1]):  # swapped pages were appended
+            order = np.argsort(vpns, kind="stable")
+            vpns, hashes, fresh = vpns[order], hashes[order], fresh[order]
+        return maps, vpns, hashes, fresh, n_resident, view
 
 
 @dataclass(frozen=True)
