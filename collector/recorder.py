@@ -32,7 +32,7 @@ import psutil
 from calm.core.version import __version__
 from calm.core.errors import CalmError
 from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backend
-from calm.collector.footprint import CENSUS_SECONDS, pss_pages
+from calm.collector.footprint import CENSUS_SECONDS, CENSUS_SHARE, pss_pages
 from calm.collector.procfs import PAGE_SIZE, ProcessGone, read_maps
 from calm.collector.shared_hash import SharedHashes
 from calm.trace.maps import MapsTable
@@ -171,6 +171,7 @@ class Recorder:
         self.n_processes = 0
         self._command_status: int | None = None
         self._last_census = -float("inf")
+        self._census_every = CENSUS_SECONDS
         self._periods: list[float] = []
         self._cpu: list[float] = []
 
@@ -316,14 +317,17 @@ class Recorder:
         per_process: dict[int, tuple[np.ndarray, int]] = {}
         row_of_pid: dict[int, int] = {}
         pages_read = 0
-        census = time.monotonic() - self._last_census >= CENSUS_SECONDS
+        census = time.monotonic() - self._last_census >= self._census_every
+        census_cost = 0.0
         for identity, tracked in list(self.tracked.items()):
             try:
                 result = tracked.backend.sample()
                 if len(result.maps) == 0:
                     raise ProcessGone(identity.pid)
                 if census:
+                    begin = time.monotonic()
                     tracked.pss = pss_pages(identity.pid)
+                    census_cost += time.monotonic() - begin
             except ProcessGone:
                 self._close(identity, sample)
                 continue
@@ -333,8 +337,9 @@ class Recorder:
             if not result.maps.same_as(tracked.maps):
                 writer.add_maps(tracked.row, sample, result.maps)
                 tracked.maps = result.maps
-        if census:
+        if census:  # at most 5% of calm's time goes to the census: the kernel walks every page table
             self._last_census = time.monotonic()
+            self._census_every = max(CENSUS_SECONDS, CENSUS_SHARE * census_cost)
         if self.shared is not None:
             for pid, vpns in self.shared.finish_round().items():
                 row = row_of_pid.get(pid)

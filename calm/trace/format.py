@@ -81,7 +81,8 @@ SEGMENT_COLUMNS = {
     "process": "u4", "n_dirty": "u4", "n_resident": "u8", "event_end": "u8",
     # 1.1: proportional set size in pages (/proc/PID/smaps_rollup Pss): each resident page counts
     # 1/n in each of the n processes that map it, so a sample's segments sum to the service's
-    # resident memory with every page once. Read at most once a second, carried forward between.
+    # resident memory with every page once. Read at most once a second (less often when reading it
+    # is costly), carried forward between.
     "pss": "u8",
 }
 EVENT_COLUMNS = {"vpn_delta": "u8"}
