@@ -80,7 +80,7 @@ def sample_windows(trace: Trace, truth: Truth) -> SampleWindows:
         within = (rs >= a[s]) & (re_ <= b[s])
         overlapping = (re_ > a[s]) & (rs < b[s])
         inside.append(np.flatnonzero(within))
-        ambiguous[s] = bool(np.any(overlapping & ~within))
+        ambiguous[s] |= bool(np.any(overlapping & ~within))
     # A write round that ran while the collector was reading may be in either neighbouring
     # sample, or partly in the baseline (the read before sample 0 starts at time 0). The read
     # after the last sample has no recorded end: any later round may have reached into it.
@@ -198,3 +198,141 @@ def poisson_binomial_check(counts: np.ndarray, p: np.ndarray, patterns: dict[tup
     total_z = float((counts.sum() - mean.sum()) / math.sqrt(max(var.sum(), 1e-12)))
     return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, samples,
                           total_z, z_bound)
+
+
+# -- the service mode (`groundtruth --workers`): shared pages once, private pages per worker -----
+
+@dataclass
+class ServiceTruth:
+    """The truth of a `--workers` run, and the service keys of its pages in one trace."""
+
+    truth: Truth  # rounds of all workers, in start order (round_pages: private writes of that round)
+    round_worker: np.ndarray  # worker index of each round
+    shared_written: np.ndarray
+    shared_written_end: np.ndarray
+    q: np.ndarray  # per shared page, write probability per worker round
+    worker_rows: list[int]  # trace row of each worker
+    private_keys: list[np.ndarray]  # per worker: service key of each private page
+    shared_keys: np.ndarray  # service key of each shared page (the same for every worker)
+
+    def round_keys(self, r: int) -> np.ndarray:
+        lo = int(self.shared_written_end[r - 1]) if r else 0
+        shared = self.shared_written[lo:int(self.shared_written_end[r])].astype(np.int64)
+        own = self.private_keys[int(self.round_worker[r])][self.truth.round_pages(r)]
+        return np.concatenate((own, self.shared_keys[shared]))
+
+    def universe(self) -> np.ndarray:
+        """Every key the workload's regions can produce, sorted."""
+        return np.unique(np.concatenate(self.private_keys + [self.shared_keys]))
+
+
+def load_service_truth(path: str | Path, trace: Trace, space) -> ServiceTruth:
+    """Reads a `--workers` truth and names its pages as `space` (a ServiceSpace of `trace`) does."""
+    z = np.load(path)
+    truth = load_truth(path)
+    rows = [next(p.row for p in trace.processes if p.pid == int(pid)) for pid in z["workers"]]
+    private, shared = [], None
+    vpn_private = np.arange(truth.pages, dtype=np.uint64) + np.uint64(truth.base_vpn)
+    vpn_shared = np.arange(int(z["shared_pages"]), dtype=np.uint64) + np.uint64(int(z["shared_base_vpn"]))
+    for row in rows:
+        first = trace.processes[row].first_sample
+        keys, _ = space.map_events(np.full(vpn_private.size, first), np.full(vpn_private.size, row, np.uint32),
+                                   vpn_private)
+        private.append(keys)
+        keys, is_shared = space.map_events(np.full(vpn_shared.size, first),
+                                           np.full(vpn_shared.size, row, np.uint32), vpn_shared)
+        assert is_shared.all(), "the shared region is not a shared object in the trace's maps"
+        shared = keys if shared is None else shared
+        assert np.array_equal(shared, keys), "workers name the same shared page differently"
+    return ServiceTruth(truth, z["round_worker"], z["shared_written"], z["shared_written_end"], z["q"],
+                        rows, private, shared)
+
+
+def measured_service_keys(trace: Trace, space, st: ServiceTruth) -> list[np.ndarray]:
+    """Per sample, the sorted distinct service keys of the workload's pages the trace holds."""
+    from calm.trace.service import distinct_per_sample
+
+    universe = st.universe()
+    out = [np.empty(0, np.uint64) for _ in range(trace.n_samples)]
+    for chunk in trace.iter_chunks():
+        keys, shared = space.map_chunk(chunk)
+        sample, keys = distinct_per_sample(chunk.event_sample, keys, shared)
+        pos = np.minimum(np.searchsorted(universe, keys), universe.size - 1)
+        mine = universe[pos] == keys
+        sample, keys = sample[mine], keys[mine]
+        order = np.lexsort((keys, sample))
+        sample, keys = sample[order], keys[order]
+        bounds = np.searchsorted(sample, np.arange(chunk.first_sample, chunk.stop_sample + 1))
+        for s in range(chunk.first_sample, chunk.stop_sample):
+            out[s] = keys[bounds[s - chunk.first_sample]:bounds[s - chunk.first_sample + 1]]
+    return out
+
+
+def service_exact_comparison(trace: Trace, space, st: ServiceTruth) -> ExactReport:
+    """Sample by sample, the service pages the trace holds against the union of every worker round
+    wholly inside the sample (private pages of the writing worker, shared pages once)."""
+    windows = sample_windows(trace, st.truth)
+    measured = measured_service_keys(trace, space, st)
+    compared = matching = missed = spurious = 0
+    for s in range(trace.n_samples):
+        if windows.ambiguous[s]:
+            continue
+        rounds = windows.rounds_inside[s].tolist()
+        true = np.unique(np.concatenate([st.round_keys(r) for r in rounds])) if rounds else np.empty(0, np.uint64)
+        got = measured[s]
+        compared += 1
+        matching += int(np.array_equal(got, true))
+        missed += np.setdiff1d(true, got).size
+        spurious += np.setdiff1d(got, true).size
+    return ExactReport(compared, int(windows.ambiguous.sum()), matching, missed, spurious)
+
+
+def service_binomial_comparisons(trace: Trace, space, st: ServiceTruth,
+                                 confidence: float = 0.999) -> dict[str, BinomialReport]:
+    """Per-page dirty counts over the judged samples against the truth: the shared pages (each
+    once, written by any worker's round) and each worker's private pages (its own rounds)."""
+    windows = sample_windows(trace, st.truth)
+    measured = measured_service_keys(trace, space, st)
+    samples = [s for s in range(trace.n_samples) if not windows.ambiguous[s]]
+    reports = {}
+    groups = [("shared", st.shared_keys, st.q, None)] + [
+        (f"worker {w}", st.private_keys[w], st.truth.p[0], w) for w in range(len(st.worker_rows))]
+    for name, keys, p, worker in groups:
+        order = np.argsort(keys)
+        counts = np.zeros(keys.size, dtype=np.int64)
+        patterns: dict[tuple[int, ...], int] = {}
+        for s in samples:
+            got = measured[s]
+            pos = np.minimum(np.searchsorted(keys[order], got), keys.size - 1)
+            hit = keys[order][pos] == got
+            np.add.at(counts, order[pos[hit]], 1)
+            rounds = windows.rounds_inside[s]
+            n = int(rounds.size if worker is None else np.count_nonzero(st.round_worker[rounds] == worker))
+            patterns[(n,)] = patterns.get((n,), 0) + 1
+        reports[name] = poisson_binomial_check(counts, np.asarray(p)[None, :], patterns, confidence,
+                                               samples=len(samples))
+    return reports
+
+
+def service_footprint_bounds(trace: Trace, st: ServiceTruth) -> tuple[np.ndarray, np.ndarray]:
+    """(must, may): the keys written by rounds wholly inside the recorded span and outside every
+    reading round, which any honest trace holds (soft-dirty may lose a write made while it reads:
+    between a process's pagemap read and its clear_refs), and those written by rounds that overlap
+    the span at all, which bound what it can hold."""
+    t0 = trace.info.start_monotonic
+    begin, end = t0 + trace.t_start[0], t0 + trace.t_end[-1]
+    # the last round reads while the workload goes on writing: a write then may be in the last sample
+    last_read = float(trace.round_costs.read_s[-1]) if trace.round_costs is not None else trace.info.interval
+    rs, re_ = st.truth.round_start, st.truth.round_end
+    read_begin, read_end = t0 + trace.t_end[:-1], t0 + trace.t_start[1:]
+    during_read = np.zeros(rs.size, dtype=bool)
+    for a, b in zip(read_begin.tolist(), read_end.tolist()):  # one pass per reading round
+        during_read |= (re_ > a) & (rs < b)
+    inside = np.flatnonzero((rs >= begin) & (re_ <= end) & ~during_read)
+    touching = np.flatnonzero((re_ > t0) & (rs < end + last_read))
+
+    def keys(rounds: np.ndarray) -> np.ndarray:
+        parts = [st.round_keys(int(r)) for r in rounds]
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
+
+    return keys(inside), keys(touching)

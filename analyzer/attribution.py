@@ -14,7 +14,8 @@ from calm.analyzer.elf_attr import (ElfImage, ElfPages, SectionStat, SymbolStat,
                                attribute_symbols, in_image, load_bias, load_elf)
 from calm.analyzer.mapped import ProcessMaps
 from calm.analyzer.model import PageTable, RegionStat
-from calm.analyzer.regions import KIND_FILE, UNMAPPED, Region
+from calm.analyzer.regions import KIND_FILE, KIND_SHARED, UNMAPPED, Region, region_kind
+from calm.trace.maps import SKIPPED_PATHS
 
 
 @dataclass
@@ -26,13 +27,18 @@ class Attribution:
 
 
 def attribute(pages: PageTable, regions: list[Region], pmaps: dict[int, ProcessMaps],
-              page_size: int) -> Attribution:
-    out = Attribution(_region_stats(pages, regions), [], [])
+              page_size: int, space=None, writers: dict[int, set[int]] | None = None) -> Attribution:
+    """Region, section and symbol tables. `space` (calm.trace.service.ServiceSpace) names the
+    processes mapping each shared object; `writers` the rows seen writing each shared space."""
+    mappers = _mapped_by_label(pmaps)
+    out = Attribution(_region_stats(pages, regions, mappers, space, writers or {}), [], [])
     images: dict[str, ElfImage | None] = {}
     sections: dict[tuple[str, str], SectionStat] = {}
     symbols: dict[tuple[str, str, int], SymbolStat] = {}
     p = pages.p
     for row in np.unique(pages.process).tolist():
+        if row not in pmaps:
+            continue  # a shared object's space: no ELF symbols there
         lo, hi = np.searchsorted(pages.process, [row, row + 1])
         region_ids = pages.region[lo:hi]
         for path, ids in _elf_regions(regions, np.unique(region_ids[region_ids >= 0])).items():
@@ -56,13 +62,31 @@ def attribute(pages: PageTable, regions: list[Region], pmaps: dict[int, ProcessM
             attribute_symbols(image, elf_pages, page_size, row, symbols)
             if image.symbol_source == "":
                 out.skipped.setdefault(path, "stripped: no symbol table (sections only)")
+    for sym in symbols.values():
+        sym.mapped_by = set(mappers.get(sym.path, set()))
     out.sections = sorted(sections.values(), key=lambda s: -s.dirty_page_samples)
     out.symbols = sorted(symbols.values(), key=lambda s: (-s.weighted_page_samples, -s.dirty_page_samples, s.name))
     return out
 
 
-def _region_stats(pages: PageTable, regions: list[Region]) -> list[RegionStat]:
-    """Totals per (kind, label): pages, dirty page-samples, max p."""
+def _mapped_by_label(pmaps: dict[int, ProcessMaps]) -> dict[str, set[int]]:
+    """Region label (as `Region.label` writes it for private regions) -> rows that map one."""
+    out: dict[str, set[int]] = {}
+    for row, pm in pmaps.items():
+        paths = {p for span in pm.spans for p, perms in zip(span.maps.path, span.maps.perms)
+                 if p not in SKIPPED_PATHS and perms[3] != "s"}
+        for path in paths:  # one iteration per distinct path of the process
+            kind = region_kind(path)
+            label = path if kind == KIND_FILE else (path or ("anonymous" if kind == "anonymous" else kind))
+            out.setdefault(label, set()).add(row)
+            if kind == KIND_FILE:
+                out.setdefault(f"anonymous (.bss of {path})", set()).add(row)
+    return out
+
+
+def _region_stats(pages: PageTable, regions: list[Region], mappers: dict[str, set[int]], space,
+                  writers: dict[int, set[int]]) -> list[RegionStat]:
+    """Totals per (kind, label): pages, dirty page-samples, max p, who maps and who wrote them."""
     n = len(regions) + 1  # last slot: pages in no recorded region
     idx = np.where(pages.region >= 0, pages.region, len(regions))
     n_pages = np.bincount(idx, minlength=n)
@@ -74,7 +98,16 @@ def _region_stats(pages: PageTable, regions: list[Region]) -> list[RegionStat]:
         region = regions[i] if i < len(regions) else UNMAPPED
         st = stats.setdefault((region.kind, region.label), RegionStat(region.kind, region.label,
                                                                       bss_of=region.bss_of))
-        st.processes.add(region.process)
+        if region.kind == KIND_SHARED:
+            obj = space.objects[region.process - space.n_processes]
+            st.mapped_by |= obj.mapped_by
+            if space.writer_known:
+                st.processes |= writers.get(region.process, set())
+            else:
+                st.writers_known = False
+        else:
+            st.processes.add(region.process)
+            st.mapped_by |= mappers.get(region.label, {region.process})
         st.pages += int(n_pages[i])
         st.dirty_page_samples += int(events[i])
         st.max_p = max(st.max_p, float(max_p[i]))

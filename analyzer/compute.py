@@ -4,6 +4,11 @@ Why two passes: the first counts, per distinct page, the samples in which it was
 working sets); only then are the top pages and the dirtied address ranges known, which the second
 pass needs to bin events into the top-page raster and the address x time heatmap. Each pass holds
 one chunk of events plus state of O(distinct pages); nothing is pages x samples.
+
+Pages are counted in the *service page space* (`calm.trace.service`): a page of a MAP_SHARED object
+is one page however many processes map or write it, so every figure (dirtied pages, rate, working
+sets, probabilities) counts it once. Per-process figures keep each process's own writes; a hash
+trace cannot say who wrote a shared page, so there they hold private pages only.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 
 from calm.analyzer import attribution
 from calm.analyzer.counting import DirtyCounter, GridCounter, WindowCounter, even_bins, lookup_sorted
+from calm.analyzer.service_view import ServiceEvents, observer_stats, shared_regions
 from calm.trace.keys import key_process, key_vpn, make_keys
 from calm.analyzer.mapped import ProcessMaps, load_process_maps, mapped_counts, writable_pages_per_sample
 from calm.analyzer.model import (AddressRange, Analysis, Heatmap, PageTable, Timeline, TopRaster,
@@ -23,6 +29,7 @@ from calm.analyzer.regions import Region, assign_regions
 from calm.core.errors import CalmError
 from calm.collector.ranges import merge_ranges
 from calm.trace.reader import Trace
+from calm.trace.service import ServiceSpace
 
 TOP_SIZES = (100, 500)
 WINDOWS_S = (1.0, 10.0, 60.0)
@@ -61,7 +68,14 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
                          "address raised to its size, as `h5clear --increment` would (file unchanged)")
         if trace.trimmed:
             notes.append("the file was cut short; analysed the samples before the cut")
+        notes.extend(trace.info.notes)
         page_size = trace.page_size
+        space = ServiceSpace(trace)
+        events = ServiceEvents(trace, space, rows)
+        if events.drop_shared:
+            notes.append("the hash backend cannot tell which process wrote a shared page, so this "
+                         "per-process view leaves shared pages out (analyse the whole service to "
+                         "see them, each once)")
         pmaps = {row: load_process_maps(trace, row) for row in rows}
         no_maps = [trace.processes[r].pid for r in rows if not pmaps[r].has_maps]
         if no_maps:
@@ -72,15 +86,15 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
         length = trace.sample_periods()
         interval = float(np.mean(length))
 
-        counter, windows = _first_pass(trace, rows, max_events, t, interval, progress, notes)
-        pages = _page_table(counter, pmaps, page_size, notes)
+        counter, windows = _first_pass(trace, events, max_events, t, interval, progress, notes)
+        pages = _page_table(counter, pmaps, space, page_size, notes)
         regions: list[Region] = []
-        pages.region = _regions_of_pages(pages, pmaps, page_size, regions)
+        pages.region = _regions_of_pages(pages, pmaps, space, page_size, regions)
         layout, total_pages = _address_layout(pages, regions, page_size)
-        heatmap, raster, top_dirty = _second_pass(trace, rows, pages, layout, total_pages, t,
+        heatmap, raster, top_dirty = _second_pass(trace, events, pages, layout, total_pages, t,
                                                  max_events, progress)
-        timeline = _timeline(trace, rows, pmaps, t, length, top_dirty, page_size)
-        attr = attribution.attribute(pages, regions, pmaps, page_size)
+        timeline = _timeline(trace, events, pmaps, t, length, top_dirty, page_size)
+        attr = attribution.attribute(pages, regions, pmaps, page_size, space, events.writers)
         return Analysis(
             trace_path=str(trace_path), info=trace.info,
             processes=[trace.processes[r] for r in rows], n_samples=trace.n_samples,
@@ -89,6 +103,9 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
             regions=regions, region_stats=attr.regions, sections=attr.sections,
             symbols=attr.symbols, elf_skipped=attr.skipped, timeline=timeline,
             working_sets=windows, heatmap=heatmap, top_raster=raster, notes=notes,
+            n_spaces=space.n_processes, shared_objects=space.objects,
+            shared_written=events.shared_written if space.writer_known else None,
+            observer=observer_stats(trace),
         )
 
 
@@ -108,14 +125,6 @@ def _select_rows(trace: Trace, pids: Sequence[int] | None) -> list[int]:
     return sorted(set(rows))
 
 
-def _event_keys(chunk, rows: list[int], all_rows: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(sample, key) of the chunk's events that belong to the selected processes."""
-    if all_rows:
-        return chunk.event_sample, make_keys(chunk.event_process, chunk.vpn)
-    keep = np.isin(chunk.event_process, np.asarray(rows, dtype=np.uint32))
-    return chunk.event_sample[keep], make_keys(chunk.event_process[keep], chunk.vpn[keep])
-
-
 def _window_counters(t: np.ndarray, interval: float,
                      notes: list[str]) -> list[tuple[float, WindowCounter]]:
     out = []
@@ -129,13 +138,12 @@ def _window_counters(t: np.ndarray, interval: float,
     return out
 
 
-def _first_pass(trace: Trace, rows: list[int], max_events: int, t: np.ndarray, interval: float,
+def _first_pass(trace: Trace, events: ServiceEvents, max_events: int, t: np.ndarray, interval: float,
                 progress: Progress | None, notes: list[str]) -> tuple[DirtyCounter, list[WorkingSet]]:
-    all_rows = len(rows) == len(trace.processes)
     counter = DirtyCounter()
     windows = _window_counters(t, interval, notes)
     for chunk in trace.iter_chunks(max_events):
-        sample, keys = _event_keys(chunk, rows, all_rows)
+        sample, keys = events.of(chunk, first_pass=True)
         counter.add(keys)
         index = counter.index_of(keys) if windows else None
         for _w, wc in windows:
@@ -151,14 +159,18 @@ def _first_pass(trace: Trace, rows: list[int], max_events: int, t: np.ndarray, i
     return counter, out
 
 
-def _page_table(counter: DirtyCounter, pmaps: dict[int, ProcessMaps], page_size: int,
-                notes: list[str]) -> PageTable:
+def _page_table(counter: DirtyCounter, pmaps: dict[int, ProcessMaps], space: ServiceSpace,
+                page_size: int, notes: list[str]) -> PageTable:
     keys = counter.keys
     process, vpn = key_process(keys), key_vpn(keys)
     mapped = np.zeros(keys.size, dtype=np.int64)
     for row, pm in pmaps.items():
         lo, hi = np.searchsorted(process, [row, row + 1])
         mapped[lo:hi] = mapped_counts(pm, vpn[lo:hi], page_size)
+    for obj in range(len(space.objects)):  # shared pages: mapped while any process maps them
+        lo, hi = np.searchsorted(process, [space.object_space(obj), space.object_space(obj) + 1])
+        if hi > lo:
+            mapped[lo:hi] = space.object_mapped_counts(obj, vpn[lo:hi])
     short = counter.counts > mapped
     if short.any():
         notes.append(f"{int(short.sum())} dirtied page(s) lay outside the recorded maps for some "
@@ -167,13 +179,14 @@ def _page_table(counter: DirtyCounter, pmaps: dict[int, ProcessMaps], page_size:
     return PageTable(process, vpn, counter.counts, mapped, np.full(keys.size, -1, dtype=np.int64))
 
 
-def _regions_of_pages(pages: PageTable, pmaps: dict[int, ProcessMaps], page_size: int,
-                      regions: list[Region]) -> np.ndarray:
+def _regions_of_pages(pages: PageTable, pmaps: dict[int, ProcessMaps], space: ServiceSpace,
+                      page_size: int, regions: list[Region]) -> np.ndarray:
     out = np.full(len(pages), -1, dtype=np.int64)
     index: dict[tuple, int] = {}
     for row, pm in pmaps.items():
         lo, hi = np.searchsorted(pages.process, [row, row + 1])
         out[lo:hi] = assign_regions(pm, pages.vpn[lo:hi], page_size, regions, index)
+    shared_regions(pages, space, page_size, regions, out)
     return out
 
 
@@ -212,10 +225,9 @@ def _rows_of_keys(keys: np.ndarray, layout: list[AddressRange], total_pages: int
     return pos * n_rows // max(total_pages, 1)
 
 
-def _second_pass(trace: Trace, rows: list[int], pages: PageTable, layout: list[AddressRange],
+def _second_pass(trace: Trace, events: ServiceEvents, pages: PageTable, layout: list[AddressRange],
                  total_pages: int, t: np.ndarray, max_events: int,
                  progress: Progress | None) -> tuple[Heatmap, TopRaster, dict[int, np.ndarray]]:
-    all_rows = len(rows) == len(trace.processes)
     n_s = trace.n_samples
     n_bins = min(TIME_BINS, n_s)
     time_bin = even_bins(n_s, n_bins)
@@ -229,7 +241,7 @@ def _second_pass(trace: Trace, rows: list[int], pages: PageTable, layout: list[A
     raster = GridCounter(max(n_raster, 1), time_bin, n_bins)
     top_dirty = {n: np.zeros(n_s, dtype=np.int64) for n in TOP_SIZES}
     for chunk in trace.iter_chunks(max_events):
-        sample, keys = _event_keys(chunk, rows, all_rows)
+        sample, keys = events.of(chunk)
         heat.add(sample, _rows_of_keys(keys, layout, total_pages, n_rows, trace.page_size))
         hit = lookup_sorted(top_sorted, keys)
         rank = np.where(hit >= 0, top_rank[np.maximum(hit, 0)], -1)
@@ -249,16 +261,23 @@ def _second_pass(trace: Trace, rows: list[int], pages: PageTable, layout: list[A
     return heatmap, top, top_dirty
 
 
-def _timeline(trace: Trace, rows: list[int], pmaps: dict[int, ProcessMaps], t: np.ndarray,
+def _timeline(trace: Trace, events: ServiceEvents, pmaps: dict[int, ProcessMaps], t: np.ndarray,
               length: np.ndarray, top_dirty: dict[int, np.ndarray], page_size: int) -> Timeline:
+    """Per-sample series: dirty pages of the service (each page once), of each process (its own
+    writes; without a hash trace's shared pages), writable and resident memory (each page once)."""
     n_s = trace.n_samples
+    own = trace.segment_n_dirty.astype(np.int64) - events.unattributed_per_segment
     by_process = {}
-    for row in rows:
+    for row in events.rows:
         sel = trace.segment_process == row
-        by_process[row] = np.bincount(trace.segment_sample[sel],
-                                      weights=trace.segment_n_dirty[sel], minlength=n_s).astype(np.int64)
-    dirty = np.sum(list(by_process.values()), axis=0).astype(np.int64)
-    writable = np.zeros(n_s, dtype=np.int64)
-    for row in rows:
-        writable += writable_pages_per_sample(pmaps[row], n_s, page_size)
-    return Timeline(t, length, dirty, by_process, writable, top_dirty)
+        by_process[row] = np.bincount(trace.segment_sample[sel], weights=own[sel],
+                                      minlength=n_s).astype(np.int64)
+    writable = events.space.pages_per_sample(n_s, set(events.rows))
+    for row in events.rows:
+        writable += writable_pages_per_sample(pmaps[row], n_s, page_size, private_only=True)
+    resident = None
+    if trace.segment_pss is not None:
+        sel = np.isin(trace.segment_process, np.asarray(events.rows, dtype=np.uint32))
+        resident = np.bincount(trace.segment_sample[sel], weights=trace.segment_pss[sel].astype(np.float64),
+                               minlength=n_s).astype(np.int64)
+    return Timeline(t, length, events.dirty_per_sample, by_process, writable, top_dirty, resident)

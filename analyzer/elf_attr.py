@@ -54,13 +54,14 @@ class SymbolStat:
     section: str
     address: int  # link-time st_value
     size: int
-    pages: int = 0  # dirtied pages it overlaps (summed over processes)
+    pages: int = 0  # distinct dirtied pages it overlaps (each process's private copy is its own page)
     dirty_page_samples: int = 0  # sum of those pages' dirty counts
     # the same, each page weighted by the share of its bytes the symbol covers: a big array that
     # shares its edge page with a small variable gets the page, the variable only its bytes' share
     weighted_page_samples: float = 0.0
     max_p: float = 0.0
-    processes: set[int] = field(default_factory=set)
+    processes: set[int] = field(default_factory=set)  # rows in which its pages were dirtied
+    mapped_by: set[int] = field(default_factory=set)  # rows that map its file
 
 
 @dataclass

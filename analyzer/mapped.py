@@ -100,15 +100,18 @@ def mapped_counts(pmaps: ProcessMaps, vpns: np.ndarray, page_size: int) -> np.nd
     return out
 
 
-def writable_pages_per_sample(pmaps: ProcessMaps, n_samples: int, page_size: int) -> np.ndarray:
-    """Pages in writable regions of this process at each sample (0 outside its life).
+def writable_pages_per_sample(pmaps: ProcessMaps, n_samples: int, page_size: int,
+                              private_only: bool = False) -> np.ndarray:
+    """Pages in writable regions of this process at each sample (0 outside its life); with
+    `private_only`, of its private regions (shared objects are counted once, by the service space).
 
     This is the memory that could have been dirtied, the denominator of "fraction of memory dirty".
     """
     steps = np.zeros(n_samples + 1, dtype=np.int64)
     for span in pmaps.spans:
         lo, hi = _page_bounds(span.maps, page_size)
-        pages = int(np.sum((hi - lo)[span.maps.writable()], dtype=np.uint64))
+        keep = span.maps.writable() & (~span.maps.shared() if private_only else True)
+        pages = int(np.sum((hi - lo)[keep], dtype=np.uint64))
         steps[span.first] += pages
         steps[span.stop] -= pages
     return np.cumsum(steps[:-1])

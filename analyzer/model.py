@@ -24,10 +24,15 @@ from calm.trace.reader import ProcessInfo, TraceInfo
 
 @dataclass
 class PageTable:
-    """One row per distinct dirtied page (process, vpn), sorted by (process, vpn)."""
+    """One row per distinct dirtied page of the service, sorted by (space, page).
 
-    process: np.ndarray  # uint32 row in the trace
-    vpn: np.ndarray  # uint64
+    A page is named in the service page space (`calm.trace.service`): `process` is its space, the
+    trace row of the process for a private page, or `Analysis.n_spaces + k` for a page of shared
+    object k; `vpn` is the virtual page number of a private page, the page offset in the object of
+    a shared one. A shared page is one row however many processes map it."""
+
+    process: np.ndarray  # uint32 space: trace row (private) or n_spaces + object (shared)
+    vpn: np.ndarray  # uint64 page number in that space
     dirty: np.ndarray  # int64 samples in which the page was dirty
     mapped: np.ndarray  # int64 samples in which the page was mapped
     region: np.ndarray  # int64 index into Analysis.regions, -1 if in no recorded region
@@ -56,8 +61,9 @@ class Timeline:
     length: np.ndarray  # seconds each sample stands for (time between reads, see sample_periods)
     dirty_pages: np.ndarray  # int64 dirty pages in each sample (all selected processes)
     dirty_by_process: dict[int, np.ndarray]  # row -> dirty pages per sample
-    writable_pages: np.ndarray  # int64 pages in writable mapped regions at each sample
+    writable_pages: np.ndarray  # int64 pages in writable mapped regions at each sample (each once)
     top_dirty: dict[int, np.ndarray]  # N -> how many of the top-N pages were dirty in each sample
+    resident_pages: np.ndarray | None = None  # int64 sum of Pss (each resident page once); 1.0: None
 
     def dirty_rate_mb_s(self, page_size: int) -> np.ndarray:
         """Dirtied bytes per second of each sample, in MB/s (10**6 bytes)."""
@@ -119,7 +125,9 @@ class RegionStat:
 
     kind: str
     label: str
-    processes: set[int] = field(default_factory=set)
+    processes: set[int] = field(default_factory=set)  # rows seen writing its pages
+    mapped_by: set[int] = field(default_factory=set)  # rows that map it
+    writers_known: bool = True  # False: a hash trace's shared object (who wrote is unknown)
     pages: int = 0
     dirty_page_samples: int = 0
     max_p: float = 0.0
@@ -134,6 +142,27 @@ class RegionStat:
     def phrase(self) -> str:
         """Noun phrase for sentences ('the heap', 'anonymous memory')."""
         return region_phrase(self.kind, self.label, self.bss_of)
+
+
+@dataclass
+class ObserverStats:
+    """What recording cost: the sampling period achieved and calm's work per round."""
+
+    interval: float  # requested, seconds
+    period_mean: float  # achieved time between reads, seconds
+    period_p95: float
+    read_mean: float  # wall seconds reading the processes per round
+    read_p95: float
+    cpu_mean: float  # calm's CPU seconds per round
+    cpu_p95: float
+    pages_read_mean: float  # pages (contents or page-table entries) read per round
+    pages_read_max: int
+    cpu_share: float  # calm's CPU seconds per second of recording (1.0 = a whole core)
+    late_rounds: int  # rounds that began more than 10% after the interval
+    nice: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -159,6 +188,16 @@ class Analysis:
     heatmap: Heatmap
     top_raster: TopRaster
     notes: list[str]
+    n_spaces: int = 1 << 16  # trace processes; PageTable.process >= this is a shared object
+    shared_objects: list = field(default_factory=list)  # calm.trace.service.SharedObject
+    shared_written: dict[int, int] | None = None  # row -> shared pages it wrote; None: unknown (hash)
+    observer: ObserverStats | None = None
+
+    def is_shared(self, space: np.ndarray) -> np.ndarray:
+        return np.asarray(space) >= self.n_spaces
+
+    def shared_object(self, space: int):
+        return self.shared_objects[int(space) - self.n_spaces]
 
     def p_per_second(self, p: np.ndarray | None = None) -> np.ndarray:
         p = self.pages.p if p is None else p

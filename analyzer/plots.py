@@ -133,16 +133,17 @@ def _per_process_lines(ax, a: Analysis) -> None:
     legend sits outside the axes so it never covers the data."""
     tl = a.timeline
     pid = {p.row: p.pid for p in a.processes}
+    name = {p.row: f"{p.pid} {p.label}"[:40] for p in a.processes}
     rows = sorted(tl.dirty_by_process, key=lambda r: -int(tl.dirty_by_process[r].sum()))
     if len(rows) > 1:
         shown = rows if len(rows) <= PROCESS_LINES + 1 else rows[:PROCESS_LINES]
         for row in shown:
-            ax.plot(tl.t, tl.dirty_by_process[row], lw=0.8, label=f"pid {pid.get(row, row)}")
+            ax.plot(tl.t, tl.dirty_by_process[row], lw=0.8, label=name.get(row, f"pid {row}"))
         rest = [r for r in rows if r not in shown]
         if rest:
             ax.plot(tl.t, sum(tl.dirty_by_process[r] for r in rest), lw=0.8, color="0.6",
                     label=f"{len(rest)} other processes")
-    label = "all processes" if len(rows) > 1 else f"pid {pid.get(rows[0], rows[0])}" if rows else "all"
+    label = "service (each page once)" if len(rows) > 1 else f"pid {pid.get(rows[0], rows[0])}" if rows else "all"
     ax.plot(tl.t, tl.dirty_pages, color="black", lw=1.2, label=label)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
 
@@ -201,8 +202,11 @@ def _range_ticks(a: Analysis, most: int = 12) -> tuple[list[float], list[str]]:
             ranges.append(r)
     ranges.sort(key=lambda r: r.first_page)
     pid = {p.row: p.pid for p in a.processes}
-    return ([float(r.first_page) for r in ranges],
-            [f"{pid.get(r.process, r.process)}:{r.start:#x}" for r in ranges])
+
+    def name(space: int) -> str:
+        return f"shared {space - a.n_spaces}" if a.is_shared(space) else str(pid.get(space, space))
+
+    return ([float(r.first_page) for r in ranges], [f"{name(r.process)}:{r.start:#x}" for r in ranges])
 
 
 def plot_working_set(a: Analysis) -> Figure:

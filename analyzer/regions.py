@@ -22,12 +22,14 @@ KIND_STACK = "stack"
 KIND_ANON = "anonymous"
 KIND_FILE = "file"
 KIND_SPECIAL = "special"
+KIND_SHARED = "shared"  # an object mapped MAP_SHARED: its pages are counted once for the service
 KIND_UNMAPPED = "unmapped"
 
 
 @dataclass(frozen=True)
 class Region:
-    """One mapped region of one process (byte addresses)."""
+    """One mapped region of one process (byte addresses), or a shared object (`process` is then its
+    service space, addresses are offsets in the object, `name` says what it is)."""
 
     process: int
     start: int
@@ -38,10 +40,13 @@ class Region:
     path: str
     kind: str
     bss_of: str = ""  # ELF path when this anonymous region is that file's .bss tail
+    name: str = ""  # a shared object's label (calm.trace.service.SharedObject.label)
 
     @property
     def label(self) -> str:
         """Short name for tables: the path, [heap], or anonymous (.bss of PATH)."""
+        if self.name:
+            return self.name
         if self.kind == KIND_FILE:
             return self.path
         if self.bss_of:

@@ -9,17 +9,17 @@ count, then re-arms itself for the next interval. Two backends:
   per mapped virtual page. A write that lands between the read and the clear of the same process is
   lost (a window of microseconds to milliseconds, the same as CRIU's pre-dump). Needs a kernel with
   CONFIG_MEM_SOFT_DIRTY; `soft_dirty_supported()` checks it like CRIU does.
-- `HashBackend` (portable fallback): read the process's writable resident memory through
-  /proc/PID/mem and hash every page (`page_hash`); a page is dirty when its hash changed. Limits: a
-  write that restores the previous bytes is invisible; cost grows with resident writable memory
-  (it reads all of it every interval); a page that becomes resident during an interval counts as
-  dirty when it holds anything but zeros, except a private file page that is still the file's own
-  (not copied on write), which cannot have been written.
+- `HashBackend` (portable fallback): read the process's writable resident memory with
+  process_vm_readv and hash every page in the same pass (`page_reader`); a page is dirty when its
+  hash changed. Shared pages are read once per round for the whole service (`shared_hash`). Limits:
+  a write that leaves a page's bytes as they were (the same value written again) is invisible;
+  cost grows with resident writable memory (it reads all of it every interval); a page that becomes
+  resident during an interval counts as dirty when it holds anything but zeros, except a private
+  file page that is still the file's own (not copied on write), which cannot have been written.
 """
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 from collections.abc import Callable
@@ -29,12 +29,11 @@ import numpy as np
 
 from calm.core.errors import CalmError
 from calm.collector import page_hash, procfs, residency
+from calm.collector.page_reader import PageReader
 from calm.collector.pagemap_scan import scan_soft_dirty, scan_supported
 from calm.collector.procfs import Pagemap, ProcessGone
+from calm.collector.shared_hash import SharedHashes, SharedView, lookup as _lookup
 from calm.trace.maps import MapsTable
-
-# Memory is read and hashed in blocks of this many pages (16 MiB).
-MEM_BLOCK_PAGES = 4096
 
 
 @dataclass
@@ -107,6 +106,7 @@ class SoftDirtyBackend:
         self.use_scan = use_scan  # PAGEMAP_SCAN (Linux >= 6.8): only the dirty ranges come back
         Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
         self.maps = _ScannedMaps(pid, lambda m: m.scannable() & m.matching(regions))
+        self.pages_read = 0  # page-table entries the last sample read (PAGEMAP_SCAN: walked)
 
     def start(self) -> MapsTable:
         maps, scan = self.maps.read()
@@ -146,8 +146,11 @@ class SoftDirtyBackend:
             if self.use_scan:
                 found = scan_soft_dirty(pagemap.fd, scan.start, scan.end, self.pid)
                 procfs.clear_soft_dirty(self.pid)
+                self.pages_read = found.n_resident
                 return Sample(found.dirty_vpns, found.n_resident, maps)
+            self.pages_read = 0
             for batch in procfs.iter_batches(pagemap, scan):
+                self.pages_read += batch.entries.size
                 b6, b7 = procfs.flag_bytes(batch.entries)
                 resident = b7 >= procfs.B7_SWAPPED  # present or swapped
                 n_resident += int(np.count_nonzero(resident))
@@ -162,141 +165,119 @@ class SoftDirtyBackend:
 
 
 class HashBackend:
-    """Dirty pages from changes of per-page content hashes (see module docstring)."""
+    """Dirty pages from changes of per-page content hashes (see module docstring).
+
+    Private writable pages are hashed here; pages of writable MAP_SHARED regions are handed to a
+    `SharedHashes` shared by every process of the recording, which reads each shared page once per
+    round whichever processes map it. Without one (a backend used on its own) it keeps its own.
+    """
 
     name = "hash"
 
-    def __init__(self, pid: int, regions: tuple[str, ...] = ()) -> None:
+    def __init__(self, pid: int, shared: SharedHashes | None = None, regions: tuple[str, ...] = ()) -> None:
         self.pid = pid
         Pagemap(pid).close()  # fail now, with a clear reason, if we may not read it
-        self.mem_fd = -1
-        self._open_mem()
-        os.close(self.mem_fd)
-        self.mem_fd = -1
+        try:  # process_vm_readv needs the same access as /proc/PID/mem: ask now, for a clear error
+            os.close(os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC))
+        except OSError as exc:
+            procfs.raise_for(exc, pid, "the memory")
         self.maps = _ScannedMaps(pid, lambda m: m.scannable() & m.writable() & m.matching(regions))
-        self.keys = page_hash.page_keys(procfs.PAGE_SIZE)
-        self._buffer = np.empty(MEM_BLOCK_PAGES * procfs.PAGE_SIZE // 8, dtype=np.uint64)
-        self._vpns = np.empty(0, np.uint64)  # sorted pages with a known hash
+        self.reader = PageReader(pid)
+        self._own_shared = shared is None
+        self.shared = SharedHashes() if shared is None else shared
+        self._vpns = np.empty(0, np.uint64)  # sorted private pages with a known hash
         self._hashes = np.empty(0, np.uint64)
-        self.unreadable_pages = 0
+        self.pages_read = 0  # pages whose contents the last scan read (private ones)
+
+    @property
+    def unreadable_pages(self) -> int:
+        return self.reader.unreadable_pages
 
     def start(self) -> MapsTable:
         resident: list[np.ndarray] = []
-        maps, self._vpns, self._hashes, _, _ = self._scan(resident)
+        maps, self._vpns, self._hashes, _, _, view = self._scan(resident)
+        self.shared.baseline(view)
         # every present page was hashed: a zero hash is a page of zeros; swapped or unreadable
         # pages are resident with unknown content
         vpns = np.sort(np.concatenate(resident)) if resident else np.empty(0, np.uint64)
         known, hashes = _lookup(self._vpns, self._hashes, vpns)
-        self.start_residency = residency.from_pages(self._last_scan, vpns,
-                                                    known & (hashes == page_hash.ZERO_PAGE_HASH))
+        zero = known & (hashes == page_hash.ZERO_PAGE_HASH)
+        shared_known, shared_hashes = self.shared.hashes_of(view)
+        shared_zero = view.vpns[shared_known & (shared_hashes == page_hash.ZERO_PAGE_HASH)]
+        zero[np.searchsorted(vpns, shared_zero)] = True
+        self.start_residency = residency.from_pages(self._last_scan, vpns, zero)
         return maps
 
     def sample(self) -> Sample:
-        maps, vpns, hashes, fresh_clean, n_resident = self._scan()
-        known, previous = _lookup(self._vpns, self._hashes, vpns)
+        maps, vpns, hashes, fresh_clean, n_resident, view = self._scan()
+        if vpns.size == self._vpns.size and np.array_equal(vpns, self._vpns):  # the usual round:
+            known, previous = np.ones(vpns.size, dtype=bool), self._hashes  # same pages, no search
+        else:
+            known, previous = _lookup(self._vpns, self._hashes, vpns)
         changed = known & (previous != hashes)
         appeared = ~known & (hashes != page_hash.ZERO_PAGE_HASH) & ~fresh_clean
         dirty = vpns[changed | appeared]
         self._vpns, self._hashes = vpns, hashes
+        self.shared.add(view)
+        if self._own_shared:  # on its own: the shared pages are this process's to report
+            found = self.shared.finish_round().get(self.pid)
+            if found is not None and found.size:
+                dirty = np.union1d(dirty, found)
         return Sample(dirty, n_resident, maps)
 
-    def _open_mem(self) -> None:
-        try:
-            self.mem_fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            procfs.raise_for(exc, self.pid, "the memory")
-
     def _scan(self, resident: list[np.ndarray] | None = None) -> tuple[MapsTable, np.ndarray, np.ndarray,
-                                                                        np.ndarray, int]:
-        """Hashes every resident page of the writable regions.
+                                                                        np.ndarray, int, SharedView]:
+        """Hashes every resident private page of the writable regions; lists the shared ones.
 
-        Returns (maps, vpns, hashes, fresh_clean, n_resident): `vpns` sorted; swapped-out pages
-        keep the hash they had when last seen; `fresh_clean` marks private file pages that are
+        Returns (maps, vpns, hashes, fresh_clean, n_resident, shared view): `vpns` sorted; swapped-out
+        pages keep the hash they had when last seen; `fresh_clean` marks private file pages that are
         still the file's own page (bit 61 in a private mapping), which cannot have been written.
         With `resident`, the pages present or swapped are appended to it as well.
         """
         maps, scan = self.maps.read()
         self._last_scan = scan
-        private = np.array([p[3] == "p" for p in scan.perms], dtype=bool)
+        shared_region = scan.shared()
         parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        shared_vpns: list[np.ndarray] = []
         n_resident = 0
-        # Reopened every scan: fds opened before an exec would go on reading the old memory.
-        self._open_mem()
-        try:
-            with Pagemap(self.pid) as pagemap:
-                for batch in procfs.iter_batches(pagemap, scan):
-                    b6, b7 = procfs.flag_bytes(batch.entries)
-                    n_resident += int(np.count_nonzero(b7 >= procfs.B7_SWAPPED))
-                    if resident is not None:
-                        resident.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_SWAPPED)))
-                    present_idx = np.flatnonzero(b7 >= procfs.B7_PRESENT)
-                    vpns = batch.vpns(present_idx)
-                    hashes, readable = self._hash_pages(vpns)
-                    file_page = (b7[present_idx] & procfs.B7_FILE) != 0
-                    fresh = file_page & private[batch.regions_of(present_idx)]
+        self.pages_read = 0
+        with Pagemap(self.pid) as pagemap:
+            for batch in procfs.iter_batches(pagemap, scan):
+                b6, b7 = procfs.flag_bytes(batch.entries)
+                n_resident += int(np.count_nonzero(b7 >= procfs.B7_SWAPPED))
+                if resident is not None:
+                    resident.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_SWAPPED)))
+                present_idx = np.flatnonzero(b7 >= procfs.B7_PRESENT)
+                in_shared = shared_region[batch.regions_of(present_idx)]
+                if in_shared.any():
+                    shared_vpns.append(batch.vpns(present_idx[in_shared]))
+                present_idx = present_idx[~in_shared]
+                vpns = batch.vpns(present_idx)
+                hashes, readable = self.reader.read_hash(vpns)
+                self.pages_read += vpns.size
+                fresh = (b7[present_idx] & procfs.B7_FILE) != 0  # a private file page not yet copied
+                if readable.all():
+                    parts.append((vpns, hashes, fresh))
+                else:
                     parts.append((vpns[readable], hashes[readable], fresh[readable]))
-                    swapped_idx = np.flatnonzero((b7 & procfs.B7_SWAPPED) != 0)
-                    if swapped_idx.size:  # cannot change while swapped out: keep the old hash
-                        found, previous = _lookup(self._vpns, self._hashes, batch.vpns(swapped_idx))
-                        kept = batch.vpns(swapped_idx)[found]
-                        parts.append((kept, previous[found], np.zeros(kept.size, dtype=bool)))
-        finally:
-            os.close(self.mem_fd)
-            self.mem_fd = -1
+                swapped_idx = np.flatnonzero((b7 & procfs.B7_SWAPPED) != 0)
+                swapped_idx = swapped_idx[~shared_region[batch.regions_of(swapped_idx)]]
+                if swapped_idx.size:  # cannot change while swapped out: keep the old hash
+                    found, previous = _lookup(self._vpns, self._hashes, batch.vpns(swapped_idx))
+                    kept = batch.vpns(swapped_idx)[found]
+                    parts.append((kept, previous[found], np.zeros(kept.size, dtype=bool)))
+        view = SharedView.of(self.reader, scan.select(shared_region),
+                             np.concatenate(shared_vpns) if shared_vpns else np.empty(0, np.uint64))
         if not parts:
             empty = np.empty(0, np.uint64)
-            return maps, empty, empty, np.empty(0, dtype=bool), n_resident
+            return maps, empty, empty, np.empty(0, dtype=bool), n_resident, view
         vpns = np.concatenate([p[0] for p in parts])
-        order = np.argsort(vpns, kind="stable")
-        return (maps, vpns[order], np.concatenate([p[1] for p in parts])[order],
-                np.concatenate([p[2] for p in parts])[order], n_resident)
-
-    def _hash_pages(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Reads runs of consecutive pages and hashes them; also says which pages were readable."""
-        hashes = np.zeros(vpns.size, dtype=np.uint64)
-        readable = np.ones(vpns.size, dtype=bool)
-        if vpns.size == 0:
-            return hashes, readable
-        breaks = np.flatnonzero(np.diff(vpns) != 1) + 1
-        run_starts = np.concatenate(([0], breaks)).tolist()
-        run_ends = np.concatenate((breaks, [vpns.size])).tolist()
-        page_size = procfs.PAGE_SIZE
-        words_per_page = page_size // 8
-        for a, b in zip(run_starts, run_ends):
-            first_page = int(vpns[a])
-            for k in range(a, b, MEM_BLOCK_PAGES):
-                n = min(MEM_BLOCK_PAGES, b - k)
-                view = self._buffer[: n * words_per_page]
-                if self._read_mem((first_page + (k - a)) * page_size, view):
-                    hashes[k:k + n] = page_hash.hash_pages(view, self.keys)
-                else:
-                    readable[k:k + n] = False
-                    self.unreadable_pages += n
-        return hashes, readable
-
-    def _read_mem(self, address: int, out: np.ndarray) -> bool:
-        raw = memoryview(out).cast("B")
-        done = 0
-        while done < len(raw):
-            try:
-                got = os.preadv(self.mem_fd, [raw[done:]], address + done)
-            except OSError as exc:
-                if exc.errno == errno.EIO:  # an unreadable region (device memory, guard pages)
-                    return False
-                procfs.raise_for(exc, self.pid, "the memory")
-            if got == 0:
-                raise ProcessGone(self.pid)
-            done += got
-        return True
-
-
-def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each query, whether it is in sorted `keys`, and its value there (0 where absent)."""
-    if keys.size == 0:
-        return np.zeros(query.size, dtype=bool), np.zeros(query.size, dtype=values.dtype)
-    pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
-    found = keys[pos] == query
-    return found, np.where(found, values[pos], 0).astype(values.dtype)
+        hashes = np.concatenate([p[1] for p in parts])
+        fresh = np.concatenate([p[2] for p in parts])
+        if vpns.size > 1 and not np.all(vpns[1:] > vpns[:-1]):  # swapped pages were appended
+            order = np.argsort(vpns, kind="stable")
+            vpns, hashes, fresh = vpns[order], hashes[order], fresh[order]
+        return maps, vpns, hashes, fresh, n_resident, view
 
 
 @dataclass(frozen=True)
@@ -307,9 +288,9 @@ class BackendChoice:
     method: str  # "pagemap-scan", "pagemap-read" or "page-hash", the trace's `backend_method`
     regions: tuple[str, ...] = ()  # --region patterns: only mappings whose path matches are read
 
-    def __call__(self, pid: int) -> SoftDirtyBackend | HashBackend:
+    def __call__(self, pid: int, shared: SharedHashes | None = None) -> SoftDirtyBackend | HashBackend:
         if self.name == "hash":
-            return HashBackend(pid, self.regions)
+            return HashBackend(pid, shared, self.regions)
         return SoftDirtyBackend(pid, use_scan=self.method == "pagemap-scan", regions=self.regions)
 
 

@@ -83,6 +83,7 @@ def parse_maps(text: bytes) -> MapsTable:
     end = np.empty(n, np.uint64)
     offset = np.empty(n, np.uint64)
     inode = np.empty(n, np.uint64)
+    dev = np.empty(n, np.uint64)
     perms: list[str] = []
     paths: list[str] = []
     for i, line in enumerate(lines):
@@ -92,9 +93,11 @@ def parse_maps(text: bytes) -> MapsTable:
         end[i] = int(hi, 16)
         perms.append(fields[1].decode())
         offset[i] = int(fields[2], 16)
+        major, minor = fields[3].split(b":")
+        dev[i] = os.makedev(int(major, 16), int(minor, 16))
         inode[i] = int(fields[4])
         paths.append(fields[5].decode(errors="replace").strip() if len(fields) > 5 else "")
-    return MapsTable(start, end, perms, offset, inode, paths)
+    return MapsTable(start, end, perms, offset, inode, paths, dev)
 
 
 class Pagemap:

@@ -17,27 +17,30 @@ from __future__ import annotations
 import json
 import os
 import platform
-import select
 import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import psutil
 
 from calm.core.version import __version__
 from calm.core.errors import CalmError
 from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backend
+from calm.collector.footprint import CENSUS_SECONDS, CENSUS_SHARE, pss_pages
 from calm.collector.procfs import PAGE_SIZE, ProcessGone
+from calm.collector.shared_hash import SharedHashes
 from calm.trace.maps import MapsTable
 from calm.core.progress import Progress
+from calm.collector.recording import HASH_BLIND_SPOT, RecordOptions, RecordResult, StopSignals
 from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe, why_no_memory
 from calm.core.paths import check_output_path
 from calm.core import ready
+from calm.trace import format as tf
 
 if TYPE_CHECKING:
     from calm.trace.writer import TraceWriter
@@ -47,42 +50,13 @@ TERMINATE_GRACE_SECONDS = 5.0
 
 
 @dataclass
-class RecordOptions:
-    output: Path
-    pids: list[int] = field(default_factory=list)
-    command: list[str] = field(default_factory=list)
-    children: bool = False
-    backend: str = "auto"
-    interval: float = 0.1
-    duration: float | None = None
-    force: bool = False
-    quiet: bool = False
-    ready_file: Path | None = None  # created once recording has started (calm.core.ready)
-    regions: list[str] = field(default_factory=list)  # record only mappings whose path contains one
-
-
-@dataclass
-class RecordResult:
-    samples: int
-    processes: int
-    events: int
-    seconds: float  # wall time of the whole run, closing the file included
-    overruns: int
-    end_reason: str
-    backend: str
-    command_status: int | None = None  # exit status of a launched command that ended by itself
-    span: float = 0.0  # the recording's span (FORMAT.md): t_end of the last sample - t_start of the first
-    baseline: float = 0.0  # seconds from the start to the first sample's t_start (the baseline read)
-    interval: float = 0.0  # the requested sampling interval
-
-
-@dataclass
 class _Tracked:
     identity: ProcessIdentity
     row: int
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
     first_sample: int  # the first sample that reads it
+    pss: int = 0  # proportional resident pages at the last census
 
 
 @dataclass
@@ -92,36 +66,6 @@ class _Pending:
     details: ProcessDetails
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM set a flag and wake the sleeping loop through a self-pipe."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._old_wakeup = signal.set_wakeup_fd(self._write_fd)
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signum
-
-    def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic()
-        if delay > 0 and self.received is None:
-            ready, _, _ = select.select([self._read_fd], [], [], delay)
-            if ready:
-                try:
-                    os.read(self._read_fd, 64)
-                except BlockingIOError:
-                    pass
-
-    def restore(self) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        signal.set_wakeup_fd(self._old_wakeup)
-        os.close(self._read_fd)
-        os.close(self._write_fd)
 
 
 def _validate(options: RecordOptions) -> None:
@@ -148,6 +92,12 @@ class Recorder:
         self.progress = progress
         self.backend, self.why = choose_backend(options.backend)
         self.backend = replace(self.backend, regions=tuple(options.regions))
+        # the hash backend reads each shared page once per round for all processes
+        self.shared = SharedHashes() if self.backend.name == "hash" else None
+        if self.shared is not None:  # load numba and its compiled loop before the clock starts
+            from calm.collector.page_reader import hash_implementation
+
+            hash_implementation()
         self.tracked: dict[ProcessIdentity, _Tracked] = {}
         self.popen: subprocess.Popen | None = None
         self.writer: TraceWriter | None = None
@@ -156,6 +106,10 @@ class Recorder:
         self.n_processes = 0
         self._command_status: int | None = None
         self._times: tuple[float, float] | None = None  # (t_start of the first sample, t_end of the last)
+        self._last_census = -float("inf")
+        self._census_every = CENSUS_SECONDS
+        self._periods: list[float] = []
+        self._cpu: list[float] = []
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
@@ -174,7 +128,7 @@ class Recorder:
         cannot be read, CalmError for a required one."""
         try:
             details = describe(proc)
-            backend = self.backend(proc.pid)
+            backend = self.backend(proc.pid, self.shared)
             maps = backend.start()
             if len(maps) == 0:
                 raise ProcessGone(proc.pid)
@@ -203,25 +157,31 @@ class Recorder:
         details = pending.details
         row = self.writer.open_process(
             pid=details.identity.pid, ppid=details.ppid, start_time_unix=details.identity.create_time,
-            name=details.name, cmdline=details.cmdline, exe=details.exe,
+            name=details.name, cmdline=details.cmdline, exe=details.exe, title=details.title,
         )
         self.writer.add_maps(row, self.writer.n_samples, pending.maps)
         found = getattr(pending.backend, "start_residency", None)
         if found is not None:  # which pages were resident or zero when this process's recording began
             self.writer.add_residency(row, self.writer.n_samples, found.start_vpn, found.pages, found.state)
+        try:
+            pss = pss_pages(details.identity.pid)
+        except ProcessGone:
+            pss = 0  # gone already: the next round closes it
         self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps,
-                                                  self.writer.n_samples)
+                                                  self.writer.n_samples, pss)
         self.n_processes += 1
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> RecordResult:
         options = self.options
-        stop = _StopSignals()
+        stop = StopSignals()
         status, end_reason = "complete", ""
         t0 = time.monotonic()
         try:
             if options.ready_file is not None:
                 ready.remove_stale(options.ready_file)
+            if options.nice:
+                os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + options.nice))
             roots = self._roots()
             targets = TargetSet(roots, options.children)
             # Every initial target is opened before the file exists: a refusal leaves nothing.
@@ -251,12 +211,17 @@ class Recorder:
                 self.writer.close(status=status, end_reason=end_reason)
             self._stop_command()
         first, last = self._times or (0.0, 0.0)
+        periods = np.diff(self._periods) if len(self._periods) > 1 else np.zeros(1)
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
                             time.monotonic() - t0, self.overruns, end_reason, self.backend.name,
                             self._command_status, span=last - first, baseline=first,
-                            interval=options.interval)
+                            interval=options.interval, period_mean=float(np.mean(periods)),
+                            period_p95=float(np.percentile(periods, 95)),
+                            cpu_per_round=float(np.mean(self._cpu)) if self._cpu else 0.0)
 
-    def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float, baseline_end: float) -> str:
+    def _loop(self, targets: TargetSet, stop: StopSignals, t0: float, baseline_end: float) -> str:
+        from calm.trace.writer import RoundCost  # with the writer: h5py loads after start-up
+
         writer = self.writer
         assert writer is not None
         interval, duration = self.options.interval, self.options.duration
@@ -269,25 +234,20 @@ class Recorder:
             if stop.received is not None:
                 return f"stopped by {signal.Signals(stop.received).name}"
             round_begin = time.monotonic()
+            cpu_begin = time.process_time()
             sample = writer.n_samples
-            per_process = {}
-            for identity, tracked in list(self.tracked.items()):
-                try:
-                    result = tracked.backend.sample()
-                    if len(result.maps) == 0:
-                        raise ProcessGone(identity.pid)
-                except ProcessGone:
-                    self._close(identity, sample)
-                    continue
-                per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
-                self.events += result.dirty_vpns.size
-                if not result.maps.same_as(tracked.maps):
-                    writer.add_maps(tracked.row, sample, result.maps)
-                    tracked.maps = result.maps
-            writer.add_sample(previous_end - t0, round_begin - t0, per_process)
+            per_process, pages_read = self._read_round(sample)
+            read_s = time.monotonic() - round_begin
+            writer.add_sample(previous_end - t0, round_begin - t0, per_process,
+                              pss={t.row: t.pss for t in self.tracked.values()},
+                              cost=RoundCost(read_s, 0.0, pages_read))
             self._times = ((self._times or (previous_end - t0,))[0], round_begin - t0)
             self._follow(targets, sample + 1)
             previous_end = time.monotonic()
+            cpu = time.process_time() - cpu_begin
+            writer.set_round_cpu(cpu)  # the whole round: reads, bookkeeping, attaching new children
+            self._periods.append(round_begin)
+            self._cpu.append(cpu)
             if previous_end - writer.last_flush >= FLUSH_EVERY_SECONDS or interval >= FLUSH_EVERY_SECONDS:
                 writer.flush()
             n_dirty = sum(v.size for v, _ in per_process.values())
@@ -319,6 +279,47 @@ class Recorder:
         except subprocess.TimeoutExpired:
             return False
         return True
+
+    def _read_round(self, sample: int) -> tuple[dict[int, tuple[np.ndarray, int]], int]:
+        """Reads every followed process once (shared pages once for all, with the hash backend)
+        and, at most once a second, their Pss. Returns ({row: (dirty vpns, resident)}, pages read)."""
+        writer = self.writer
+        assert writer is not None
+        per_process: dict[int, tuple[np.ndarray, int]] = {}
+        row_of_pid: dict[int, int] = {}
+        pages_read = 0
+        census = time.monotonic() - self._last_census >= self._census_every
+        census_cost = 0.0
+        for identity, tracked in list(self.tracked.items()):
+            try:
+                result = tracked.backend.sample()
+                if len(result.maps) == 0:
+                    raise ProcessGone(identity.pid)
+                if census:
+                    begin = time.monotonic()
+                    tracked.pss = pss_pages(identity.pid)
+                    census_cost += time.monotonic() - begin
+            except ProcessGone:
+                self._close(identity, sample)
+                continue
+            pages_read += tracked.backend.pages_read
+            per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
+            row_of_pid[identity.pid] = tracked.row
+            if not result.maps.same_as(tracked.maps):
+                writer.add_maps(tracked.row, sample, result.maps)
+                tracked.maps = result.maps
+        if census:  # at most 5% of calm's time goes to the census: the kernel walks every page table
+            self._last_census = time.monotonic()
+            self._census_every = max(CENSUS_SECONDS, CENSUS_SHARE * census_cost)
+        if self.shared is not None:
+            for pid, vpns in self.shared.finish_round().items():
+                row = row_of_pid.get(pid)
+                if row is not None:  # shared and private pages lie in different regions
+                    private, resident = per_process[row]
+                    per_process[row] = (np.sort(np.concatenate((private, vpns))), resident)
+            pages_read += self.shared.pages_read
+        self.events += sum(v.size for v, _ in per_process.values())
+        return per_process, pages_read
 
     def _follow(self, targets: TargetSet, next_sample: int) -> None:
         """Closes processes that are gone and attaches new children."""
@@ -385,7 +386,21 @@ class Recorder:
             "tool_version": __version__,
             "command": json.loads(json.dumps(self.options.command)),
             **({"regions": list(self.options.regions)} if self.options.regions else {}),
+            "shared_writes": tf.SHARED_READER if self.backend.name == "hash" else tf.SHARED_WRITER,
+            "notes": self._notes(),
+            "nice": int(self.options.nice),
         }
+
+    def _notes(self) -> list[str]:
+        notes = []
+        if self.backend.name == "hash":
+            from calm.collector.page_reader import hash_implementation
+
+            notes.append(HASH_BLIND_SPOT)
+            notes.append("the hash backend reads each shared page once per round through one process "
+                         "that maps it and cannot tell which process wrote it: a changed shared page "
+                         f"is reported once, not per process (pages hashed with {hash_implementation()})")
+        return notes
 
 
 def record(options: RecordOptions) -> RecordResult:

@@ -9,6 +9,7 @@ appear; exited ones are noticed by the recorder when reading them fails.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 
 import psutil
@@ -68,6 +69,7 @@ class ProcessDetails:
     name: str
     cmdline: list[str]
     exe: str
+    title: str = ""
 
 
 def describe(proc: psutil.Process) -> ProcessDetails:
@@ -84,7 +86,53 @@ def describe(proc: psutil.Process) -> ProcessDetails:
             exe = proc.exe()
         except (psutil.AccessDenied, psutil.ZombieProcess, FileNotFoundError):
             exe = ""
-    return ProcessDetails(identity, ppid, name, cmdline, exe)
+    raw = _raw_cmdline(proc.pid)
+    return ProcessDetails(identity, ppid, name, cmdline, invoked_exe(exe, raw), process_title(raw))
+
+
+def _raw_cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def process_title(raw: bytes) -> str:
+    """The role a process gives itself by rewriting its argv ("postgres: checkpointer"), or "".
+
+    A program that sets its title (setproctitle, PostgreSQL, Redis, nginx) overwrites the argv area
+    with one string and pads the rest with NULs or spaces; an untouched cmdline is several
+    NUL-separated arguments (or one without spaces). The padding is trimmed.
+    """
+    text = raw.rstrip(b"\0 ")
+    if not text or b"\0" in text.rstrip(b"\0"):
+        parts = [p for p in text.split(b"\0") if p]
+        if len(parts) != 1:
+            return ""
+        text = parts[0]
+    if b" " not in text.strip():
+        return ""
+    return " ".join(text.decode(errors="replace").split())
+
+
+def invoked_exe(exe: str, raw: bytes) -> str:
+    """The program as the user ran it: /usr/bin/redis-server, not the redis-check-rdb it links to.
+
+    /proc/PID/exe is the resolved file; argv[0] (or its first word, once a title was set) is what
+    was run. When that resolves, directly or through PATH, to the same file, it is the better name.
+    """
+    first = raw.split(b"\0", 1)[0].split(b" ", 1)[0].decode(errors="replace")
+    if not exe or not first:
+        return exe
+    candidate = first if "/" in first else shutil.which(first) or ""
+    if candidate and candidate != exe:
+        try:
+            if os.path.realpath(candidate) == os.path.realpath(exe):
+                return os.path.abspath(candidate)
+        except OSError:
+            pass
+    return exe
 
 
 def check_pid(pid: int) -> psutil.Process:

@@ -54,6 +54,9 @@ def format_table(rows: list[dict]) -> str:
         ram = f"trace ({size})" if r.get("own_memory") else size
         ram, bw = (ram, format_rate(r["bandwidth_bps"])) if key != prev else ("", "")
         prev = key
+        if r["cost_s"] is None:  # a scenario that could not run: its reason in the last column
+            lines.append((ram, bw, r["algorithm"], "-", "-", "-", r["stop_reason"]))
+            continue
         lines.append((ram, bw, r["algorithm"], f"{r['cost_s']:.4g}", f"{r['total_time_s']:.2f}",
                       f"{r['downtime_s']:.4f}", ("forced: " if r["forced"] else "") + r["stop_reason"]))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

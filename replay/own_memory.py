@@ -2,7 +2,8 @@
 
 Instead of spreading the footprint over a hypothetical RAM, the recorded regions are the RAM,
 each page at its own offset: the regions the backend read when each process's recording began
-(the trace's residency runs, format minor 1), laid end to end in (process, address) order, plus
+(the trace's residency runs, format minor 1), laid end to end in service-key order (each
+process's private memory by address, then each shared object once: `calm.trace.service`), plus
 any page the trace writes outside them (a region mapped later), which held nothing before. For a
 QEMU guest recorded from the host with `--region` on its RAM mapping, that is the guest's RAM.
 
@@ -23,7 +24,6 @@ from calm.core.errors import CalmError
 from calm.replay.layout import RamLayout
 from calm.replay.trace_map import MappedTrace
 from calm.trace.format import RESIDENCY_RESIDENT
-from calm.trace.keys import make_keys
 
 
 def own_layout(mapped: MappedTrace) -> RamLayout:
@@ -33,10 +33,7 @@ def own_layout(mapped: MappedTrace) -> RamLayout:
         raise CalmError(f"trace {mapped.path} does not record which pages were resident (recorded by an older calm), "
                         "so it cannot be replayed on its own memory (trace@RATE, calm predict); replay it on a RAM "
                         "size instead, e.g. -s 1GiB@10Gbit")
-    first = _first_snapshot(res)
-    k0 = make_keys(res["process"][first], res["start_vpn"][first])
-    k1 = k0 + res["pages"][first].astype(np.uint64)
-    state = res["state"][first]
+    k0, k1, state = res["start"], res["stop"], res["state"]  # service keys (trace_map._resident_runs)
     fp = mapped.keys
     before = mapped.written_before if mapped.written_before is not None else np.empty(0, np.uint64)
     written = np.union1d(fp, before)
@@ -64,15 +61,6 @@ def own_layout(mapped: MappedTrace) -> RamLayout:
         points = np.unique(base[jv[ok]] + (wb[ok] - starts[jv[ok]]).astype(np.int64))
         zs, ze = _cut(zs, ze, points)
     return RamLayout(n_pages, position, zs, ze, kind="own memory")
-
-
-def _first_snapshot(res: dict) -> np.ndarray:
-    """Rows of each process's earliest residency snapshot, sorted by (process, page)."""
-    proc, sample = res["process"].astype(np.int64), res["sample"].astype(np.int64)
-    earliest = np.full(int(proc.max()) + 1 if proc.size else 0, np.iinfo(np.int64).max)
-    np.minimum.at(earliest, proc, sample)
-    rows = np.flatnonzero(sample == earliest[proc])
-    return rows[np.lexsort((res["start_vpn"][rows], proc[rows]))]
 
 
 def _cut(zs: np.ndarray, ze: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,11 +26,14 @@ from calm.replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_co
 from calm.replay.dirty import DirtySource, TraceSource, UniformSource
 from calm.replay.model import fixed_cost_curve
 from calm.replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
+from calm.core.units import format_size
 from calm.replay.scenario import SLIDE_SCENARIOS, Scenario, check_rate, pages_to_rate, parse_scenario
 from calm.replay.simulator import SimResult, simulate
-from calm.replay.trace_map import MappedTrace, map_trace
+from calm.replay.trace_map import MappedTrace, check_fits, map_trace
 
 UNIFORM_PAGE_SIZE = 4096
+IDLE_TAIL_SHARE = 0.1  # an idle tail this share of the trace or longer is worth a note
+SERVICE_BANDWIDTH_BPS = 1e9  # the default service scenario's link: the slides' first (1 Gbit/s)
 
 
 @dataclass
@@ -110,13 +113,16 @@ class ScenarioResult:
     sweep: SweepResult | None = None
     ram_bytes: int = 0  # the RAM replayed (for trace@RATE, the trace's own memory)
     layout: dict = field(default_factory=dict)
+    skipped: str = ""  # why no algorithm ran (a RAM smaller than the service's footprint)
+    origin: str = ""  # "service": the default scenario sized from the recorded service
 
     def to_dict(self) -> dict:
         return {"name": self.scenario.name, "ram_bytes": self.ram_bytes, "own_memory": self.scenario.own_memory,
                 "layout": self.layout, "bandwidth_bps": self.scenario.bandwidth_bps, "n_pages": self.n_pages,
                 "bandwidth_pages_per_step": self.bandwidth_pages_per_step, "mean_p": self.mean_p,
                 "results": [r.to_dict() for r in self.results],
-                "sweep": self.sweep.to_dict() if self.sweep else None}
+                "sweep": self.sweep.to_dict() if self.sweep else None,
+                "skipped": self.skipped, "origin": self.origin}
 
 
 @dataclass
@@ -127,17 +133,31 @@ class ReplayReport:
     page_size: int
     scenarios: list[ScenarioResult] = field(default_factory=list)
 
+    notes: list[str] = field(default_factory=list)  # what the user should know about this replay
+
     def table(self) -> list[dict]:
-        """One row per (scenario, algorithm): the slides' evaluation table and a bit more."""
-        return [{"scenario": s.scenario.name, "ram_bytes": s.ram_bytes, "own_memory": s.scenario.own_memory,
-                 "bandwidth_bps": s.scenario.bandwidth_bps, "algorithm": r.algorithm, "cost_s": r.cost,
-                 "total_time_s": r.total_time, "downtime_s": r.downtime, "precopy_time_s": r.precopy_time,
-                 "pages_sent": r.pages_sent, "rounds": r.rounds, "forced": r.forced,
-                 "stop_reason": r.stop_reason, "bytes_sent": r.bytes_sent, "normal_pages": r.normal_pages,
-                 "zero_pages": r.zero_pages, "syncs": r.syncs} for s in self.scenarios for r in s.results]
+        """One row per (scenario, algorithm): the slides' evaluation table and a bit more. A
+        scenario too small for the service has one row saying so (algorithm "-", no figures)."""
+        rows = []
+        for s in self.scenarios:
+            if s.skipped:
+                rows.append({"scenario": s.scenario.name, "ram_bytes": s.ram_bytes,
+                             "own_memory": s.scenario.own_memory, "bandwidth_bps": s.scenario.bandwidth_bps,
+                             "algorithm": "-", "cost_s": None, "total_time_s": None, "downtime_s": None,
+                             "precopy_time_s": None, "pages_sent": None, "rounds": None, "forced": False,
+                             "stop_reason": s.skipped, "bytes_sent": None, "normal_pages": None,
+                             "zero_pages": None, "syncs": None})
+            rows += [{"scenario": s.scenario.name, "ram_bytes": s.ram_bytes, "own_memory": s.scenario.own_memory,
+                      "bandwidth_bps": s.scenario.bandwidth_bps, "algorithm": r.algorithm, "cost_s": r.cost,
+                      "total_time_s": r.total_time, "downtime_s": r.downtime, "precopy_time_s": r.precopy_time,
+                      "pages_sent": r.pages_sent, "rounds": r.rounds, "forced": r.forced,
+                      "stop_reason": r.stop_reason, "bytes_sent": r.bytes_sent, "normal_pages": r.normal_pages,
+                      "zero_pages": r.zero_pages, "syncs": r.syncs} for r in s.results]
+        return rows
 
     def to_dict(self) -> dict:
-        return {"tool": "calm replay", "version": __version__, "workload": self.workload, "cost": self.cost,
+        return {"tool": "calm replay", "version": __version__, "notes": list(self.notes),
+                "workload": self.workload, "cost": self.cost,
                 "step_seconds": self.step_seconds, "page_size": self.page_size,
                 "units": {"cost": "seconds of violated SLA", "time": "seconds", "bandwidth": "bit/s"},
                 "scenarios": [s.to_dict() for s in self.scenarios]}
@@ -175,9 +195,13 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
                progress: Callable[[str], None] | None = None) -> ReplayReport:
     """Replays a trace (path or MappedTrace) or, with `uniform_p`, a synthetic uniform workload.
 
-    `skip_seconds` leaves out the start of a trace given as a path (see `replay.trace_map`)."""
+    `skip_seconds` leaves out the start of a trace given as a path (see `replay.trace_map`).
+    Without `scenarios`, a trace is replayed on a RAM sized from the recorded service (its resident
+    memory, rounded up: `service_scenario`) and on the slides' four scenarios. A scenario whose RAM
+    is smaller than the trace's footprint is reported as such and the others still run."""
     if (trace is None) == (uniform_p is None):
         raise CalmError("give either a trace or a uniform dirtying probability (--uniform P), not both")
+    default_scenarios = not scenarios
     scenarios = [parse_scenario(s) if isinstance(s, str) else s for s in (scenarios or SLIDE_SCENARIOS)]
     algorithms = parse_algorithms(list(algorithms))
     cost_fn = parse_cost(cost) if isinstance(cost, str) else cost
@@ -197,14 +221,35 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
         make_source = lambda n: UniformSource(n, uniform_p, seed=seed, page_size=page_size,  # noqa: E731
                                               step_seconds=step_seconds)
         workload = {"kind": "uniform", "p": uniform_p, "step_seconds": step_seconds, "seed": seed}
+    origin = {}
+    if trace is not None and default_scenarios:
+        service = service_scenario(mapped, SERVICE_BANDWIDTH_BPS)
+        scenarios = [service] + [s for s in scenarios if s != service]
+        origin[service] = "service"
     for scenario in scenarios:
         options.check(scenario, algorithms)
     cost_pages = in_pages(cost_fn, page_size, step_seconds)
     report = ReplayReport(workload, cost_fn.describe(), step_seconds, page_size)
+    if trace is not None:
+        report.notes += mapped.notes
     max_steps = _max_steps(max_time_s, step_seconds)
-    sources = [make_source(None if s.own_memory else s.n_pages(page_size)) for s in scenarios]  # refusals first
+    def fits(scenario: Scenario) -> bool:  # a RAM too small for the service is reported, not run
+        return trace is None or scenario.own_memory or mapped.fits(scenario.n_pages(page_size))
+
+    if trace is not None and not any(fits(s) for s in scenarios):
+        check_fits(mapped.footprint, max(s.n_pages(page_size) for s in scenarios), page_size)
+    sources = [make_source(None if s.own_memory else s.n_pages(page_size)) if fits(s) else None
+               for s in scenarios]  # refusals first
     for scenario, source in zip(scenarios, sources):
         bandwidth = scenario.pages_per_step(page_size, step_seconds)
+        if source is None:
+            n_pages = scenario.n_pages(page_size)
+            report.scenarios.append(ScenarioResult(
+                scenario, n_pages, bandwidth, float("nan"), [], ram_bytes=n_pages * page_size,
+                origin=origin.get(scenario, ""),
+                skipped=f"too small: RAM < the service's dirtied footprint "
+                        f"({format_size(mapped.footprint * page_size)})"))
+            continue
         results = []
         for name in algorithms:
             where = f"{scenario.name}: {name}"
@@ -216,5 +261,44 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
         sweep = sweep_fixed(source, bandwidth, cost_pages, sweep_points, max_steps) if sweep_points else None
         report.scenarios.append(ScenarioResult(scenario, source.n_pages, bandwidth, source.mean_p, results, sweep,
                                                ram_bytes=source.n_pages * page_size,
-                                               layout=source.layout.describe()))
+                                               layout=source.layout.describe(), origin=origin.get(scenario, "")))
+    if trace is not None:
+        report.notes += _loop_notes(mapped, report, extend)
     return report
+
+
+def service_scenario(mapped: MappedTrace, bandwidth_bps: float) -> Scenario:
+    """The RAM of the recorded service: its resident memory (each page once; the footprint for a
+    trace without it), rounded up to a size VMs come in (see `round_up_ram`)."""
+    pages = max(mapped.resident_pages or 0, mapped.footprint, 1)
+    return Scenario(round_up_ram(pages * mapped.page_size), bandwidth_bps)
+
+
+def round_up_ram(size: int) -> int:
+    """The next RAM size of the form 2**k or 3 * 2**(k-1) bytes (64 MiB, 96 MiB, 128 MiB, 192 MiB,
+    ...), at least 64 MiB: the sizes memory is sold in, at most 50% above `size`."""
+    size = max(int(size), 64 << 20)
+    k = (size - 1).bit_length()  # 2**k >= size
+    three_halves = 3 << (k - 2)
+    return three_halves if three_halves >= size else 1 << k
+
+
+def _loop_notes(mapped: MappedTrace, report: ReplayReport, extend: str) -> list[str]:
+    """Says when runs replayed the trace's idle tail (looped: as if the service idled each pass)."""
+    if mapped.idle_tail_steps < max(2, IDLE_TAIL_SHARE * mapped.n_steps):
+        return []  # a sample or two of calm: not a tail worth a word
+    busy = mapped.n_steps - mapped.idle_tail_steps
+    step = mapped.step_seconds
+    runs = [r for sc in report.scenarios for r in sc.results]
+    into = [r for r in runs if r.total_time > busy * step]
+    if not into:
+        return []
+    looped = [r for r in into if r.total_time > mapped.n_steps * step]
+    return [f"the trace ends with {mapped.idle_tail_steps * step:.3g} s of idle samples "
+            f"({mapped.idle_tail_steps} of {mapped.n_steps}, fewer than 5% of a mean sample's dirty pages); "
+            f"{len(into)} of {len(runs)} runs replayed into it"
+            + (f" and {len(looped)} past the trace's end, "
+               + ("replaying it again with its idle tail on every pass" if extend == "loop" else
+                  "resampling pages at their mean rate, idle tail included")
+               if looped else "")
+            + ": trim the recording, or record the service under steady load"]

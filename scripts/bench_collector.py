@@ -4,8 +4,9 @@
 Each backend is compared with a baseline measured in the same run on the same target:
 - pagemap path (SoftDirtyBackend.sample: read maps, read pagemap, decode bits, clear_refs) vs a
   plain read of the same pagemap ranges into a buffer;
-- hash backend (HashBackend.sample: pagemap, read /proc/PID/mem, hash, compare) vs a plain read of
-  the same memory through /proc/PID/mem, and vs a plain in-process copy of a buffer of that size.
+- hash backend (HashBackend.sample: pagemap, process_vm_readv + hash, compare) vs a plain read of
+  the same memory through /proc/PID/mem, and vs a plain in-process copy of a buffer of that size
+  (scripts/bench_hash_read.py compares it with a bare process_vm_readv of the same pages).
 The target is the ground-truth workload (uniform p = 0.01 every 0.5 s). Also reports the trace
 size per dirty-page event of a recording of the service-like workload profile.
 

@@ -229,6 +229,34 @@ def record_comparable(tmp: Path, *, need: int, samples: int, attempts: int = 4, 
     return out, truth_path, pid
 
 
+def calm_popen(*args: str) -> subprocess.Popen:
+    """Starts the real `calm` in the background (stdout and stderr piped)."""
+    return subprocess.Popen([sys.executable, "-m", "calm", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_samples(out: Path, rec: subprocess.Popen, n: int, timeout: float = 60) -> int:
+    """Until the trace being recorded holds n samples (the recorder flushes at least once a
+    second: its own output is the handshake); returns how many it holds then."""
+    from calm.core.errors import CalmError
+    from calm.trace.reader import Trace
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if rec.poll() is not None:
+            raise AssertionError(f"calm exited with {rec.returncode}: {rec.communicate()[1]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{out} did not reach {n} samples in {timeout} s")
+        if out.exists():
+            try:
+                with Trace(out) as trace:
+                    if trace.n_samples >= n:
+                        return trace.n_samples
+            except (CalmError, RuntimeError, OSError):
+                pass  # created, not flushed yet, or read in the middle of a flush
+        time.sleep(0.05)
+
+
 def row_of(trace, pid: int) -> int:
     """The row in trace.processes of the (first) process with this pid."""
     rows = [p.row for p in trace.processes if p.pid == pid]

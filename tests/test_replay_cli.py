@@ -48,11 +48,12 @@ def test_replay_writes_table_csv_json_and_plots(trace, tmp_path):
             assert (out / f"{stem}.{ext}").stat().st_size > 1000
 
 
-def test_default_scenarios_are_the_slides(trace, tmp_path):
+def test_default_scenarios_are_the_service_and_the_slides(trace, tmp_path):
     out = tmp_path / "o"
     calm("replay", str(trace), "-a", "xen", "-o", str(out), "--no-plots", "-q", check=True)
     data = json.loads((out / "results.json").read_text())
-    assert [s["name"] for s in data["scenarios"]] == list(SLIDE_SCENARIOS)
+    assert [s["name"] for s in data["scenarios"]][1:] == list(SLIDE_SCENARIOS)
+    assert data["scenarios"][0]["origin"] == "service"
     assert not list(out.glob("*.png"))
 
 

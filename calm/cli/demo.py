@@ -135,13 +135,14 @@ def _replay(trace: Path, out: Path, quiet: bool):
     from calm.core.progress import Progress
     from calm.replay.outputs import TABLE_COLUMNS, json_ready, write_csv, write_json
     from calm.replay.plots import write_replay_plots
+    from calm.replay.defaults import SLIDE_SCENARIOS
     from calm.replay.runner import run_replay
 
     _say(quiet, "calm demo: [3/4] replaying the trace through calm, clark, xen, qemu and fixed "
                 "in the slides' four scenarios")
     replay_dir = prepare_output_dir(out / "replay")
     with Progress(quiet=quiet) as progress:
-        report = run_replay(str(trace), sweep_points=SWEEP_POINTS,
+        report = run_replay(str(trace), list(SLIDE_SCENARIOS), sweep_points=SWEEP_POINTS,
                             progress=lambda message: progress.update(f"replaying {message}"))
         progress.update("replaying: writing plots and tables")
         rows = report.table()

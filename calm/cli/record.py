@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--duration", type=argtypes.duration(), default=None, metavar="DURATION",
                         help="stop after this long, e.g. 60s or 2min (default: until the targets exit or "
                              "Ctrl-C); a launched command still running then is sent SIGTERM")
+    parser.add_argument("--nice", type=argtypes.whole(minimum=1), nargs="?", const=19, default=0,
+                        metavar="N", help="lower calm's CPU priority by N (default 19 when given) so the "
+                                          "service wins the CPU; the sampling period then stretches, "
+                                          "and calm reports the period it achieved")
     parser.add_argument("-o", "--output", default=DEFAULT_TRACE, metavar="FILE",
                         help=f"trace file to write (default {DEFAULT_TRACE})")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     options = RecordOptions(
         output=Path(args.output), pids=args.pid, command=command, children=args.children,
         backend=args.backend, interval=args.interval, duration=args.duration, force=args.force,
-        quiet=args.quiet, ready_file=args.ready_file, regions=args.region,
+        quiet=args.quiet, ready_file=args.ready_file, regions=args.region, nice=args.nice,
     )
     result = record(options)
     size = options.output.stat().st_size
@@ -87,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(result.seconds, 3), "span_s": round(result.span, 3),
         "baseline_read_s": round(result.baseline, 3), "backend": result.backend, "end_reason": result.end_reason,
         "overruns": result.overruns, "command_status": result.command_status,
+        "interval_s": args.interval, "period_mean_s": round(result.period_mean, 6),
+        "period_p95_s": round(result.period_p95, 6), "cpu_per_round_s": round(result.cpu_per_round, 6),
+        "nice": args.nice,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -99,5 +106,15 @@ def run(args: argparse.Namespace) -> int:
         span = recording_span(result.samples, result.span, result.baseline, result.interval)
         print(f"[ calm record: {result.processes} process(es), {span}, with the {result.backend} backend "
               f"({result.end_reason}); {result.events:,} dirty-page events{overran} ]", file=sys.stderr)
+        period = (f"[ calm record: sampling period achieved {result.period_mean * 1000:.1f} ms mean, "
+                  f"{result.period_p95 * 1000:.1f} ms p95 (asked {args.interval * 1000:g} ms); calm's CPU "
+                  f"{result.cpu_per_round * 1000:.1f} ms per round"
+                  + (f" at nice +{args.nice}" if args.nice else "") + " ]")
+        if result.samples > 1:
+            print(period, file=sys.stderr)
+        if result.backend == "hash":
+            from calm.collector.recorder import HASH_BLIND_SPOT
+
+            print(f"[ calm record: note: {HASH_BLIND_SPOT} ]", file=sys.stderr)
         print(f"[ calm record: wrote {options.output} ({size / 2**20:.2f} MiB{per_event}) ]", file=sys.stderr)
     return result.command_status or 0

@@ -42,7 +42,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--scenario", type=argtypes.typed("scenario", scenario_type), action="append",
                    metavar="RAM@BANDWIDTH",
                    help=f"e.g. 1GiB@1Gbit, or trace@10Gbit to migrate the trace's own recorded memory; "
-                        f"repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
+                        f"repeatable (default: the recorded service's RAM, its resident memory rounded up, "
+                        f"@1Gbit, and the slides' {', '.join(SLIDE_SCENARIOS)}; a scenario smaller than the "
+                        f"trace's footprint is reported, not run)")
     p.add_argument("-a", "--algorithm", action="append", metavar="LIST",
                    help="comma-separated: calm,clark,xen,qemu,fixed (default: all)")
     p.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
@@ -112,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     uniform = args.uniform is not None
     trace = None if uniform else check_input_trace(args.trace or DEFAULT_TRACE)
-    scenarios = args.scenario or [parse_scenario(s) for s in SLIDE_SCENARIOS]
+    # without -s: the slides' scenarios, and for a trace a RAM sized from the recorded service
+    scenarios = args.scenario or (None if trace is not None else [parse_scenario(s) for s in SLIDE_SCENARIOS])
     algorithms = parse_algorithms(args.algorithm or [",".join(ALGORITHMS)])
     if any(v is not None for v in (args.clark_min, args.clark_max, args.clark_increment,
                                    args.clark_max_rounds)) and "clark" not in algorithms:
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         with Trace(trace) as trace_file:  # a bad trace or --skip fails before we create anything
             if trace_file.n_samples:
                 first_sample_after(trace_file, skip)
-    for scenario in scenarios:
+    for scenario in scenarios or [parse_scenario(s) for s in SLIDE_SCENARIOS]:
         options.check(scenario, algorithms)
 
     with Progress(quiet=args.quiet) as progress:
@@ -164,5 +167,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'uniform p=' + format(args.uniform, 'g') if uniform else trace}: {step_info}")
         print(format_table(rows))
     if not args.quiet:
+        for note in report.notes:
+            print(f"calm replay: note: {note}", file=sys.stderr)
         print(f"wrote {len(files)} files to {out}/", file=sys.stderr)
     return 0

@@ -88,10 +88,11 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
              + (f", after a {a.baseline_read:.1f} s baseline read"
                 if units.baseline_worth_saying(a.baseline_read, a.info.interval) else "")),
         card("Backend", a.info.backend, "how dirty pages were detected"),
-        card("Processes", f"{len(a.processes)}", ", ".join(f"{p.name} ({p.pid})" for p in a.processes[:3])
+        card("Processes", f"{len(a.processes)}", ", ".join(f"{p.label} ({p.pid})" for p in a.processes[:3])
              + (" …" if len(a.processes) > 3 else "")),
         card("Memory dirtied", units.mib(svc["dirtied_pages"] * a.page_size),
-             f"{svc['dirtied_pages']:,} distinct pages"),
+             f"{svc['dirtied_pages']:,} distinct pages, each counted once"
+             + (f" ({svc['shared_pages']:,} shared)" if svc.get("shared_pages") else "")),
         card("Mean dirty rate", f"{units.sig(rate / 1e6)} MB/s", f"{units.sig(rate * 8 / 1e6)} Mbit/s; "
              f"peak {units.sig(s['dirty_rate_mb_s']['max'])} MB/s"),
         card("Hot pages (p > 0.5)", f"{svc['pages_with_p_above']['0.5']:,}",
@@ -99,6 +100,14 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
     ]
     if ws1:
         cards.append(card("Working set, 1 s", f"{units.sig(ws1['mean'])} MiB", f"max {units.sig(ws1['max'])} MiB"))
+    if svc.get("resident_mib"):
+        cards.append(card("Resident memory", f"{units.sig(svc['resident_mib']['max'])} MiB",
+                          "the service's peak, each page once (sum of Pss)"))
+    if a.observer:
+        o = a.observer
+        cards.append(card("Observer cost", f"{o.cpu_share:.0%} of a core",
+                          f"period {o.period_mean * 1000:.0f} ms mean, {o.period_p95 * 1000:.0f} ms p95 "
+                          f"(asked {o.interval * 1000:g} ms)"))
     lowest = overview_card(results) if results is not None else None
     if lowest is not None:
         cards.append(lowest)
@@ -125,19 +134,28 @@ def _recording(a, s: dict) -> Raw:
         ("host", f"{info.hostname}, Linux {info.kernel_release}"),
         ("command", tag("code", command)),
         ("recording ended", f"{info.end_reason or 'unknown'} (status: {info.status})"),
-        ("recorded by", f"calm {info.tool_version}, trace format v{info.format_version}"),
+        ("recorded by", f"calm {info.tool_version}, trace format v{info.version}"),
     ]
+    if a.observer:
+        from calm.analyzer.outputs import observer_text
+
+        pairs.append(("observer cost", observer_text(a.observer).removeprefix("observer: ")))
     per_process = {p["row"]: p for p in s["processes"]}
     rows = []
     for p in a.processes:
         ps = per_process.get(p.row, {})
-        rows.append([p.pid, p.ppid, p.name, tag("code", " ".join(p.cmdline) or p.exe),
+        shared = ps.get("shared_pages_written")
+        rows.append([p.pid, p.ppid, p.label, tag("code", p.exe if p.title else (" ".join(p.cmdline) or p.exe)),
                      f"{max(p.first_sample, 0)}–{p.last_sample}",
                      _exited(p),
-                     units.mib(ps.get("dirtied_pages", 0) * a.page_size)])
-    procs = table([Column("pid", True), Column("ppid", True), Column("name"), Column("command line"),
-                   Column("samples"), Column("exited"), Column("memory dirtied", True)], rows,
-                  caption="Processes followed during the recording")
+                     units.mib(ps.get("private_pages", 0) * a.page_size),
+                     "unknown" if shared is None and a.shared_objects else units.mib((shared or 0) * a.page_size)])
+    procs = table([Column("pid", True), Column("ppid", True), Column("name"), Column("program"),
+                   Column("samples"), Column("exited"), Column("private dirtied", True),
+                   Column("shared written", True)], rows,
+                  caption="Processes followed during the recording, named by the role they give themselves; "
+                          "shared pages are counted once for the service (soft-dirty says which process "
+                          "wrote them, the hash backend cannot)")
     return section("recording", "Recording", "What was recorded, where, and how.",
                    [key_values(pairs), procs])
 
@@ -205,12 +223,12 @@ def _dirtying(a, s: dict) -> Raw:
     pid_of = {p.row: p.pid for p in a.processes}
     labels = [r.label for r in a.regions]
     p_second = a.p_per_second(top.p) if len(top) else np.empty(0)
-    rows = [[i + 1, pid_of.get(int(r), int(r)), tag("code", f"{int(v) * a.page_size:#x}"),
+    rows = [[i + 1, pid_of.get(int(r), "shared"), tag("code", f"{int(v) * a.page_size:#x}"),
              units.probability(p), units.probability(ps), f"{int(d):,} / {int(m):,}",
              _region_cell(labels[int(reg)]) if reg >= 0 else "(no recorded region)"]
             for i, (r, v, p, ps, d, m, reg) in enumerate(zip(top.process, top.vpn, top.p, p_second,
                                                                top.dirty, top.mapped, top.region))]
-    hot = table([Column("rank", True), Column("pid", True), Column("page address"),
+    hot = table([Column("rank", True), Column("pid", True), Column("address or offset"),
                  Column("p per sample", True), Column("p per second", True),
                  Column("dirty / mapped samples", True), Column("region")], rows,
                 caption=f"The {TOP_PAGES_SHOWN} most often dirtied pages (all of them: pages.csv of calm analyze)")
@@ -228,22 +246,25 @@ def _region_cell(label: str) -> Raw:
 def _where(a, s: dict) -> Raw:
     images = analysis_images(a, ("regions", "symbols"))
     avg = lambda page_samples: page_samples * a.page_size / max(a.duration, 1e-12)  # noqa: E731 bytes/s
-    region_rows = [[_region_cell(r.label), r.kind, len(r.processes), units.mib(r.pages * a.page_size),
+    region_rows = [[_region_cell(r.label), r.kind, len(r.mapped_by),
+                    len(r.processes) if r.writers_known else "unknown", units.mib(r.pages * a.page_size),
                     f"{units.sig(avg(r.dirty_page_samples) / 1e6)} MB/s", units.probability(r.max_p)]
                    for r in a.region_stats[:REGIONS_SHOWN]]
-    regions = table([Column("region"), Column("kind"), Column("processes", True), Column("dirtied", True),
-                     Column("dirty rate", True), Column("max p", True)],
-                    region_rows or [["no page was dirtied", "", "", "", "", ""]],
-                    caption="Dirtied memory by region: dirtied = distinct pages written, dirty rate = "
-                            "written bytes per second averaged over the trace")
+    regions = table([Column("region"), Column("kind"), Column("mapped by", True), Column("written by", True),
+                     Column("dirtied", True), Column("dirty rate", True), Column("max p", True)],
+                    region_rows or [["no page was dirtied", "", "", "", "", "", ""]],
+                    caption="Dirtied memory by region: mapped by / written by = processes, dirtied = "
+                            "distinct pages written (a shared page once), dirty rate = written bytes per "
+                            "second averaged over the trace")
     sym_rows = [[tag("code", sym.name), sym.section, tag("span", Path(sym.path).name, title=sym.path),
-                 f"{sym.size:,} B", sym.pages, f"{units.sig(avg(sym.weighted_page_samples) / 1e6)} MB/s",
-                 units.probability(sym.max_p)]
+                 f"{sym.size:,} B", sym.pages, len(sym.mapped_by),
+                 f"{units.sig(avg(sym.weighted_page_samples) / 1e6)} MB/s", units.probability(sym.max_p)]
                 for sym in a.symbols[:SYMBOLS_SHOWN]]
     skipped = "; ".join(f"{Path(p).name}: {why}" for p, why in list(a.elf_skipped.items())[:3])
     symbols = table([Column("symbol"), Column("section"), Column("object"), Column("size", True),
-                     Column("pages", True), Column("dirty rate", True), Column("max p", True)],
-                    sym_rows or [["no dirtied page lies in an ELF data symbol", "", "", "", "", "", ""]],
+                     Column("pages", True), Column("mapped by", True), Column("dirty rate", True),
+                     Column("max p", True)],
+                    sym_rows or [["no dirtied page lies in an ELF data symbol", "", "", "", "", "", "", ""]],
                     caption="Hottest ELF data symbols (.data, .bss): dirty rate counts each page by the "
                             "share of its bytes the symbol covers")
     region_text = (f"The busiest region is {a.region_stats[0].phrase}." if a.region_stats

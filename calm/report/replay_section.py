@@ -98,6 +98,11 @@ def _rows(results: dict):
         best_point = oracle(sc)
         n = len(sc["results"]) + (1 if best_point else 0)
         badge = "tied lowest" if len(best) > 1 else "lowest"
+        if sc.get("skipped"):  # too small for the service: said in the table, nothing simulated
+            rows.append([*_group(sc, 1, 0), "—", "", "", "", "", "", "", tag("span", sc["skipped"], class_="stop")])
+            classes.append("")
+            attrs.append({"data_scenario": sc["name"], "data_algorithm": "-"})
+            continue
         for i, r in enumerate(sc["results"]):
             name = [r["algorithm"]]
             if r["algorithm"] in best:
@@ -130,7 +135,8 @@ def _rows(results: dict):
 def _group(sc: dict, n: int, i: int) -> list:
     if i:
         return [None, None]
-    return [Cell(units.format_size(sc["ram_bytes"], " "), n, "group"),
+    ram = units.format_size(sc["ram_bytes"], " ") + (" (the service's)" if sc.get("origin") == "service" else "")
+    return [Cell(ram, n, "group"),
             Cell(units.format_rate(sc["bandwidth_bps"], " ") + "/s", n, "group")]
 
 
@@ -145,6 +151,7 @@ def _notes(a, results: dict) -> list[Raw]:
         notes.append(tag("div", f"The replay left out the trace's first {workload['skipped_samples']:,} samples "
                                 f"({float(workload.get('skipped_seconds', 0)):.3g} s, with --skip), the service's "
                                 "start-up, and looped the rest.", class_="note"))
+    notes += [tag("div", f"Note: {n}", class_="note") for n in results.get("notes", [])]
     return notes
 
 

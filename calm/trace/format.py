@@ -1,7 +1,7 @@
 """Names and layout of a calm trace (HDF5), shared by the writer and the reader.
 
 The layout is documented for users in FORMAT.md; this module is its single source of truth in
-code. Version 1:
+code. Version 1.1 (major 1 in `format_version`, minor 1 in `format_minor`):
 
     /                      attributes (see ROOT_ATTRS)
     /samples/t_start       float64[S]  interval start, seconds since `start_monotonic`
@@ -21,6 +21,13 @@ sorted ascending and stored as differences: the first value is the page number i
 one is the gap to the previous page. `np.cumsum` of a segment's slice gives the page numbers back.
 Delta coding keeps runs of neighbouring pages at one byte or less after shuffle+deflate.
 
+Version 1.1 adds the *service* part (issue 13), all optional for readers (a 1.0 file lacks it):
+`maps/dev` (with inode and offset it names the object behind a MAP_SHARED page, so readers can
+count a page shared by several processes once), `processes/title` (the role a process gives itself
+in its cmdline), `segments/pss` (proportional resident pages, each page counted once over the
+processes that map it), the observer's cost per round (`samples/round_*`), and the root attributes
+`shared_writes`, `notes` and `nice`. See FORMAT.md.
+
 Appends happen in dependency order (events, then segments, then samples), so a file cut short by
 SIGKILL is always readable up to its last complete sample: the reader trims to the longest prefix
 whose offsets are consistent.
@@ -29,10 +36,11 @@ whose offsets are consistent.
 from __future__ import annotations
 
 FORMAT_NAME = "calm-trace"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # major: readers refuse a newer one
 # Minor versions add groups or attributes that older readers may ignore; readers accept any.
 # 1: /residency (which pages were resident, and which held only zeros, when each process's
-#    recording began), the root attribute `format_minor`. Files without it are minor 0.
+#    recording began) and the service part (maps/dev, segments, processes/title, ... see FORMAT.md);
+#    the root attribute `format_minor`. Files without it are minor 0.
 FORMAT_MINOR = 1
 
 ROOT_ATTRS = (
@@ -52,10 +60,36 @@ ROOT_ATTRS = (
     "command",  # JSON list: the command calm launched, or [] when attaching to pids
     "status",  # "recording" while open, "complete" or "interrupted" when closed cleanly
     "end_reason",  # why the recording ended, free text
+    # -- 1.1, service part --
+    "format_minor",  # integer, FORMAT_MINOR (absent: 0)
+    "shared_writes",  # SHARED_WRITER or SHARED_READER: what a dirty page of a MAP_SHARED region means
+    "notes",  # JSON list of sentences a reader of the trace should see (e.g. the hash backend's blind spot)
+    "nice",  # the nice level calm recorded at (0: not lowered)
 )
 
-SAMPLE_COLUMNS = {"t_start": "f8", "t_end": "f8", "segment_end": "u8"}
-SEGMENT_COLUMNS = {"process": "u4", "n_dirty": "u4", "n_resident": "u8", "event_end": "u8"}
+# `shared_writes`: soft-dirty is per page-table entry, so a process's segment holds the shared pages
+# *it* wrote (two writers of one page: the page is in both segments). The hash backend compares each
+# shared page's bytes once per round, read through one process that maps it, and cannot tell who
+# wrote it: a changed shared page is in exactly one segment per sample, that of the process it was
+# read through, which is not a claim that this process wrote it.
+SHARED_WRITER = "writer"
+SHARED_READER = "reader"
+
+SAMPLE_COLUMNS = {
+    "t_start": "f8", "t_end": "f8", "segment_end": "u8",
+    # 1.1: the observer's cost in the round that read this sample (it began at t_end)
+    "round_read_s": "f8",  # wall-clock seconds spent reading the processes
+    "round_cpu_s": "f8",  # calm's own CPU seconds (user + system, all threads) over the round
+    "round_pages_read": "u8",  # pages whose contents (hash) or page-table entries (soft-dirty) were read
+}
+SEGMENT_COLUMNS = {
+    "process": "u4", "n_dirty": "u4", "n_resident": "u8", "event_end": "u8",
+    # 1.1: proportional set size in pages (/proc/PID/smaps_rollup Pss): each resident page counts
+    # 1/n in each of the n processes that map it, so a sample's segments sum to the service's
+    # resident memory with every page once. Read at most once a second (less often when reading it
+    # is costly), carried forward between.
+    "pss": "u8",
+}
 EVENT_COLUMNS = {"vpn_delta": "u8"}
 # Processes: first_sample is the first sample that holds a segment for it; last_sample is the last
 # one (-1 while it is still being recorded). exit_sample is the first sample without it, the one at
@@ -70,7 +104,8 @@ PROCESS_COLUMNS = {
     "exit_sample": "i8",
     "name": "str",
     "cmdline": "str",  # JSON list of argv
-    "exe": "str",
+    "exe": "str",  # the program as the user ran it (a symlink's name, not its target)
+    "title": "str",  # 1.1: the role it gives itself in its cmdline ("postgres: checkpointer"), or ""
 }
 # Memory maps: every row is one region of /proc/PID/maps. A snapshot is all rows with the same
 # (process, sample); it is valid from that sample until the next snapshot of that process.
@@ -83,6 +118,15 @@ MAP_COLUMNS = {
     "offset": "u8",
     "inode": "u8",
     "path": "str",  # file path, [heap], [stack], [anon:...] or "" for anonymous
+    "dev": "u8",  # 1.1: device of the mapped file (os.makedev(major, minor)); 0 for anonymous memory
+}
+
+# Columns a 1.0 trace does not have; readers treat them as absent there.
+SINCE_1_1 = {
+    "samples": ("round_read_s", "round_cpu_s", "round_pages_read"),
+    "segments": ("pss",),
+    "processes": ("title",),
+    "maps": ("dev",),
 }
 
 # Residency (minor 1): runs of pages of the regions the backend reads, covering them whole, in

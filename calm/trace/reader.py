@@ -41,6 +41,12 @@ class ProcessInfo:
     first_sample: int  # -1: never sampled
     last_sample: int  # last sample holding a segment of it
     exit_sample: int  # first sample without it (may equal n_samples), -1 if alive at the end
+    title: str = ""  # the role it gives itself in its cmdline ("postgres: checkpointer"), 1.1
+
+    @property
+    def label(self) -> str:
+        """How tables name it: its role where it says one, else its name."""
+        return self.title or self.name
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,21 @@ class TraceInfo:
     status: str
     end_reason: str
     regions: tuple[str, ...] = ()  # `calm record --region` patterns; () when every mapping was read
+    shared_writes: str = ""  # format.SHARED_WRITER / SHARED_READER; "" in a 1.0 trace
+    notes: tuple[str, ...] = ()  # sentences the recorder left for readers (1.1)
+    nice: int = 0
+
+    @property
+    def version(self) -> str:
+        return f"{self.format_version}.{self.format_minor}"
+
+    @property
+    def writer_known(self) -> bool:
+        """Whether a dirty page of a shared region in a process's segment means that process wrote
+        it: yes for soft-dirty (per page-table entry), no for the hash backend (see format)."""
+        if self.shared_writes:
+            return self.shared_writes == tf.SHARED_WRITER
+        return self.backend == "soft-dirty"
 
 
 def recording_identity(info: TraceInfo, n_samples: int) -> dict:
@@ -70,6 +91,15 @@ def recording_identity(info: TraceInfo, n_samples: int) -> dict:
     started, and how many samples it holds (results.json keeps it, `calm report` compares it)."""
     return {"hostname": info.hostname, "start_time": info.start_time,
             "start_time_unix": info.start_time_unix, "samples": n_samples}
+
+
+@dataclass
+class RoundCosts:
+    """The observer's cost per sample (1.1 traces; None in a 1.0 trace)."""
+
+    read_s: np.ndarray  # wall seconds reading the processes in the round that read the sample
+    cpu_s: np.ndarray  # calm's CPU seconds over that round
+    pages_read: np.ndarray  # pages (contents or page-table entries) read in that round
 
 
 @dataclass
@@ -102,6 +132,7 @@ class Trace:
         self._file, self._repaired_view = _open_trace_file(self.path)
         # True if the writer died mid-flush and the file is read through a repaired superblock.
         self.eoa_repaired = self._repaired_view is not None
+        self._maps_cache: dict[int, list[tuple[int, MapsTable]]] | None = None
         try:
             self.info = self._read_info()
             self._load_index()
@@ -122,6 +153,7 @@ class Trace:
                 f"{self.path} uses trace format {version}; this calm reads up to {tf.FORMAT_VERSION}"
             )
         command = a.get("command", "[]")
+        notes = a.get("notes", "[]")
         return TraceInfo(
             format_version=version,
             format_minor=int(a.get("format_minor", 0)),
@@ -139,13 +171,16 @@ class Trace:
             status=_text(a.get("status", "")),
             end_reason=_text(a.get("end_reason", "")),
             regions=tuple(json.loads(_text(a["regions"]))) if "regions" in a else (),
+            shared_writes=_text(a.get("shared_writes", "")),
+            notes=tuple(json.loads(_text(notes)) if notes else ()),
+            nice=int(a.get("nice", 0)),
         )
 
     def _load_index(self) -> None:
         """Loads sample and segment columns and trims to the longest consistent prefix."""
         samples, segments = self._file["samples"], self._file["segments"]
-        n_s = min(samples[c].shape[0] for c in tf.SAMPLE_COLUMNS)
-        n_g = min(segments[c].shape[0] for c in tf.SEGMENT_COLUMNS)
+        n_s = min(samples[c].shape[0] for c in tf.SAMPLE_COLUMNS if c in samples)
+        n_g = min(segments[c].shape[0] for c in tf.SEGMENT_COLUMNS if c in segments)
         n_e = self._file["events/vpn_delta"].shape[0]
         segment_end = samples["segment_end"][:n_s].astype(np.int64)
         event_end = segments["event_end"][:n_g].astype(np.int64)
@@ -176,11 +211,17 @@ class Trace:
         self.segment_process = segments["process"][:n_g]
         self.segment_n_dirty = segments["n_dirty"][:n_g]
         self.segment_n_resident = segments["n_resident"][:n_g]
+        # 1.1: proportional resident pages per segment (None in a 1.0 trace)
+        self.segment_pss = segments["pss"][:n_g] if "pss" in segments else None
+        self.round_costs = (RoundCosts(samples["round_read_s"][:n_s], samples["round_cpu_s"][:n_s],
+                                       samples["round_pages_read"][:n_s])
+                            if all(c in samples for c in tf.SINCE_1_1["samples"]) else None)
 
     def _read_processes(self) -> list[ProcessInfo]:
         g = self._file["processes"]
-        n = min(g[c].shape[0] for c in tf.PROCESS_COLUMNS)
-        cols = {c: g[c][:n] for c in tf.PROCESS_COLUMNS}
+        present = [c for c in tf.PROCESS_COLUMNS if c in g]
+        n = min(g[c].shape[0] for c in present)
+        cols = {c: g[c][:n] for c in present}
         out = []
         for i in range(n):
             last = int(cols["last_sample"][i])
@@ -191,6 +232,7 @@ class Trace:
                 first_sample=int(cols["first_sample"][i]),
                 last_sample=min(last, self.n_samples - 1) if last >= 0 else last,
                 exit_sample=int(cols["exit_sample"][i]),
+                title=_text(cols["title"][i]) if "title" in cols else "",
             ))
         return out
 
@@ -290,21 +332,29 @@ class Trace:
     # -- memory maps -----------------------------------------------------------------------------
     def map_snapshots(self, process: int) -> list[tuple[int, MapsTable]]:
         """[(first sample it is valid for, regions)] for one process row, in sample order."""
+        return self._all_maps().get(process, [])
+
+    def _all_maps(self) -> dict[int, list[tuple[int, MapsTable]]]:
+        """Every process's snapshots, read from the file once (the maps group is small)."""
+        if self._maps_cache is not None:
+            return self._maps_cache
         g = self._file["maps"]
-        n = min(g[c].shape[0] for c in tf.MAP_COLUMNS)
-        rows = np.flatnonzero(g["process"][:n] == process)
-        if rows.size == 0:
-            return []
-        sample = g["sample"][:n][rows]
-        cols = {c: g[c][:n][rows] for c in ("start", "end", "offset", "inode")}
-        perms = [_text(x) for x in g["perms"][:n][rows]]
-        paths = [_text(x) for x in g["path"][:n][rows]]
-        out = []
-        for snap in np.unique(sample):
-            idx = np.flatnonzero(sample == snap)
-            out.append((int(snap), MapsTable(cols["start"][idx], cols["end"][idx],
-                                              [perms[i] for i in idx], cols["offset"][idx],
-                                              cols["inode"][idx], [paths[i] for i in idx])))
+        present = [c for c in tf.MAP_COLUMNS if c in g]
+        n = min(g[c].shape[0] for c in present)
+        cols = {c: g[c][:n] for c in ("process", "sample", "start", "end", "offset", "inode")}
+        dev = g["dev"][:n] if "dev" in g else np.zeros(n, dtype=np.uint64)
+        perms = [_text(x) for x in g["perms"][:n]]
+        paths = [_text(x) for x in g["path"][:n]]
+        order = np.lexsort((cols["sample"], cols["process"]))  # stable: rows keep file order
+        key = cols["process"][order].astype(np.int64) << 32 | cols["sample"][order].astype(np.int64)
+        bounds = np.flatnonzero(np.diff(key, prepend=-1, append=-1) != 0)
+        out: dict[int, list[tuple[int, MapsTable]]] = {}
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # one iteration per snapshot
+            idx = order[a:b]
+            table = MapsTable(cols["start"][idx], cols["end"][idx], [perms[i] for i in idx],
+                              cols["offset"][idx], cols["inode"][idx], [paths[i] for i in idx], dev[idx])
+            out.setdefault(int(cols["process"][idx[0]]), []).append((int(cols["sample"][idx[0]]), table))
+        self._maps_cache = out
         return out
 
     def residency(self) -> dict[str, np.ndarray] | None:

@@ -24,6 +24,15 @@ from calm.trace import format as tf
 from calm.trace.maps import MapsTable
 
 
+@dataclass
+class RoundCost:
+    """What reading one sample cost the observer (the `samples/round_*` columns)."""
+
+    read_s: float = 0.0  # wall-clock seconds reading the processes
+    cpu_s: float = 0.0  # calm's CPU seconds over the round
+    pages_read: int = 0  # pages whose contents or page-table entries were read
+
+
 def _h5_dtype(code: str) -> np.dtype | h5py.Datatype:
     return h5py.string_dtype("utf-8") if code == "str" else np.dtype(code)
 
@@ -107,13 +116,13 @@ class TraceWriter:
 
     # -- processes -----------------------------------------------------------------------------
     def open_process(self, *, pid: int, ppid: int, start_time_unix: float, name: str,
-                     cmdline: list[str], exe: str) -> int:
+                     cmdline: list[str], exe: str, title: str = "") -> int:
         """Registers a process; returns its row in /processes."""
         row = self._n_processes
         self._n_processes += 1
         self._pending["processes"].add(
             pid=pid, ppid=ppid, start_time_unix=start_time_unix, first_sample=-1, last_sample=-1,
-            exit_sample=-1, name=name, cmdline=json.dumps(cmdline), exe=exe,
+            exit_sample=-1, name=name, cmdline=json.dumps(cmdline), exe=exe, title=title,
         )
         self._first_sample_pending[row] = True
         return row
@@ -128,9 +137,13 @@ class TraceWriter:
         return self._n_samples
 
     def add_sample(self, t_start: float, t_end: float,
-                   per_process: dict[int, tuple[np.ndarray, int]]) -> None:
-        """Appends one sample: for each process row, its sorted unique dirty vpns and resident count."""
+                   per_process: dict[int, tuple[np.ndarray, int]], *,
+                   pss: dict[int, int] | None = None, cost: RoundCost | None = None) -> None:
+        """Appends one sample: for each process row, its sorted unique dirty vpns and resident count;
+        `pss` its proportional resident pages (0 where unknown), `cost` the observer's round."""
         sample = self._n_samples
+        pss = pss or {}
+        cost = cost or RoundCost()
         for row in sorted(per_process):
             vpns, n_resident = per_process[row]
             vpns = np.asarray(vpns, dtype=np.uint64)
@@ -142,13 +155,22 @@ class TraceWriter:
             self._n_events += vpns.size
             self._n_segments += 1
             self._pending["segments"].add(process=row, n_dirty=vpns.size, n_resident=n_resident,
-                                          event_end=self._n_events)
+                                          event_end=self._n_events, pss=pss.get(row, 0))
             updates = self._process_updates.setdefault(row, {})
             if self._first_sample_pending.pop(row, False):
                 updates["first_sample"] = sample
             updates["last_sample"] = sample
-        self._pending["samples"].add(t_start=t_start, t_end=t_end, segment_end=self._n_segments)
+        self._pending["samples"].add(t_start=t_start, t_end=t_end, segment_end=self._n_segments,
+                                     round_read_s=cost.read_s, round_cpu_s=cost.cpu_s,
+                                     round_pages_read=cost.pages_read)
         self._n_samples += 1
+
+    def set_round_cpu(self, cpu_s: float) -> None:
+        """Sets the CPU time of the round that read the last sample (known only once the round,
+        including work after `add_sample`, is over). Must come before the next flush."""
+        parts = self._pending["samples"].parts["round_cpu_s"]
+        if parts:
+            parts[-1] = cpu_s
 
     def add_maps(self, row: int, sample: int, regions: MapsTable) -> None:
         """Appends a memory-map snapshot of process `row`, valid from `sample` on."""
@@ -156,7 +178,7 @@ class TraceWriter:
         self._pending["maps"].add(
             process=np.full(n, row, dtype=np.uint32), sample=np.full(n, sample, dtype=np.uint32),
             start=regions.start, end=regions.end, perms=list(regions.perms), offset=regions.offset,
-            inode=regions.inode, path=list(regions.path),
+            inode=regions.inode, path=list(regions.path), dev=regions.dev,
         )
 
     def add_residency(self, row: int, sample: int, start_vpn: np.ndarray, pages: np.ndarray,

@@ -13,6 +13,9 @@ Profiles (`--profile`):
 - `phases:SECONDS:PROF1/PROF2/...`  cycles through the profiles, SECONDS each.
 - `service`                   the demo's service-like mix: phases of two zipf profiles.
 
+`--workers N` runs the service mode instead (`groundtruth_workers`): a master forks N workers that
+share a MAP_SHARED region and write their own private pages, with an exact write log.
+
 `--truth FILE.npz` writes the truth: `base_vpn`, `page_size`, `pages`, `interval`, `p` (phases x
 pages), `phase_seconds`, `ready_monotonic` (when the fill was done), and at exit the exact write log: `round_start`, `round_end` (CLOCK_MONOTONIC
 seconds) and `written` (page indices, concatenated) with `written_end` (cumulative count per round).
@@ -131,6 +134,18 @@ class WriteLog:
         }
 
 
+class StopOnSignal:
+    """Set by SIGTERM or SIGINT: the loop finishes its round, then the workload saves its log."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.set = True
+
+
 def allocate(pages: int) -> tuple[mmap.mmap, np.ndarray, int]:
     """Anonymous private memory as a (pages, words) uint64 array, filled so it is resident."""
     region = mmap.mmap(-1, pages * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -148,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     try:
         profile = parse_profile(args.profile, args.pages, rng)
+        shared = parse_profile(args.shared_profile, args.shared_pages, rng) if args.workers else None
     except ProfileError as exc:
         print(f"workload: error: {exc}", file=sys.stderr)
         return 2
@@ -157,6 +173,13 @@ def run(args: argparse.Namespace) -> int:
     except CalmError as exc:
         print(f"workload: error: {exc}", file=sys.stderr)
         return 1
+    if shared is not None:
+        if profile.p.shape[0] > 1 or shared.p.shape[0] > 1:
+            print("workload: error: --workers takes single-phase profiles", file=sys.stderr)
+            return 2
+        from calm.workloads.groundtruth_workers import run_workers
+
+        return run_workers(args, profile.p[0], shared.p[0])
     region, words, address = allocate(args.pages)
     truth = {
         "base_vpn": np.int64(address // PAGE_SIZE),
@@ -168,14 +191,7 @@ def run(args: argparse.Namespace) -> int:
         "pid": np.int64(os.getpid()),
     }
     log = WriteLog()
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopOnSignal()
     truth["ready_monotonic"] = np.float64(time.monotonic())  # memory filled; rounds follow
     if args.truth:
         np.savez(args.truth, **truth)
@@ -187,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
     t0 = time.monotonic()
     round_no = 0
-    while not stop:
+    while not stop.set:
         now = time.monotonic()
         if args.duration and now - t0 >= args.duration:
             break
@@ -225,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: no limit)")
     parser.add_argument("--truth", help="write the truth (and at exit the write log) to this .npz")
     parser.add_argument("--ready-file", help="create this file (holding our pid) once the memory is resident")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="service mode: fork this many workers that share a MAP_SHARED region "
+                             "(each writes its own --pages private pages too; see groundtruth_workers)")
+    parser.add_argument("--shared-pages", type=int, default=1024, help="pages of the shared region (--workers)")
+    parser.add_argument("--shared-profile", default="uniform:0.05",
+                        help="write probability of each shared page per worker round (--workers)")
     return parser
 
 
@@ -233,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.pages <= 0 or args.interval <= 0 or args.duration < 0 or args.rounds < 0:
         parser.error("--pages and --interval must be > 0, --duration and --rounds >= 0")
+    if args.workers < 0 or args.shared_pages <= 0:
+        parser.error("--workers must be >= 0 and --shared-pages > 0")
+    if args.workers and args.rounds:
+        parser.error("--rounds is not supported with --workers (use --duration)")
     return run(args)
 
 

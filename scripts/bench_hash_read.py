@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""The hash backend at the read limit: its per-round cost against a bare process_vm_readv of the
+same ranges, measured in the same run on the same target.
+
+Target: a child process holding SIZE MiB of written anonymous memory (no THP). Per round, run
+alternately (so load from other jobs hits all alike), after a warm-up:
+- *bare read*: process_vm_readv of exactly the pages the backend hashes, in 16 MiB calls (the
+  fastest way to copy them here) into one reused buffer; nothing else. The bound.
+- *read + hash*: `PageReader.read_hash` on the same pages (copy in L2-sized blocks, hash each block
+  right after its copy: the backend's inner loop).
+- *backend round*: `HashBackend.sample()` + the shared pass, everything a round does (maps, pagemap,
+  read + hash, compare).
+- for reference: a bare read of the same pages through /proc/PID/mem, and numpy's matrix-vector
+  hash after that read (the backend before issue 13).
+Medians of wall and CPU time; ratios against the bare read.
+
+Usage: python scripts/bench_hash_read.py [--sizes 64,256,1024] [--repeat 15]
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from calm.core.argtypes import OneLineErrorParser  # noqa: E402
+from calm.collector import page_hash, procfs  # noqa: E402
+from calm.collector.backends import HashBackend  # noqa: E402
+from calm.collector.page_reader import PageReader, _process_vm_readv, hash_implementation  # noqa: E402
+
+PAGE = procfs.PAGE_SIZE
+CHUNK = 16 << 20
+
+
+def start_target(mib: int) -> int:
+    """A child with `mib` MiB written anonymous memory; returns its pid (it waits for SIGKILL)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG: die with the benchmark
+        region = mmap.mmap(-1, mib << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        region.madvise(mmap.MADV_NOHUGEPAGE)
+        words = np.frombuffer(region, dtype=np.uint64)
+        words[:] = np.random.default_rng(1).integers(1, 2**63, words.size, dtype=np.uint64)
+        os.write(w, b"1")
+        while True:
+            time.sleep(3600)
+    os.close(w)
+    os.read(r, 1)
+    return pid
+
+
+def hashed_pages(pid: int) -> np.ndarray:
+    """The present private pages of the target's writable regions: what the backend hashes."""
+    maps = procfs.read_maps(pid)
+    scan = maps.select(maps.scannable() & maps.writable() & ~maps.shared())
+    found = []
+    with procfs.Pagemap(pid) as pm:
+        for batch in procfs.iter_batches(pm, scan):
+            _, b7 = procfs.flag_bytes(batch.entries)
+            found.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_PRESENT)))
+    return np.concatenate(found)
+
+
+def runs(vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    breaks = np.flatnonzero(np.diff(vpns) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    return vpns[starts], np.diff(np.append(starts, vpns.size))
+
+
+def bare_read(pid: int, vpns: np.ndarray, buf: np.ndarray) -> None:
+    """process_vm_readv of the pages, up to 16 MiB and 1024 runs per call."""
+    first, lengths = runs(vpns)
+    remote = (ctypes.c_uint64 * 2048)()
+    local = (ctypes.c_uint64 * 2)(buf.ctypes.data, 0)
+    i = done = 0  # run, pages of it already read
+    while i < first.size:
+        n_iov = filled = 0
+        while i < first.size and n_iov < 1024 and filled < CHUNK // PAGE:
+            take = min(int(lengths[i]) - done, CHUNK // PAGE - filled)
+            remote[2 * n_iov], remote[2 * n_iov + 1] = (int(first[i]) + done) * PAGE, take * PAGE
+            n_iov, filled, done = n_iov + 1, filled + take, done + take
+            if done == lengths[i]:
+                i, done = i + 1, 0
+        local[1] = filled * PAGE
+        got = _process_vm_readv(pid, ctypes.addressof(local), 1, ctypes.addressof(remote), n_iov, 0)
+        assert got == filled * PAGE, (got, filled)
+
+
+def mem_read(fd: int, vpns: np.ndarray, buf: np.ndarray, hash_it: bool, keys: np.ndarray) -> None:
+    first, lengths = runs(vpns)
+    view = memoryview(buf).cast("B")
+    for a, n in zip(first.tolist(), lengths.tolist()):
+        for k in range(0, n, CHUNK // PAGE):
+            m = min(CHUNK // PAGE, n - k)
+            os.preadv(fd, [view[:m * PAGE]], (a + k) * PAGE)
+            if hash_it:
+                page_hash.hash_pages(buf[:m * PAGE // 8], keys)
+
+
+def measure(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, CPU) seconds of each function, run in turn `repeat` times after a warm-up."""
+    for f in fns.values():
+        f()
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            c, t = time.process_time(), time.perf_counter()
+            f()
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def main() -> None:
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64,256,1024", help="target sizes in MiB, comma-separated")
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"kernel {platform.release()}, load {os.getloadavg()[0]:.1f}, hash: {hash_implementation()}")
+    print("| target | pages | bare process_vm_readv | read + hash | ratio | backend round | ratio | "
+          "/proc/PID/mem read | + numpy hash (before) | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = page_hash.page_keys(PAGE)
+    for mib in sizes:
+        pid = start_target(mib)
+        try:
+            vpns = hashed_pages(pid)
+            buf = np.empty(CHUNK // 8, np.uint64)
+            reader = PageReader(pid)
+            backend = HashBackend(pid)
+            backend.start()
+            fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+            r = measure({
+                "bare": lambda: bare_read(pid, vpns, buf),
+                "read_hash": lambda: reader.read_hash(vpns),
+                "round": backend.sample,
+                "mem": lambda: mem_read(fd, vpns, buf, False, keys),
+                "mem_hash": lambda: mem_read(fd, vpns, buf, True, keys),
+            }, args.repeat)
+            os.close(fd)
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+        def cell(k: str) -> str:
+            return f"{r[k][0] * 1e3:.1f} ms (CPU {r[k][1] * 1e3:.1f})"
+
+        bare_w, bare_c = r["bare"]
+        print(f"| {mib} MiB | {vpns.size:,} | {cell('bare')} | {cell('read_hash')} | "
+              f"{r['read_hash'][0] / bare_w:.2f}x wall, {r['read_hash'][1] / bare_c:.2f}x CPU | {cell('round')} | "
+              f"{r['round'][0] / bare_w:.2f}x wall, {r['round'][1] / bare_c:.2f}x CPU | {cell('mem')} | "
+              f"{cell('mem_hash')} | {r['mem_hash'][0] / bare_w:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
