@@ -20,6 +20,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from calm.analyzer.model import Analysis  # noqa: E402
+from calm.core.paths import private_file  # noqa: E402
 
 FORMATS = ("png", "svg")
 MIB = 1 << 20
@@ -255,7 +256,8 @@ def write_plots(a: Analysis, out_dir: Path) -> list[Path]:
         try:
             for fmt in FORMATS:
                 path = out_dir / f"{name}.{fmt}"
-                fig.savefig(path, dpi=110)  # meshes are rasterized, so SVGs stay small
+                with private_file(path, force=True) as f:
+                    fig.savefig(f, format=fmt, dpi=110)  # meshes are rasterized, so SVGs stay small
                 written.append(path)
         finally:
             plt.close(fig)

@@ -16,6 +16,7 @@ import numpy as np
 
 from calm.core.version import __version__
 from calm.core import units
+from calm.core.paths import write_private
 from calm.report.figures import analysis_images, replay_images
 from calm.report.html import Cell, Column, Raw, card, figure, join, key_values, section, table, tag
 from calm.report.replay_results import best_algorithms
@@ -51,9 +52,9 @@ def build_report(analysis, results: dict | None = None, *, results_source: str =
             + "".join(str(b) for b in body) + "</body></html>\n")
 
 
-def write_report(html: str, output: Path) -> Path:
-    output.write_text(html, encoding="utf-8")
-    return output
+def write_report(html: str, output: Path, *, force: bool) -> Path:
+    """One private file, never written through a symlink (calm.core.paths)."""
+    return write_private(output, html, force=force)
 
 
 # -- sections -----------------------------------------------------------------------------------
@@ -114,6 +115,8 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
 def _recording(a, s: dict) -> Raw:
     info = a.info
     command = " ".join(info.command) if info.command else "attached to running process(es)"
+    if not info.cmdline_recorded:
+        command += " (command lines not recorded (--no-cmdline))"
     pairs = [
         ("trace file", tag("code", a.trace_path)),
         ("backend", join([tag("strong", info.backend), " — ", BACKEND_MEANING.get(info.backend, "")])),
@@ -130,9 +133,11 @@ def _recording(a, s: dict) -> Raw:
     rows = []
     for p in a.processes:
         ps = per_process.get(p.row, {})
-        rows.append([p.pid, p.ppid, p.name, tag("code", " ".join(p.cmdline) or p.exe),
+        argv = " ".join(p.cmdline) or p.exe + ("" if info.cmdline_recorded else " (argv not recorded)")
+        ended = ("exec'd at sample %d (next row)" if p.execed else "yes, at sample %d") % p.exit_sample
+        rows.append([p.pid, p.ppid, p.name, tag("code", argv),
                      f"{max(p.first_sample, 0)}–{p.last_sample}",
-                     "yes, at sample %d" % p.exit_sample if p.exit_sample >= 0 else "no",
+                     ended if p.exit_sample >= 0 else "no",
                      units.mib(ps.get("dirtied_pages", 0) * a.page_size)])
     procs = table([Column("pid", True), Column("ppid", True), Column("name"), Column("command line"),
                    Column("samples"), Column("exited"), Column("memory dirtied", True)], rows,

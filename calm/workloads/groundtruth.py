@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from calm.core.argtypes import OneLineErrorParser
+from calm.core.paths import private_file, write_private
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -142,6 +143,12 @@ def allocate(pages: int) -> tuple[mmap.mmap, np.ndarray, int]:
     return region, words, address
 
 
+def _save_truth(path: Path, arrays: dict) -> None:
+    """The .npz, written privately and renamed into place (calm.core.paths)."""
+    with private_file(path, force=True) as f:
+        np.savez(f, **arrays)
+
+
 def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     try:
@@ -170,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     truth["ready_monotonic"] = np.float64(time.monotonic())  # memory filled; rounds follow
     if args.truth:
-        np.savez(args.truth, **truth)
-    if args.ready_file:
-        Path(args.ready_file).write_text(f"{os.getpid()}\n")
+        _save_truth(Path(args.truth), truth)
+    if args.ready_file:  # appears whole (a rename), so a reader never sees it half-written
+        write_private(Path(args.ready_file), f"{os.getpid()}\n", force=True)
     t0 = time.monotonic()
     round_no = 0
     while not stop:
@@ -193,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         if delay > 0:
             time.sleep(delay)
     if args.truth:
-        np.savez(args.truth, **truth, **log.arrays())
+        _save_truth(Path(args.truth), {**truth, **log.arrays()})
     del words
     region.close()
     return 0
