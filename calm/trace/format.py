@@ -44,8 +44,9 @@ ROOT_ATTRS = (
     "start_time_unix",  # same, seconds since the epoch
     "start_monotonic",  # CLOCK_MONOTONIC seconds that t_start/t_end are relative to
     "tool_version",  # calm version
-    "command",  # JSON list: the command calm launched, or [] when attaching to pids
-    "status",  # "recording" while open, "complete" or "interrupted" when closed cleanly
+    "command",  # JSON list: the command calm launched ([name] with --no-cmdline), or [] for pids
+    "cmdline_recorded",  # 1, or 0 with --no-cmdline (optional: absent in older files means 1)
+    "status",  # "recording" while open, "complete" when closed cleanly, "failed" (error, full disk)
     "end_reason",  # why the recording ended, free text
 )
 
@@ -54,7 +55,8 @@ SEGMENT_COLUMNS = {"process": "u4", "n_dirty": "u4", "n_resident": "u8", "event_
 EVENT_COLUMNS = {"vpn_delta": "u8"}
 # Processes: first_sample is the first sample that holds a segment for it; last_sample is the last
 # one (-1 while it is still being recorded). exit_sample is the sample at which calm noticed it had
-# gone (-1 if it was alive when the recording ended).
+# gone (-1 if it was alive when the recording ended). A process that execs gets a new row (same
+# pid and start_time_unix, its new name/exe/cmdline) and its old row's exit_sample is the exec's.
 PROCESS_COLUMNS = {
     "pid": "i8",
     "ppid": "i8",
