@@ -7,9 +7,17 @@ Why it is shaped like this:
   round reads every followed process once; the sample it produces covers the writes between the end
   of the previous round and the start of this one (`t_start`, `t_end`). Writes during a round land
   in that sample or the next one; an overrun (a round longer than the interval) is counted.
-- The file is flushed at least once a second and closed cleanly on SIGINT/SIGTERM; a SIGKILL leaves
-  everything up to the last flush readable (see calm.trace.writer).
-- A process that exits ends its own stream; the recording goes on while any target is alive.
+- Flushes meet a deadline: one lands before a second has passed since the previous one (the next
+  round's expected end is taken into account), so a SIGKILL loses at most a second; the file is
+  closed cleanly on SIGINT/SIGTERM (see calm.trace.writer for where and how it is written).
+- A full disk stops the recording with one line; the trace keeps every sample flushed before it.
+- A process that exits ends its own stream; the recording goes on while any target is alive. Exits
+  are watched (pidfds, calm.collector.lifecycle), so a long interval does not delay the end. With
+  --children, a process once followed stays followed when its parent exits and it is reparented
+  (it is still part of the service), and the recording of a launched command goes on while any of
+  its descendants lives.
+- A process that execs becomes a new program in a new address space: its row ends at the exec and
+  a new row (same pid and start time, the new name, exe and command line) takes over (FORMAT.md).
 """
 
 from __future__ import annotations
@@ -17,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import select
 import signal
 import socket
 import subprocess
@@ -34,10 +41,12 @@ from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backen
 from calm.collector.procfs import PAGE_SIZE, ProcessGone, read_maps
 from calm.trace.maps import MapsTable
 from calm.core.progress import Progress
+from calm.collector.lifecycle import ExecImage, Waiter, launch
 from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
+from calm.trace.space import DiskFull
 from calm.trace.writer import TraceWriter, check_output_path
 
-FLUSH_EVERY_SECONDS = 1.0
+FLUSH_DEADLINE_SECONDS = 1.0
 TERMINATE_GRACE_SECONDS = 5.0
 
 
@@ -52,6 +61,7 @@ class RecordOptions:
     duration: float | None = None
     force: bool = False
     quiet: bool = False
+    no_cmdline: bool = False  # store process names only, never an argument vector
 
 
 @dataclass
@@ -72,6 +82,7 @@ class _Tracked:
     row: int
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
+    image: ExecImage | None
 
 
 @dataclass
@@ -81,36 +92,6 @@ class _Pending:
     details: ProcessDetails
     backend: SoftDirtyBackend | HashBackend
     maps: MapsTable
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM set a flag and wake the sleeping loop through a self-pipe."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._old_wakeup = signal.set_wakeup_fd(self._write_fd)
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signum
-
-    def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic()
-        if delay > 0 and self.received is None:
-            ready, _, _ = select.select([self._read_fd], [], [], delay)
-            if ready:
-                try:
-                    os.read(self._read_fd, 64)
-                except BlockingIOError:
-                    pass
-
-    def restore(self) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        signal.set_wakeup_fd(self._old_wakeup)
-        os.close(self._read_fd)
-        os.close(self._write_fd)
 
 
 def _alive_without_memory(proc: psutil.Process) -> bool:
@@ -147,24 +128,22 @@ class Recorder:
         self.events = 0
         self.n_processes = 0
         self._command_status: int | None = None
+        self.waiter: Waiter | None = None
+        self._exited: set[ProcessIdentity] = set()  # seen gone by their pidfd, not yet by a round
+        self._flush_seconds = 0.0  # how long the last flush took
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
         if self.options.pids:
             return [check_pid(pid) for pid in self.options.pids]
-        try:
-            self.popen = subprocess.Popen(self.options.command)
-        except FileNotFoundError:
-            raise CalmError(f"command not found: {self.options.command[0]}") from None
-        except PermissionError:
-            raise CalmError(f"command not executable: {self.options.command[0]}") from None
+        self.popen = launch(self.options.command)
         return [psutil.Process(self.popen.pid)]
 
     def _prepare(self, proc: psutil.Process, *, required: bool) -> _Pending | None:
         """Opens a process and takes its baseline; None (with a note) for an optional one that
         cannot be read, CalmError for a required one."""
         try:
-            details = describe(proc)
+            details = describe(proc, cmdline=not self.options.no_cmdline)
             backend = self.backend(proc.pid)
             maps = backend.start()
             if len(maps) == 0:
@@ -194,17 +173,22 @@ class Recorder:
             name=details.name, cmdline=details.cmdline, exe=details.exe,
         )
         self.writer.add_maps(row, self.writer.n_samples, pending.maps)
-        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps)
+        self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps,
+                                                  ExecImage.read(details.identity.pid))
         self.n_processes += 1
+        assert self.waiter is not None
+        self.waiter.watch(details.identity.pid, details.identity)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> RecordResult:
         options = self.options
-        stop = _StopSignals()
+        self.waiter = waiter = Waiter()
         status, end_reason = "complete", ""
         t0 = time.monotonic()
         try:
             roots = self._roots()
+            if self.popen is not None:
+                waiter.watch(self.popen.pid, "command")
             targets = TargetSet(roots, options.children)
             # Every initial target is opened before the file exists: a refusal leaves nothing.
             prepared = [self._prepare(proc, required=proc in roots)
@@ -214,23 +198,47 @@ class Recorder:
             for pending in prepared:
                 if pending is not None:
                     self._register(pending)
-            end_reason = self._loop(targets, stop, t0)
-        except CalmError:
-            status, end_reason = "failed", "error"
+            end_reason = self._loop(targets, waiter, t0)
+            if waiter.received is not None and self.writer.n_samples == 0:
+                status, end_reason = "failed", end_reason + " before the first sample"
+                raise KeyboardInterrupt  # Ctrl-C while starting: nothing recorded, nothing kept
+        except DiskFull as exc:
+            if self.writer is None:
+                status = "failed"
+                raise CalmError(str(exc)) from None
+            n = self.writer.n_flushed
+            status, end_reason = "failed", f"disk full after {n} samples"
+            held = f"samples 0..{n - 1}" if n else "no sample (nothing was kept)"
+            raise CalmError(f"disk full after {n} samples; the trace holds {held}") from None
+        except (CalmError, KeyboardInterrupt):
+            status, end_reason = "failed", end_reason or "error"
             raise
         except BaseException as exc:  # a bug: keep what was recorded, then show it
             status, end_reason = "failed", f"internal error: {exc!r}"
             raise
         finally:
-            stop.restore()
-            if self.writer is not None:
-                self.writer.close(status=status, end_reason=end_reason)
-            self._stop_command()
+            waiter.restore()
+            try:
+                if self.writer is not None:
+                    self.writer.close(status=status, end_reason=end_reason)
+            finally:
+                self._stop_command()
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
                             time.monotonic() - t0, self.overruns, end_reason, self.backend.name,
                             self._command_status)
 
-    def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float) -> str:
+    def _ends_now(self, exited: list[object]) -> bool:
+        """Whether the exits the pidfds reported end the recording (then a last round runs now)."""
+        for key in exited:
+            if key == "command":
+                if not self.options.children:
+                    return True
+            else:
+                self._exited.add(key)
+        command_done = self.popen is None or self.popen.poll() is not None
+        return command_done and all(identity in self._exited for identity in self.tracked)
+
+    def _loop(self, targets: TargetSet, waiter: Waiter, t0: float) -> str:
         writer = self.writer
         assert writer is not None
         interval, duration = self.options.interval, self.options.duration
@@ -239,44 +247,87 @@ class Recorder:
         dirty_recent: list[tuple[float, int]] = []
         while True:
             deadline = next_round if duration is None else min(next_round, t0 + duration)
-            stop.sleep_until(deadline)
-            if stop.received is not None:
-                return f"stopped by {signal.Signals(stop.received).name}"
+            exited = waiter.sleep_until(deadline)
+            if waiter.received is not None:
+                return f"stopped by {signal.Signals(waiter.received).name}"
+            if exited and not self._ends_now(exited):
+                continue  # the next round closes them; the schedule goes on
             round_begin = time.monotonic()
             sample = writer.n_samples
-            per_process = {}
-            for identity, tracked in list(self.tracked.items()):
-                try:
-                    result = tracked.backend.sample()
-                    if len(result.maps) == 0:
-                        raise ProcessGone(identity.pid)
-                except ProcessGone:
-                    self._close(identity, sample)
-                    continue
-                per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
-                self.events += result.dirty_vpns.size
-                if not result.maps.same_as(tracked.maps):
-                    writer.add_maps(tracked.row, sample, result.maps)
-                    tracked.maps = result.maps
+            per_process = self._round(sample)
             writer.add_sample(previous_end - t0, round_begin - t0, per_process)
             self._follow(targets, sample + 1)
             previous_end = time.monotonic()
-            if previous_end - writer.last_flush >= FLUSH_EVERY_SECONDS or interval >= FLUSH_EVERY_SECONDS:
-                writer.flush()
+            next_round += interval
+            if next_round < previous_end:
+                self.overruns += 1
+                next_round = previous_end
+            self._flush_if_due(next_round + (previous_end - round_begin))
             n_dirty = sum(v.size for v, _ in per_process.values())
             dirty_recent = [(t, n) for t, n in dirty_recent if previous_end - t < 5.0]
             dirty_recent.append((previous_end, n_dirty))
             self._report(previous_end - t0, writer.n_samples, dirty_recent)
             if duration is not None and previous_end - t0 >= duration:
                 return f"duration of {duration:g} s reached"
-            if self.popen is not None and self.popen.poll() is not None:
+            if self.popen is not None and self.popen.poll() is not None and not self.options.children:
                 return f"command exited with status {self.popen.returncode}"
             if not self.tracked:
+                if self.popen is not None and self.popen.poll() is not None:
+                    return f"command exited with status {self.popen.returncode}"
                 return "all target processes exited"
-            next_round += interval
-            if next_round < previous_end:
-                self.overruns += 1
-                next_round = previous_end
+
+    def _round(self, sample: int) -> dict[int, tuple]:
+        """Reads every followed process once: {row: (dirty vpns, resident pages)}."""
+        writer = self.writer
+        assert writer is not None
+        per_process = {}
+        for identity, tracked in list(self.tracked.items()):
+            try:
+                result = tracked.backend.sample()
+                if len(result.maps) == 0:
+                    raise ProcessGone(identity.pid)
+            except ProcessGone:
+                self._close(identity, sample)
+                continue
+            if not result.maps.same_as(tracked.maps):
+                image = ExecImage.read(identity.pid)
+                if image is not None and tracked.image is not None and image != tracked.image:
+                    self._exec(tracked, image, sample)
+                writer.add_maps(tracked.row, sample, result.maps)
+                tracked.maps = result.maps
+            per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
+            self.events += result.dirty_vpns.size
+        return per_process
+
+    def _exec(self, tracked: _Tracked, image: ExecImage, sample: int) -> None:
+        """The process exec'd: its old row ends here, a new row with its new program begins."""
+        assert self.writer is not None
+        try:
+            proc = psutil.Process(tracked.identity.pid)
+            details = describe(proc, cmdline=not self.options.no_cmdline)
+        except psutil.Error:
+            return  # gone meanwhile: the next round closes it
+        if details.identity != tracked.identity:
+            return
+        self.writer.close_process(tracked.row, exit_sample=sample)
+        tracked.row = self.writer.open_process(
+            pid=details.identity.pid, ppid=details.ppid, start_time_unix=details.identity.create_time,
+            name=details.name, cmdline=details.cmdline, exe=details.exe,
+        )
+        tracked.image = image
+        self.n_processes += 1
+        self.progress.note(f"calm record: pid {tracked.identity.pid} exec'd {details.exe or details.name} "
+                           f"(sample {sample})")
+
+    def _flush_if_due(self, next_round_end: float) -> None:
+        """Flushes now unless the next round still ends, and its flush lands, within the deadline."""
+        writer = self.writer
+        assert writer is not None
+        if next_round_end + self._flush_seconds < writer.last_flush + FLUSH_DEADLINE_SECONDS:
+            return
+        started = time.monotonic()
+        writer.flush()
+        self._flush_seconds = time.monotonic() - started
 
     def _follow(self, targets: TargetSet, next_sample: int) -> None:
         """Closes processes that are gone and attaches new children."""
@@ -296,6 +347,7 @@ class Recorder:
 
     def _close(self, identity: ProcessIdentity, sample: int) -> None:
         tracked = self.tracked.pop(identity)
+        self._exited.discard(identity)
         assert self.writer is not None
         self.writer.close_process(tracked.row, exit_sample=sample)
         self.progress.note(f"calm record: pid {identity.pid} exited (sample {sample})")
@@ -337,7 +389,11 @@ class Recorder:
             "start_time_unix": now,
             "start_monotonic": t0,
             "tool_version": __version__,
-            "command": json.loads(json.dumps(self.options.command)),
+            # with --no-cmdline the program's name only, as for every process (a secret in argv
+            # must not reach the trace, nor the report made from it)
+            "command": ([os.path.basename(self.options.command[0])] if self.options.no_cmdline
+                        else list(self.options.command)) if self.options.command else [],
+            "cmdline_recorded": 0 if self.options.no_cmdline else 1,
         }
 
 

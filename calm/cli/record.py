@@ -30,7 +30,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--pid", type=argtypes.whole(minimum=1), action="append", default=[],
                         metavar="PID", help="record this running process (repeatable)")
     parser.add_argument("--children", "--follow-fork", dest="children", action="store_true",
-                        help="also record every descendant of the targets, as they come and go")
+                        help="also record every descendant of the targets, as they come and go (also "
+                             "once reparented); the recording lasts while any of them runs")
     parser.add_argument("--backend", choices=("auto", "soft-dirty", "hash"), default="auto",
                         help="how dirty pages are detected (default: auto = soft-dirty if the kernel "
                              "supports it, else hash)")
@@ -41,7 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "Ctrl-C); a launched command still running then is sent SIGTERM")
     parser.add_argument("-o", "--output", default=DEFAULT_TRACE, metavar="FILE",
                         help=f"trace file to write (default {DEFAULT_TRACE})")
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
+    parser.add_argument("-f", "--force", action="store_true",
+                        help="overwrite an existing output file (a symlink there is replaced, not followed)")
+    parser.add_argument("--no-cmdline", action="store_true",
+                        help="store process names only, never command lines (argv may hold secrets); "
+                             "the trace is created 0600 either way, as perf.data")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--json", action="store_true",
                         help="print a machine-readable summary of the recording on stdout")
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     options = RecordOptions(
         output=Path(args.output), pids=args.pid, command=command, children=args.children,
         backend=args.backend, interval=args.interval, duration=args.duration, force=args.force,
-        quiet=args.quiet,
+        quiet=args.quiet, no_cmdline=args.no_cmdline,
     )
     result = record(options)
     size = options.output.stat().st_size
