@@ -13,6 +13,7 @@ is read through `calm.trace.recovery` (without modifying it). Layout: `calm.trac
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 
 from calm.core.errors import CalmError
 from calm.trace import format as tf
+from calm.trace.heap import HeapCheck
 from calm.trace.recovery import EoaRepairedFile, needs_eoa_repair
 from calm.trace.maps import MapsTable
 
@@ -40,7 +42,8 @@ class ProcessInfo:
     start_time_unix: float
     first_sample: int  # -1: never sampled
     last_sample: int  # last sample holding a segment of it
-    exit_sample: int  # sample at which it was seen gone, -1 if alive at the end
+    exit_sample: int  # sample at which it was seen gone (or exec'd), -1 if alive at the end
+    execed: bool = False  # its row ended with an exec: a later row (same pid and start) continues it
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class TraceInfo:
     command: list[str]
     status: str
     end_reason: str
+    cmdline_recorded: bool = True  # False: recorded with --no-cmdline (names only, no argv)
 
 
 @dataclass
@@ -82,7 +86,13 @@ class TraceChunk:
 
 
 def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A string attribute or column; bytes that are not UTF-8 (a damaged file) become U+FFFD."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+# Page sizes a trace may declare: any other value (0 in a damaged file) would make every address
+# computation meaningless, or divide by zero.
+PAGE_SIZES = tuple(1 << k for k in range(9, 31))
 
 
 class Trace:
@@ -93,6 +103,10 @@ class Trace:
         self._file, self._repaired_view = _open_trace_file(self.path)
         # True if the writer died mid-flush and the file is read through a repaired superblock.
         self.eoa_repaired = self._repaired_view is not None
+        # True if some strings (names, map paths) lie in a damaged heap and were left out.
+        self.damaged_strings = False
+        self._heap = HeapCheck(self.path)
+        self._maps_rows: int | None = None
         try:
             self.info = self._read_info()
             self._load_index()
@@ -113,12 +127,18 @@ class Trace:
                 f"{self.path} uses trace format {version}; this calm reads up to {tf.FORMAT_VERSION}"
             )
         command = a.get("command", "[]")
+        page_size, interval = int(a["page_size"]), float(a["interval"])
+        if page_size not in PAGE_SIZES:
+            raise CalmError(f"{self.path} is corrupt: its page size is {page_size} bytes "
+                            "(a power of two of at least 512 was expected)")
+        if not (math.isfinite(interval) and interval > 0):
+            raise CalmError(f"{self.path} is corrupt: its sampling interval is {interval} s")
         return TraceInfo(
             format_version=version,
-            page_size=int(a["page_size"]),
+            page_size=page_size,
             backend=_text(a["backend"]),
             backend_method=_text(a.get("backend_method", "")),
-            interval=float(a["interval"]),
+            interval=interval,
             kernel_release=_text(a.get("kernel_release", "")),
             hostname=_text(a.get("hostname", "")),
             start_time=_text(a.get("start_time", "")),
@@ -128,6 +148,7 @@ class Trace:
             command=json.loads(_text(command)) if command else [],
             status=_text(a.get("status", "")),
             end_reason=_text(a.get("end_reason", "")),
+            cmdline_recorded=bool(int(a.get("cmdline_recorded", 1))),
         )
 
     def _load_index(self) -> None:
@@ -166,10 +187,24 @@ class Trace:
         self.segment_n_dirty = segments["n_dirty"][:n_g]
         self.segment_n_resident = segments["n_resident"][:n_g]
 
+    def _readable_rows(self, group: h5py.Group, columns: dict[str, str], n: int) -> int:
+        """How many of the first `n` rows have all their strings in sound heaps (see calm.trace.heap)."""
+        for name, code in columns.items():
+            if code == "str":
+                bad = self._heap.first_damaged_row(group[name])
+                if bad is not None and bad < n:
+                    n = bad
+                    self.damaged_strings = True
+        return n
+
     def _read_processes(self) -> list[ProcessInfo]:
         g = self._file["processes"]
         n = min(g[c].shape[0] for c in tf.PROCESS_COLUMNS)
-        cols = {c: g[c][:n] for c in tf.PROCESS_COLUMNS}
+        good = self._readable_rows(g, tf.PROCESS_COLUMNS, n)
+        cols = {c: g[c][:n] if code != "str" else list(g[c][:good]) + [b""] * (n - good)
+                for c, code in tf.PROCESS_COLUMNS.items()}
+        identity = list(zip(cols["pid"].tolist(), cols["start_time_unix"].tolist()))
+        last_row = {key: i for i, key in enumerate(identity)}  # an exec continues a process in a later row
         out = []
         for i in range(n):
             last = int(cols["last_sample"][i])
@@ -180,6 +215,7 @@ class Trace:
                 first_sample=int(cols["first_sample"][i]),
                 last_sample=min(last, self.n_samples - 1) if last >= 0 else last,
                 exit_sample=int(cols["exit_sample"][i]),
+                execed=int(cols["exit_sample"][i]) >= 0 and last_row[identity[i]] > i,
             ))
         return out
 
@@ -269,7 +305,9 @@ class Trace:
     def map_snapshots(self, process: int) -> list[tuple[int, MapsTable]]:
         """[(first sample it is valid for, regions)] for one process row, in sample order."""
         g = self._file["maps"]
-        n = min(g[c].shape[0] for c in tf.MAP_COLUMNS)
+        if self._maps_rows is None:
+            self._maps_rows = self._readable_rows(g, tf.MAP_COLUMNS, min(g[c].shape[0] for c in tf.MAP_COLUMNS))
+        n = self._maps_rows
         rows = np.flatnonzero(g["process"][:n] == process)
         if rows.size == 0:
             return []
@@ -288,6 +326,7 @@ class Trace:
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
         self._file.close()
+        self._heap.close()
         if self._repaired_view is not None:
             self._repaired_view.close()
 
@@ -317,8 +356,16 @@ def _open_trace_file(path: Path) -> tuple[h5py.File, EoaRepairedFile | None]:
             view.close()
         raise CalmError(f"{path} is corrupt or truncated: {exc}") from None
     try:
-        is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
-        problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
+        heap = HeapCheck(path)
+        try:
+            sound = heap.attributes_sound(h5py.h5o.get_info(f.id).addr)
+        finally:
+            heap.close()
+        if not sound:
+            problem = f"{path} is corrupt: its attributes lie in a damaged part of the file"
+        else:
+            is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
+            problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
     except (OSError, KeyError, ValueError) as exc:
         problem = f"{path} is corrupt or truncated: {exc}"
     if problem:
