@@ -77,6 +77,9 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
                          "per-process view leaves shared pages out (analyse the whole service to "
                          "see them, each once)")
         pmaps = {row: load_process_maps(trace, row) for row in rows}
+        if trace.damaged_strings:
+            notes.append("some names or memory-map rows lie in a damaged part of the file (a "
+                         "recorder killed or out of space mid-flush): read the rows before it")
         no_maps = [trace.processes[r].pid for r in rows if not pmaps[r].has_maps]
         if no_maps:
             notes.append(f"no memory map recorded for pid(s) {no_maps}: pages count as mapped for "

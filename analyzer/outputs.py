@@ -1,5 +1,8 @@
 """Data files of an analysis (summary.json, pages.csv, regions.csv, symbols.csv) and the terminal summary.
 
+Files are written through calm.core.paths (private, never through a symlink) into a folder the
+command has checked, so they replace what is there.
+
 Why plain JSON/CSV: users load them in notebooks, spreadsheets or other tools; the column names
 carry their units. `summary_dict` is also what the HTML report shows as headline figures.
 """
@@ -14,6 +17,7 @@ import numpy as np
 
 from calm.analyzer.model import Analysis
 from calm.core.units import recording_span
+from calm.core.paths import private_file, write_private
 
 THRESHOLDS = (0.01, 0.1, 0.5, 0.9)
 MIB = 1 << 20
@@ -71,7 +75,8 @@ def summary_dict(a: Analysis) -> dict:
         "writer_known": a.shared_written is not None,
         "processes": [
             {"pid": p.pid, "row": p.row, "name": p.name, "title": p.title, "label": p.label,
-             "first_sample": p.first_sample, "last_sample": p.last_sample, "exited": p.exit_sample >= 0,
+             "first_sample": p.first_sample, "last_sample": p.last_sample, "exited": p.exit_sample >= 0 and not p.execed,
+             "execed": p.execed,
              **_process_summary(a, p.row)}
             for p in a.processes
         ],
@@ -139,7 +144,7 @@ def write_pages_csv(a: Analysis, path: Path) -> None:
                   (ranked.vpn * np.uint64(a.page_size)).tolist(), ranked.dirty.tolist(),
                   ranked.mapped.tolist(), ranked.p.tolist(), a.p_per_second(ranked.p).tolist(),
                   region.tolist())
-    with open(path, "w", newline="") as f:
+    with private_file(path, force=True, text=True, newline="") as f:
         f.write("rank,pid,address,dirty_samples,mapped_samples,p_per_sample,p_per_second,"
                 "region_kind,region\n")
         writer = csv.writer(f)
@@ -149,7 +154,7 @@ def write_pages_csv(a: Analysis, path: Path) -> None:
 
 
 def write_table_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
-    with open(path, "w", newline="") as f:
+    with private_file(path, force=True, text=True, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
@@ -157,7 +162,7 @@ def write_table_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
 
 def write_data(a: Analysis, out_dir: Path) -> list[Path]:
     files = [out_dir / n for n in ("summary.json", "pages.csv", "regions.csv", "symbols.csv")]
-    files[0].write_text(json.dumps(summary_dict(a), indent=2) + "\n")
+    write_private(files[0], json.dumps(summary_dict(a), indent=2) + "\n", force=True)
     write_pages_csv(a, files[1])
     write_table_csv(files[2], ["kind", "region", "mapped_by", "written_by", "pages", "dirty_page_samples",
                                "max_p", "mapped_by_pids"],

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from calm.analyzer.model import Analysis  # noqa: E402
 from calm.analyzer.regions import short_file_name  # noqa: E402
+from calm.core.paths import private_file  # noqa: E402
 
 FORMATS = ("png", "svg")
 MIB = 1 << 20
@@ -133,7 +134,7 @@ def _per_process_lines(ax, a: Analysis) -> None:
     legend sits outside the axes so it never covers the data."""
     tl = a.timeline
     pid = {p.row: p.pid for p in a.processes}
-    name = {p.row: f"{p.pid} {p.label}"[:40] for p in a.processes}
+    name = {p.row: f"pid {p.pid} {p.label}"[:40] for p in a.processes}
     rows = sorted(tl.dirty_by_process, key=lambda r: -int(tl.dirty_by_process[r].sum()))
     if len(rows) > 1:
         shown = rows if len(rows) <= PROCESS_LINES + 1 else rows[:PROCESS_LINES]
@@ -305,7 +306,8 @@ def write_plots(a: Analysis, out_dir: Path) -> list[Path]:
         try:
             for fmt in FORMATS:
                 path = out_dir / f"{name}.{fmt}"
-                fig.savefig(path, dpi=110)  # meshes are rasterized, so SVGs stay small
+                with private_file(path, force=True) as f:
+                    fig.savefig(f, format=fmt, dpi=110)  # meshes are rasterized, so SVGs stay small
                 written.append(path)
         finally:
             plt.close(fig)

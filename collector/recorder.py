@@ -7,28 +7,31 @@ Why it is shaped like this:
   round reads every followed process once; the sample it produces covers the writes between the end
   of the previous round and the start of this one (`t_start`, `t_end`). Writes during a round land
   in that sample or the next one; an overrun (a round longer than the interval) is counted.
-- The file is flushed at least once a second and closed cleanly on SIGINT/SIGTERM; a SIGKILL leaves
-  everything up to the last flush readable (see calm.trace.writer).
-- A process that exits ends its own stream; the recording goes on while any target is alive.
+- Flushes meet a deadline: one lands before a second has passed since the previous one (the next
+  round's expected end is taken into account), so a SIGKILL loses at most a second; the file is
+  closed cleanly on SIGINT/SIGTERM (see calm.trace.writer for where and how it is written).
+- A full disk stops the recording with one line; the trace keeps every sample flushed before it.
+- A process that exits ends its own stream; the recording goes on while any target is alive. Exits
+  are watched (pidfds, calm.collector.lifecycle), so a long interval does not delay the end. With
+  --children, a process once followed stays followed when its parent exits and it is reparented
+  (it is still part of the service), and the recording of a launched command goes on while any of
+  its descendants lives.
+- A process that execs becomes a new program in a new address space: its row ends at the exec and
+  a new row (same pid and start time, the new name, exe and command line) takes over (FORMAT.md).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
 
-from calm.core.version import __version__
 from calm.core.errors import CalmError
 from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backend
 from calm.collector.footprint import CENSUS_SECONDS, CENSUS_SHARE, pss_pages
@@ -36,16 +39,17 @@ from calm.collector.procfs import PAGE_SIZE, ProcessGone
 from calm.collector.shared_hash import SharedHashes
 from calm.trace.maps import MapsTable
 from calm.core.progress import Progress
-from calm.collector.recording import HASH_BLIND_SPOT, RecordOptions, RecordResult, StopSignals
+from calm.collector.lifecycle import ExecImage, Waiter, launch
+from calm.collector.recording import RecordOptions, RecordResult, trace_attrs
 from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe, why_no_memory
 from calm.core.paths import check_output_path
 from calm.core import ready
-from calm.trace import format as tf
+from calm.trace.space import DiskFull
 
 if TYPE_CHECKING:
     from calm.trace.writer import TraceWriter
 
-FLUSH_EVERY_SECONDS = 1.0
+FLUSH_DEADLINE_SECONDS = 1.0
 TERMINATE_GRACE_SECONDS = 5.0
 
 
@@ -57,6 +61,7 @@ class _Tracked:
     maps: MapsTable
     first_sample: int  # the first sample that reads it
     pss: int = 0  # proportional resident pages at the last census
+    image: ExecImage | None = None  # what changes when it execs
 
 
 @dataclass
@@ -110,24 +115,22 @@ class Recorder:
         self._census_every = CENSUS_SECONDS
         self._periods: list[float] = []
         self._cpu: list[float] = []
+        self.waiter: Waiter | None = None
+        self._exited: set[ProcessIdentity] = set()  # seen gone by their pidfd, not yet by a round
+        self._flush_seconds = 0.0  # how long the last flush took
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
         if self.options.pids:
             return [check_pid(pid) for pid in self.options.pids]
-        try:
-            self.popen = subprocess.Popen(self.options.command)
-        except FileNotFoundError:
-            raise CalmError(f"command not found: {self.options.command[0]}") from None
-        except PermissionError:
-            raise CalmError(f"command not executable: {self.options.command[0]}") from None
+        self.popen = launch(self.options.command)
         return [psutil.Process(self.popen.pid)]
 
     def _prepare(self, proc: psutil.Process, *, required: bool) -> _Pending | None:
         """Opens a process and takes its baseline; None (with a note) for an optional one that
         cannot be read, CalmError for a required one."""
         try:
-            details = describe(proc)
+            details = describe(proc, cmdline=not self.options.no_cmdline)
             backend = self.backend(proc.pid, self.shared)
             maps = backend.start()
             if len(maps) == 0:
@@ -168,13 +171,15 @@ class Recorder:
         except ProcessGone:
             pss = 0  # gone already: the next round closes it
         self.tracked[details.identity] = _Tracked(details.identity, row, pending.backend, pending.maps,
-                                                  self.writer.n_samples, pss)
+                                                  self.writer.n_samples, pss, ExecImage.read(details.identity.pid))
         self.n_processes += 1
+        assert self.waiter is not None
+        self.waiter.watch(details.identity.pid, details.identity)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> RecordResult:
         options = self.options
-        stop = StopSignals()
+        self.waiter = waiter = Waiter()
         status, end_reason = "complete", ""
         t0 = time.monotonic()
         try:
@@ -183,6 +188,8 @@ class Recorder:
             if options.nice:
                 os.setpriority(os.PRIO_PROCESS, 0, min(19, os.getpriority(os.PRIO_PROCESS, 0) + options.nice))
             roots = self._roots()
+            if self.popen is not None:
+                waiter.watch(self.popen.pid, "command")
             targets = TargetSet(roots, options.children)
             # Every initial target is opened before the file exists: a refusal leaves nothing.
             prepared = [self._prepare(proc, required=proc in roots)
@@ -192,24 +199,36 @@ class Recorder:
             # h5py loads only now, inside the first interval: the first sample is not delayed by it.
             from calm.trace.writer import TraceWriter
 
-            self.writer = TraceWriter(options.output, force=options.force, attrs=self._attrs(t0))
+            self.writer = TraceWriter(options.output, force=options.force,
+                                      attrs=trace_attrs(options, self.backend, t0))
             for pending in prepared:
                 if pending is not None:
                     self._register(pending)
-            if options.ready_file is not None:  # every write from now on lands in the trace
-                ready.announce(options.ready_file)
-            end_reason = self._loop(targets, stop, t0, baseline_end)
-        except CalmError:
-            status, end_reason = "failed", "error"
+            end_reason = self._loop(targets, waiter, t0, baseline_end)
+            if waiter.received is not None and self.writer.n_samples == 0:
+                status, end_reason = "failed", end_reason + " before the first sample"
+                raise KeyboardInterrupt  # Ctrl-C while starting: nothing recorded, nothing kept
+        except DiskFull as exc:
+            if self.writer is None:
+                status = "failed"
+                raise CalmError(str(exc)) from None
+            n = self.writer.n_flushed
+            status, end_reason = "failed", f"disk full after {n} samples"
+            held = f"samples 0..{n - 1}" if n else "no sample (nothing was kept)"
+            raise CalmError(f"disk full after {n} samples; the trace holds {held}") from None
+        except (CalmError, KeyboardInterrupt):
+            status, end_reason = "failed", end_reason or "error"
             raise
         except BaseException as exc:  # a bug: keep what was recorded, then show it
             status, end_reason = "failed", f"internal error: {exc!r}"
             raise
         finally:
-            stop.restore()
-            if self.writer is not None:
-                self.writer.close(status=status, end_reason=end_reason)
-            self._stop_command()
+            waiter.restore()
+            try:
+                if self.writer is not None:
+                    self.writer.close(status=status, end_reason=end_reason)
+            finally:
+                self._stop_command()
         first, last = self._times or (0.0, 0.0)
         periods = np.diff(self._periods) if len(self._periods) > 1 else np.zeros(1)
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
@@ -219,7 +238,18 @@ class Recorder:
                             period_p95=float(np.percentile(periods, 95)),
                             cpu_per_round=float(np.mean(self._cpu)) if self._cpu else 0.0)
 
-    def _loop(self, targets: TargetSet, stop: StopSignals, t0: float, baseline_end: float) -> str:
+    def _ends_now(self, exited: list[object]) -> bool:
+        """Whether the exits the pidfds reported end the recording (then a last round runs now)."""
+        for key in exited:
+            if key == "command":
+                if not self.options.children:
+                    return True
+            else:
+                self._exited.add(key)
+        command_done = self.popen is None or self.popen.poll() is not None
+        return command_done and all(identity in self._exited for identity in self.tracked)
+
+    def _loop(self, targets: TargetSet, waiter: Waiter, t0: float, baseline_end: float) -> str:
         from calm.trace.writer import RoundCost  # with the writer: h5py loads after start-up
 
         writer = self.writer
@@ -230,9 +260,11 @@ class Recorder:
         dirty_recent: list[tuple[float, int]] = []
         while True:
             deadline = next_round if duration is None else min(next_round, t0 + duration)
-            stop.sleep_until(deadline)
-            if stop.received is not None:
-                return f"stopped by {signal.Signals(stop.received).name}"
+            exited = waiter.sleep_until(deadline)
+            if waiter.received is not None:
+                return f"stopped by {signal.Signals(waiter.received).name}"
+            if exited and not self._ends_now(exited):
+                continue  # the next round closes them; the schedule goes on
             round_begin = time.monotonic()
             cpu_begin = time.process_time()
             sample = writer.n_samples
@@ -248,15 +280,23 @@ class Recorder:
             writer.set_round_cpu(cpu)  # the whole round: reads, bookkeeping, attaching new children
             self._periods.append(round_begin)
             self._cpu.append(cpu)
-            if previous_end - writer.last_flush >= FLUSH_EVERY_SECONDS or interval >= FLUSH_EVERY_SECONDS:
+            next_round += interval
+            if next_round < previous_end:
+                self.overruns += 1
+                next_round = previous_end
+            if sample == 0 and self.options.ready_file is not None:
+                # the trace exists with its first sample: a stop from now on keeps a trace, and
+                # every write from now on lands in it
                 writer.flush()
+                ready.announce(self.options.ready_file)
+            self._flush_if_due(next_round + (previous_end - round_begin))
             n_dirty = sum(v.size for v, _ in per_process.values())
             dirty_recent = [(t, n) for t, n in dirty_recent if previous_end - t < 5.0]
             dirty_recent.append((previous_end, n_dirty))
             self._report(previous_end - t0, writer.n_samples, dirty_recent)
             if duration is not None and previous_end - t0 >= duration:
                 return f"duration of {duration:g} s reached"
-            if self.popen is not None and self.popen.poll() is not None:
+            if self.popen is not None and self.popen.poll() is not None and not self.options.children:
                 for identity in [i for i in self.tracked if i.pid == self.popen.pid]:
                     self._close(identity, writer.n_samples)  # it has gone: not alive at the end
                 return f"command exited with status {self.popen.returncode}"
@@ -264,10 +304,6 @@ class Recorder:
                 if self._command_exiting():
                     return f"command exited with status {self.popen.returncode}"
                 return "all target processes exited"
-            next_round += interval
-            if next_round < previous_end:
-                self.overruns += 1
-                next_round = previous_end
 
     def _command_exiting(self) -> bool:
         """Waits for a launched command whose memory is gone: it is exiting but may not be a zombie
@@ -303,11 +339,14 @@ class Recorder:
                 self._close(identity, sample)
                 continue
             pages_read += tracked.backend.pages_read
-            per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
-            row_of_pid[identity.pid] = tracked.row
             if not result.maps.same_as(tracked.maps):
+                image = ExecImage.read(identity.pid)
+                if image is not None and tracked.image is not None and image != tracked.image:
+                    self._exec(tracked, image, sample)  # this sample's pages are the new program's
                 writer.add_maps(tracked.row, sample, result.maps)
                 tracked.maps = result.maps
+            per_process[tracked.row] = (result.dirty_vpns, result.n_resident)
+            row_of_pid[identity.pid] = tracked.row
         if census:  # at most 5% of calm's time goes to the census: the kernel walks every page table
             self._last_census = time.monotonic()
             self._census_every = max(CENSUS_SECONDS, CENSUS_SHARE * census_cost)
@@ -320,6 +359,35 @@ class Recorder:
             pages_read += self.shared.pages_read
         self.events += sum(v.size for v, _ in per_process.values())
         return per_process, pages_read
+
+    def _exec(self, tracked: _Tracked, image: ExecImage, sample: int) -> None:
+        """The process exec'd: its old row ends here, a new row with its new program begins."""
+        assert self.writer is not None
+        try:
+            details = describe(psutil.Process(tracked.identity.pid), cmdline=not self.options.no_cmdline)
+        except psutil.Error:
+            return  # gone meanwhile: the next round closes it
+        if details.identity != tracked.identity:
+            return
+        self.writer.close_process(tracked.row, exit_sample=sample)
+        tracked.row = self.writer.open_process(
+            pid=details.identity.pid, ppid=details.ppid, start_time_unix=details.identity.create_time,
+            name=details.name, cmdline=details.cmdline, exe=details.exe, title=details.title,
+        )
+        tracked.image = image
+        self.n_processes += 1
+        self.progress.note(f"calm record: pid {tracked.identity.pid} exec'd {details.exe or details.name} "
+                           f"(sample {sample})")
+
+    def _flush_if_due(self, next_round_end: float) -> None:
+        """Flushes now unless the next round still ends, and its flush lands, within the deadline."""
+        writer = self.writer
+        assert writer is not None
+        if next_round_end + self._flush_seconds < writer.last_flush + FLUSH_DEADLINE_SECONDS:
+            return
+        started = time.monotonic()
+        writer.flush()
+        self._flush_seconds = time.monotonic() - started
 
     def _follow(self, targets: TargetSet, next_sample: int) -> None:
         """Closes processes that are gone and attaches new children."""
@@ -341,6 +409,7 @@ class Recorder:
         """Ends a process's stream; `sample` is the first sample without it (FORMAT.md's
         exit_sample), so the last one that holds it is `sample - 1`."""
         tracked = self.tracked.pop(identity)
+        self._exited.discard(identity)
         assert self.writer is not None
         self.writer.close_process(tracked.row, exit_sample=sample)
         when = (f"after sample {sample - 1}" if sample > tracked.first_sample
@@ -370,38 +439,6 @@ class Recorder:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
-
-    def _attrs(self, t0: float) -> dict[str, object]:
-        now = time.time()
-        return {
-            "page_size": PAGE_SIZE,
-            "backend": self.backend.name,
-            "backend_method": self.backend.method,
-            "interval": float(self.options.interval),
-            "kernel_release": platform.release(),
-            "hostname": socket.gethostname(),
-            "start_time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
-            "start_time_unix": now,
-            "start_monotonic": t0,
-            "tool_version": __version__,
-            "command": json.loads(json.dumps(self.options.command)),
-            **({"regions": list(self.options.regions)} if self.options.regions else {}),
-            "shared_writes": tf.SHARED_READER if self.backend.name == "hash" else tf.SHARED_WRITER,
-            "notes": self._notes(),
-            "nice": int(self.options.nice),
-        }
-
-    def _notes(self) -> list[str]:
-        notes = []
-        if self.backend.name == "hash":
-            from calm.collector.page_reader import hash_implementation
-
-            notes.append(HASH_BLIND_SPOT)
-            notes.append("the hash backend reads each shared page once per round through one process "
-                         "that maps it and cannot tell which process wrote it: a changed shared page "
-                         f"is reported once, not per process (pages hashed with {hash_implementation()})")
-        return notes
-
 
 def record(options: RecordOptions) -> RecordResult:
     """Records per `options`; raises CalmError for anything the user can fix."""

@@ -1,14 +1,24 @@
 """What `calm record` is asked (RecordOptions), what it reports (RecordResult), and how it is
-stopped (SIGINT/SIGTERM through a self-pipe): the recorder's plain parts, apart from its loop."""
+with (the trace's root attributes): the recorder's plain parts, apart from its loop."""
 
 from __future__ import annotations
 
+import json
 import os
-import select
-import signal
+import platform
+import socket
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from calm.collector.procfs import PAGE_SIZE
+from calm.core.version import __version__
+from calm.trace import format as tf
+
+if TYPE_CHECKING:
+    from calm.collector.backends import BackendChoice
 
 
 @dataclass
@@ -25,6 +35,7 @@ class RecordOptions:
     ready_file: Path | None = None  # created once recording has started (calm.core.ready)
     regions: list[str] = field(default_factory=list)  # record only mappings whose path contains one
     nice: int = 0  # raise calm's nice level by this much (the service wins the CPU)
+    no_cmdline: bool = False  # store process names only, never an argument vector
 
 
 # What the hash backend cannot see, said in every hash trace's notes and analysis.
@@ -53,31 +64,39 @@ class RecordResult:
     cpu_per_round: float = 0.0  # calm's own CPU seconds per round, mean
 
 
-class StopSignals:
-    """SIGINT/SIGTERM set a flag and wake the sleeping loop through a self-pipe."""
+def trace_attrs(options: RecordOptions, backend: "BackendChoice", t0: float) -> dict[str, object]:
+    """The trace's root attributes (FORMAT.md)."""
+    now = time.time()
+    return {
+        "page_size": PAGE_SIZE,
+        "backend": backend.name,
+        "backend_method": backend.method,
+        "interval": float(options.interval),
+        "kernel_release": platform.release(),
+        "hostname": socket.gethostname(),
+        "start_time": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+        "start_time_unix": now,
+        "start_monotonic": t0,
+        "tool_version": __version__,
+        # with --no-cmdline the program's name only, as for every process (a secret in argv
+        # must not reach the trace, nor the report made from it)
+        "command": ([os.path.basename(options.command[0])] if options.no_cmdline
+                    else json.loads(json.dumps(options.command))) if options.command else [],
+        "cmdline_recorded": 0 if options.no_cmdline else 1,
+        **({"regions": list(options.regions)} if options.regions else {}),
+        "shared_writes": tf.SHARED_READER if backend.name == "hash" else tf.SHARED_WRITER,
+        "notes": _notes(backend),
+        "nice": int(options.nice),
+    }
 
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._old_wakeup = signal.set_wakeup_fd(self._write_fd)
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = signum
+def _notes(backend: "BackendChoice") -> list[str]:
+    notes = []
+    if backend.name == "hash":
+        from calm.collector.page_reader import hash_implementation
 
-    def sleep_until(self, deadline: float) -> None:
-        delay = deadline - time.monotonic()
-        if delay > 0 and self.received is None:
-            ready, _, _ = select.select([self._read_fd], [], [], delay)
-            if ready:
-                try:
-                    os.read(self._read_fd, 64)
-                except BlockingIOError:
-                    pass
-
-    def restore(self) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        signal.set_wakeup_fd(self._old_wakeup)
-        os.close(self._read_fd)
-        os.close(self._write_fd)
+        notes.append(HASH_BLIND_SPOT)
+        notes.append("the hash backend reads each shared page once per round through one process "
+                     "that maps it and cannot tell which process wrote it: a changed shared page "
+                     f"is reported once, not per process (pages hashed with {hash_implementation()})")
+    return notes

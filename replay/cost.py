@@ -117,9 +117,15 @@ def load_cost_csv(path: str | Path) -> TableCost:
     """Reads `bandwidth,probability` rows (header optional); bandwidth cells carry units (`100Mbit`)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalmError(f"cannot read cost table {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CalmError(f"cost table {path} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+                        "expected CSV rows 'bandwidth,probability'") from None
+    if "\0" in text:
+        raise CalmError(f"cost table {path} is not a text file (it holds NUL bytes); "
+                        "expected CSV rows 'bandwidth,probability'")
     bws, probs = [], []
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         cells = [c.strip() for c in row]

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 
+from calm.core.paths import private_file, write_private
 from calm.core.units import format_rate, format_size
 
 TABLE_COLUMNS = ("scenario", "ram_bytes", "bandwidth_bps", "algorithm", "cost_s", "total_time_s",
@@ -31,12 +32,12 @@ def json_ready(value):
 
 
 def write_json(data: dict, path: Path) -> Path:
-    path.write_text(json.dumps(json_ready(data), indent=1) + "\n")
-    return path
+    """Into a folder the command checked: replaces what is there, privately (calm.core.paths)."""
+    return write_private(path, json.dumps(json_ready(data), indent=1) + "\n", force=True)
 
 
 def write_csv(rows: list[dict], columns, path: Path) -> Path:
-    with path.open("w", newline="") as f:
+    with private_file(path, force=True, text=True, newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

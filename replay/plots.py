@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from calm.replay.compare import lowest_cost  # noqa: E402
+from calm.core.paths import private_file  # noqa: E402
 from calm.replay.model import CalmPlan, FixedPlan  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -226,7 +227,8 @@ def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext in FORMATS:
         path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        with private_file(path, force=True) as f:
+            fig.savefig(f, format=ext, dpi=120, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths

@@ -87,6 +87,7 @@ def test_one_target_exits_the_others_go_on(tmp_path):
         with Recording(tmp_path, "--backend", "hash", "--pid", str(short.pid), "--pid", str(long_.pid),
                        "--interval", "0.1", "-o", str(out)) as rec:
             rec.wait_ready()
+            rec.wait_for_samples(2)  # it has samples of its own
             stop(short)  # it exits while the recording goes on
             exited = rec.wait_for_line(f"pid {short.pid} exited")
             noticed_at = last_sample_said(exited) + 1  # its exit_sample: the first sample without it

@@ -103,8 +103,9 @@ def test_process_legend_stays_off_the_data(analysis):
         assert covers_axes(fig, legend.get_window_extent(renderer)) == []
     entries = [t.get_text() for t in legends[0].get_texts()]
     # the busiest processes one by one, the rest summed, and the total
-    assert entries[:PROCESS_LINES] == [f"pid {100 + k}" for k in range(PROCESS_LINES)], entries
-    assert entries[PROCESS_LINES:] == [f"{PROCESSES - PROCESS_LINES} other processes", "all processes"]
+    # each named by pid and the role (or name) it gives itself
+    assert [e.split()[:2] for e in entries[:PROCESS_LINES]] == [["pid", str(100 + k)] for k in range(PROCESS_LINES)], entries
+    assert entries[PROCESS_LINES:] == [f"{PROCESSES - PROCESS_LINES} other processes", "service (each page once)"]
 
 
 def test_every_window_size_in_the_legend_is_drawn(analysis):

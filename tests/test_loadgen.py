@@ -240,7 +240,7 @@ def test_cli_human_summary(server, tmp_path):
         assert f"could not keep the schedule: {late} requests started" in proc.stdout, proc.stdout
 
     proc = calm("load", f"{url}/sleep/200", "--rate", "50", "--count", "20", "--max-inflight", "1",
-                "--seed", "1", "-o", str(out), timeout=300)
+                "--seed", "1", "-o", str(out), "-f", timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open()))
     dropped = sum(1 for r in rows if r["outcome"] == "dropped")
@@ -265,7 +265,7 @@ def test_cli_human_summary(server, tmp_path):
     (["http://127.0.0.1/", "--rate", "1", "--duration", "0"], 2, "--duration: duration '0' must be positive"),
     (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--sla", "-1"], 2, "--sla: duration '-1' must be positive"),
     (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--max-inflight", "0"], 2, "--max-inflight"),
-    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "-o", "/nonexistent/dir/x.csv"], 1, "cannot write"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "-o", "/nonexistent/dir/x.csv"], 1, "output directory /nonexistent/dir does not exist"),
 ])
 def test_bad_input_one_line(args, code, message):
     proc = calm("load", *args, timeout=30)

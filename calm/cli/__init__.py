@@ -7,14 +7,16 @@ module imports only argparse and `calm.core` at the top, so `calm --version` and
 any command line stay fast; the heavy libraries (numpy, h5py, matplotlib) load inside `run`.
 
 Errors: argparse usage errors and `UsageError` exit 2, `CalmError` exits 1, each as one line
-`calm COMMAND: error: MESSAGE` on stderr; Ctrl-C is one line and exit 130. Nothing else is
-caught, so real bugs keep their traceback.
+`calm COMMAND: error: MESSAGE` on stderr; Ctrl-C is one line and exit 130, from the first line
+of calm that runs (`calm.early_interrupt` covers the start-up, before `main` catches
+KeyboardInterrupt). Nothing else is caught, so real bugs keep their traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     prog = f"calm {args.subcommand}"
     try:
+        import calm
+
+        if signal.getsignal(signal.SIGINT) is calm.early_interrupt:  # start-up is over
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return int(args.func(args) or 0)
     except CalmError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

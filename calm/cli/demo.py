@@ -161,7 +161,7 @@ def _report(analysis, results_json: Path, out: Path, quiet: bool) -> Path:
         progress.update("drawing the report's figures")
         results = load_results(results_json)  # the same contract `calm report --replay` reads
         html = build_report(analysis, results, results_source=str(results_json))
-    return write_report(html, out / "report.html")
+    return write_report(html, out / "report.html", force=True)  # _check_output asked for --force
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,9 @@ import json
 from calm.core import argtypes
 from calm.core.errors import UsageError
 
+# Without --duration, a load is bounded by --count alone: refuse one expected to run over a day.
+MAX_UNBOUNDED_SECONDS = 86400.0
+
 HELP = "open-loop Poisson HTTP load against a loopback (or calm netns) service"
 DESCRIPTION = (
     "Send HTTP GETs to URL at Poisson arrival times (open loop: a request starts at its time whether or "
@@ -39,12 +42,22 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=argtypes.whole(), metavar="N",
                    help="random seed of the arrival times (default: random, reported)")
     p.add_argument("-o", "--output", metavar="CSV", help="write every request's latency to this CSV")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite an existing CSV")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.count is None and args.duration is None:
         raise UsageError("give --count, --duration or both: the load must be bounded")
+    if args.duration is None and args.count / args.rate > MAX_UNBOUNDED_SECONDS:
+        raise UsageError(f"--count {args.count} at --rate {args.rate:g}/s would take about "
+                         f"{args.count / args.rate:.3g} s; give --duration to bound it")
+    if args.output:
+        from pathlib import Path
+
+        from calm.core.paths import check_output_path
+
+        check_output_path(Path(args.output), force=args.force)
     from calm.workloads.loadgen import LoadConfig, format_summary, run_load, summarise, write_latencies
 
     config = LoadConfig(url=args.url, rate=args.rate, count=args.count, duration=args.duration, sla=args.sla,
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_load(config)
     summary = summarise(result)
     if args.output:
-        write_latencies(result, args.output)
+        write_latencies(result, args.output, force=args.force)
         summary["latencies_csv"] = args.output
     if args.json:
         print(json.dumps(summary, indent=2))

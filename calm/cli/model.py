@@ -26,10 +26,12 @@ DESCRIPTION = (
 # bandwidth (measured: optimal fixed 20.6 Mbit/s, CALM 8.4 -> 24.8 Mbit/s).
 DEFAULT_TIME_UNIT = 0.02
 DEFAULT_OUTPUT = "calm-model"
+MAX_PAGES = 1 << 48  # 1 EiB of 4 KiB pages
+MAX_POINTS = 100_000  # points of the fixed-cost curve: finer than any plot, a typo beyond
 
 
 def configure(m: argparse.ArgumentParser) -> None:
-    m.add_argument("--pages", type=argtypes.whole(minimum=1), metavar="M", help="pages to migrate (default 10000)")
+    m.add_argument("--pages", type=argtypes.whole(minimum=1, maximum=MAX_PAGES), metavar="M", help="pages to migrate (default 10000)")
     m.add_argument("--ram", type=argtypes.size(), metavar="SIZE", help="RAM to migrate instead of --pages, e.g. 1GiB")
     m.add_argument("--p", type=argtypes.probability(), default=0.001, metavar="P",
                    help="probability a page is written per time unit (default 0.001)")
@@ -44,7 +46,7 @@ def configure(m: argparse.ArgumentParser) -> None:
                    help=f"cost function F, as for calm replay (default {DEFAULT_COST_SPEC})")
     m.add_argument("--batch", type=argtypes.whole(minimum=1), default=1, metavar="K",
                    help="CALM: pages per optimisation step (default 1)")
-    m.add_argument("--points", type=argtypes.whole(minimum=2), default=400, metavar="N",
+    m.add_argument("--points", type=argtypes.whole(minimum=2, maximum=MAX_POINTS), default=400, metavar="N",
                    help="bandwidths on the fixed-cost curve (default 400)")
     m.add_argument("-o", "--output", metavar="DIR", default=DEFAULT_OUTPUT,
                    help=f"output directory (default {DEFAULT_OUTPUT}/)")

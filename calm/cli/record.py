@@ -33,7 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--pid", type=argtypes.whole(minimum=1), action="append", default=[],
                         metavar="PID", help="record this running process (repeatable)")
     parser.add_argument("--children", "--follow-fork", dest="children", action="store_true",
-                        help="also record every descendant of the targets, as they come and go")
+                        help="also record every descendant of the targets, as they come and go (also "
+                             "once reparented); the recording lasts while any of them runs")
     parser.add_argument("--region", action="append", default=[], metavar="PATTERN",
                         type=argtypes.typed("region pattern", _region_pattern),
                         help="record only mappings whose path (as in /proc/PID/maps) contains PATTERN, "
@@ -53,11 +54,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                           "and calm reports the period it achieved")
     parser.add_argument("-o", "--output", default=DEFAULT_TRACE, metavar="FILE",
                         help=f"trace file to write (default {DEFAULT_TRACE})")
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
+    parser.add_argument("-f", "--force", action="store_true",
+                        help="overwrite an existing output file (a symlink there is replaced, not followed)")
+    parser.add_argument("--no-cmdline", action="store_true",
+                        help="store process names only, never command lines (argv may hold secrets); "
+                             "the trace is created 0600 either way, as perf.data")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("--ready-file", type=Path, default=None, metavar="FILE",
-                        help="create FILE (holding calm's pid) once recording has started: every write "
-                             "the targets make after it appears is in the trace. Wait for it instead "
+                        help="create FILE (holding calm's pid) once the first sample is on disk: every write "
+                             "the targets make after it appears is in the trace, and a stop keeps a trace. Wait for it instead "
                              "of sleeping; a stale FILE is removed at start-up")
     parser.add_argument("--json", action="store_true",
                         help="print a machine-readable summary of the recording on stdout")
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         output=Path(args.output), pids=args.pid, command=command, children=args.children,
         backend=args.backend, interval=args.interval, duration=args.duration, force=args.force,
         quiet=args.quiet, ready_file=args.ready_file, regions=args.region, nice=args.nice,
+        no_cmdline=args.no_cmdline,
     )
     result = record(options)
     size = options.output.stat().st_size
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         if result.samples > 1:
             print(period, file=sys.stderr)
         if result.backend == "hash":
-            from calm.collector.recorder import HASH_BLIND_SPOT
+            from calm.collector.recording import HASH_BLIND_SPOT
 
             print(f"[ calm record: note: {HASH_BLIND_SPOT} ]", file=sys.stderr)
         print(f"[ calm record: wrote {options.output} ({size / 2**20:.2f} MiB{per_event}) ]", file=sys.stderr)

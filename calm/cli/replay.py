@@ -17,6 +17,11 @@ from calm.core.errors import UsageError
 from calm.core.paths import DEFAULT_TRACE
 from calm.replay.defaults import ALGORITHMS, DEFAULT_COST_SPEC, EXTEND_MODES, SLIDE_SCENARIOS
 
+# A step shorter than a millisecond is shorter than any recording interval; each sweep point is a
+# whole simulation, so more than a thousand of them is a typo (and memory the machine lacks).
+MIN_STEP_SECONDS = 1e-3
+MAX_SWEEP_POINTS = 1000
+
 HELP = "replay a trace into live-migration policies (CALM, Clark, Xen, QEMU, Fixed)"
 DESCRIPTION = (
     "Simulate pre-copy live migration of a recorded (or synthetic uniform) dirtying workload with "
@@ -37,7 +42,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uniform", type=argtypes.probability(), metavar="P",
                    help="replay a synthetic uniform workload instead of a trace: each page written with "
                         "probability P per step")
-    p.add_argument("--interval", type=argtypes.duration(), metavar="DURATION",
+    p.add_argument("--interval", type=argtypes.duration(minimum=MIN_STEP_SECONDS), metavar="DURATION",
                    help="step length of the --uniform workload (default 100ms)")
     p.add_argument("-s", "--scenario", type=argtypes.typed("scenario", scenario_type), action="append",
                    metavar="RAM@BANDWIDTH",
@@ -57,7 +62,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "would otherwise be replayed again on every loop")
     p.add_argument("--seed", type=argtypes.whole(), metavar="N",
                    help="random seed for --uniform and --extend resample (default 0)")
-    p.add_argument("--sweep", type=argtypes.whole(), default=0, metavar="POINTS",
+    p.add_argument("--sweep", type=argtypes.whole(maximum=MAX_SWEEP_POINTS), default=0, metavar="POINTS",
                    help="also simulate fixed-bandwidth migrations at POINTS (>= 2) bandwidths and plot cost "
                         "against bandwidth beside the uniform model (default 0: off)")
     p.add_argument("--max-time", type=argtypes.duration(), metavar="DURATION",

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             f"calm report: analysing ({stage} {done}/{total} samples)"))
         progress.update("calm report: drawing figures")
         html = build_report(analysis, results, results_source=str(results_path or ""))
-    write_report(html, output)
+    write_report(html, output, force=args.force)
     if not args.quiet:
         print(f"calm report: wrote {output} ({len(html.encode()) / 2**20:.2f} MiB, self-contained)",
               file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -36,9 +37,22 @@ def typed(name: str, parse: Callable[[str], object]) -> Callable[[str], object]:
     return convert
 
 
-def duration(*, allow_zero: bool = False) -> Callable[[str], object]:
-    """Seconds from `100ms`, `5s`, `2min` or a plain number of seconds."""
-    return typed("duration", lambda t: units.parse_duration(t, "duration", allow_zero))
+def duration(*, allow_zero: bool = False, minimum: float | None = None) -> Callable[[str], object]:
+    """Seconds from `100ms`, `5s`, `2min` or a plain number of seconds (at least `minimum`)."""
+    def parse(text: str) -> float:
+        value = units.parse_duration(text, "duration", allow_zero)
+        if minimum is not None and 0 < value < minimum:
+            raise CalmError(f"duration '{text}' is too short (at least {minimum:g} s)")
+        return value
+
+    return typed("duration", parse)
+
+
+def _not_subnormal(value: float, text: str) -> None:
+    """Numbers below the smallest normal float (2.2e-308) lose their precision and overflow when
+    inverted: a typo, refused like 1e999."""
+    if value != 0 and abs(value) < sys.float_info.min:
+        raise CalmError(f"'{text}' is too small (below {sys.float_info.min:.3g})")
 
 
 def size(*, allow_zero: bool = False) -> Callable[[str], object]:
@@ -61,6 +75,7 @@ def number(*, minimum: float | None = None, above: float | None = None,
             raise CalmError(f"'{text}' is not a number") from None
         if not math.isfinite(value):
             raise CalmError(f"'{text}' is not a finite number")
+        _not_subnormal(value, text)
         if minimum is not None and value < minimum:
             raise CalmError(f"must be at least {minimum:g} (got {text})")
         if above is not None and not value > above:
@@ -81,6 +96,7 @@ def probability(*, allow_one: bool = False) -> Callable[[str], object]:
             raise CalmError(f"'{text}' is not a number") from None
         if not (0.0 <= value <= 1.0) or (value == 1.0 and not allow_one):
             raise CalmError(f"must be in [0, {'1]' if allow_one else '1)'} (got {text})")
+        _not_subnormal(value, text)
         return value
 
     return typed("probability", parse)

@@ -36,17 +36,24 @@ _DURATION_RE = re.compile(rf"^{_NUMBER}\s*(?P<unit>ms|s|min|h)?$")
 _DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0}
 
 # Far beyond any real RAM (an exbibyte), link (an exabit per second) or duration (a century),
-# yet small enough that every product calm forms with them stays a finite float.
+# yet small enough that every product calm forms with them stays a finite float. Likewise, no
+# link is slower than a bit per second and nothing calm times is shorter than a microsecond;
+# 1e-300 s is a typo too, and 1 / 1e-300 overflows.
 MAX_SIZE = 1 << 60
 MAX_RATE = 1e18
 MAX_DURATION = 100 * 365.25 * 86400.0
+MIN_RATE = 1.0
+MIN_DURATION = 1e-6
 
 
-def _checked(value: float, text: str, what: str, allow_zero: bool, limit: float) -> float:
+def _checked(value: float, text: str, what: str, allow_zero: bool, limit: float,
+             smallest: float = 0.0) -> float:
     if not math.isfinite(value) or value > limit:
         raise CalmError(f"{what} '{text}' is out of range")
     if value < 0 or (value == 0 and not allow_zero):
         raise CalmError(f"{what} '{text}' must be {'non-negative' if allow_zero else 'positive'}")
+    if 0 < value < smallest:
+        raise CalmError(f"{what} '{text}' is out of range (below {smallest:g})")
     return value
 
 
@@ -80,11 +87,12 @@ def parse_rate(text: str, what: str = "bandwidth", allow_zero: bool = False) -> 
     s = _unsigned(text, what)
     m = _BIT_RATE_RE.match(s)
     if m:
-        return _checked(float(m["num"]) * _DECIMAL[m["prefix"].lower()], text, what, allow_zero, MAX_RATE)
+        return _checked(float(m["num"]) * _DECIMAL[m["prefix"].lower()], text, what, allow_zero, MAX_RATE,
+                        MIN_RATE)
     m = _BYTE_RATE_RE.match(s)
     if m:
         value = float(m["num"]) * _BINARY[(m["prefix"] or "").lower()] * 8
-        return _checked(value, text, what, allow_zero, MAX_RATE)
+        return _checked(value, text, what, allow_zero, MAX_RATE, MIN_RATE)
     if re.match(rf"^{_NUMBER}\s*[kKmMgGtT]?(?:b|B|bit|Bit)?(?:/s|ps)?$", s):
         raise CalmError(
             f"ambiguous {what} '{text}': write bits per second such as 1Gbit or 512Mbit "
@@ -99,7 +107,8 @@ def parse_duration(text: str, what: str = "duration", allow_zero: bool = False) 
     m = _DURATION_RE.match(s)
     if not m:
         raise CalmError(f"cannot parse {what} '{text}': expected e.g. 300ms, 1s or 0.5")
-    return _checked(float(m["num"]) * _DURATION_UNITS[m["unit"]], text, what, allow_zero, MAX_DURATION)
+    return _checked(float(m["num"]) * _DURATION_UNITS[m["unit"]], text, what, allow_zero, MAX_DURATION,
+                    MIN_DURATION)
 
 
 # -- printing --------------------------------------------------------------------------------------

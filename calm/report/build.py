@@ -16,6 +16,7 @@ import numpy as np
 
 from calm.core.version import __version__
 from calm.core import units
+from calm.core.paths import write_private
 from calm.report.figures import analysis_images
 from calm.report.html import Column, Raw, card, figure, join, key_values, section, table, tag
 from calm.report.replay_section import no_replay_section, overview_card, replay_section
@@ -51,9 +52,9 @@ def build_report(analysis, results: dict | None = None, *, results_source: str =
             + "".join(str(b) for b in body) + "</body></html>\n")
 
 
-def write_report(html: str, output: Path) -> Path:
-    output.write_text(html, encoding="utf-8")
-    return output
+def write_report(html: str, output: Path, *, force: bool) -> Path:
+    """One private file, never written through a symlink (calm.core.paths)."""
+    return write_private(output, html, force=force)
 
 
 # -- sections -----------------------------------------------------------------------------------
@@ -122,6 +123,8 @@ def _overview(a, s: dict, results: dict | None) -> Raw:
 def _recording(a, s: dict) -> Raw:
     info = a.info
     command = " ".join(info.command) if info.command else "attached to running process(es)"
+    if not info.cmdline_recorded:
+        command += " (command lines not recorded (--no-cmdline))"
     pairs = [
         ("trace file", tag("code", a.trace_path)),
         ("backend", join([tag("strong", info.backend), " — ", BACKEND_MEANING.get(info.backend, "")])),
@@ -145,7 +148,8 @@ def _recording(a, s: dict) -> Raw:
     for p in a.processes:
         ps = per_process.get(p.row, {})
         shared = ps.get("shared_pages_written")
-        rows.append([p.pid, p.ppid, p.label, tag("code", p.exe if p.title else (" ".join(p.cmdline) or p.exe)),
+        argv = " ".join(p.cmdline) or p.exe + ("" if info.cmdline_recorded else " (argv not recorded)")
+        rows.append([p.pid, p.ppid, p.label, tag("code", p.exe if p.title else argv),
                      f"{max(p.first_sample, 0)}–{p.last_sample}",
                      _exited(p),
                      units.mib(ps.get("private_pages", 0) * a.page_size),
@@ -164,6 +168,8 @@ def _exited(p) -> str:
     """FORMAT.md: exit_sample is the first sample without the process."""
     if p.exit_sample < 0:
         return "no"
+    if p.execed:
+        return f"exec'd after sample {p.exit_sample - 1} (next row)"
     if p.exit_sample <= max(p.first_sample, 0):
         return "yes, before its first sample"
     return f"yes, after sample {p.exit_sample - 1}"

@@ -57,8 +57,9 @@ ROOT_ATTRS = (
     "start_time_unix",  # same, seconds since the epoch
     "start_monotonic",  # CLOCK_MONOTONIC seconds that t_start/t_end are relative to
     "tool_version",  # calm version
-    "command",  # JSON list: the command calm launched, or [] when attaching to pids
-    "status",  # "recording" while open, "complete" or "interrupted" when closed cleanly
+    "command",  # JSON list: the command calm launched ([name] with --no-cmdline), or [] for pids
+    "cmdline_recorded",  # 1, or 0 with --no-cmdline (optional: absent in older files means 1)
+    "status",  # "recording" while open, "complete" when closed cleanly, "failed" (error, full disk)
     "end_reason",  # why the recording ended, free text
     # -- 1.1, service part --
     "format_minor",  # integer, FORMAT_MINOR (absent: 0)
@@ -95,6 +96,8 @@ EVENT_COLUMNS = {"vpn_delta": "u8"}
 # one (-1 while it is still being recorded). exit_sample is the first sample without it, the one at
 # (or just before) which calm noticed it had gone; the sample count when that was after the last
 # sample; -1 if it was alive when the recording ended.
+# A process that execs gets a new row (same pid and start_time_unix, its new name/exe/cmdline) and
+# its old row's exit_sample is the exec's.
 PROCESS_COLUMNS = {
     "pid": "i8",
     "ppid": "i8",

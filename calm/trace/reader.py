@@ -13,6 +13,7 @@ is read through `calm.trace.recovery` (without modifying it). Layout: `calm.trac
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,74 +24,10 @@ import numpy as np
 
 from calm.core.errors import CalmError
 from calm.trace import format as tf
+from calm.trace.heap import HeapCheck
+from calm.trace.info import ProcessInfo, TraceInfo, recording_identity  # noqa: F401 (re-exported)
 from calm.trace.recovery import EoaRepairedFile, needs_eoa_repair
 from calm.trace.maps import MapsTable
-
-
-@dataclass(frozen=True)
-class ProcessInfo:
-    """One followed process (a row of /processes)."""
-
-    row: int
-    pid: int
-    ppid: int
-    name: str
-    cmdline: list[str]
-    exe: str
-    start_time_unix: float
-    first_sample: int  # -1: never sampled
-    last_sample: int  # last sample holding a segment of it
-    exit_sample: int  # first sample without it (may equal n_samples), -1 if alive at the end
-    title: str = ""  # the role it gives itself in its cmdline ("postgres: checkpointer"), 1.1
-
-    @property
-    def label(self) -> str:
-        """How tables name it: its role where it says one, else its name."""
-        return self.title or self.name
-
-
-@dataclass(frozen=True)
-class TraceInfo:
-    """The root attributes of a trace."""
-
-    format_version: int
-    format_minor: int  # 0 for files before minor versions existed
-    page_size: int
-    backend: str
-    backend_method: str  # "pagemap-scan", "pagemap-read", "page-hash" ("" in older files)
-    interval: float
-    kernel_release: str
-    hostname: str
-    start_time: str
-    start_time_unix: float
-    start_monotonic: float  # CLOCK_MONOTONIC seconds that t_start/t_end are relative to
-    tool_version: str
-    command: list[str]
-    status: str
-    end_reason: str
-    regions: tuple[str, ...] = ()  # `calm record --region` patterns; () when every mapping was read
-    shared_writes: str = ""  # format.SHARED_WRITER / SHARED_READER; "" in a 1.0 trace
-    notes: tuple[str, ...] = ()  # sentences the recorder left for readers (1.1)
-    nice: int = 0
-
-    @property
-    def version(self) -> str:
-        return f"{self.format_version}.{self.format_minor}"
-
-    @property
-    def writer_known(self) -> bool:
-        """Whether a dirty page of a shared region in a process's segment means that process wrote
-        it: yes for soft-dirty (per page-table entry), no for the hash backend (see format)."""
-        if self.shared_writes:
-            return self.shared_writes == tf.SHARED_WRITER
-        return self.backend == "soft-dirty"
-
-
-def recording_identity(info: TraceInfo, n_samples: int) -> dict:
-    """What tells one recording from another even after a copy or a rename: where and when it
-    started, and how many samples it holds (results.json keeps it, `calm report` compares it)."""
-    return {"hostname": info.hostname, "start_time": info.start_time,
-            "start_time_unix": info.start_time_unix, "samples": n_samples}
 
 
 @dataclass
@@ -121,7 +58,13 @@ class TraceChunk:
 
 
 def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A string attribute or column; bytes that are not UTF-8 (a damaged file) become U+FFFD."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+# Page sizes a trace may declare: any other value (0 in a damaged file) would make every address
+# computation meaningless, or divide by zero.
+PAGE_SIZES = tuple(1 << k for k in range(9, 31))
 
 
 class Trace:
@@ -133,6 +76,9 @@ class Trace:
         # True if the writer died mid-flush and the file is read through a repaired superblock.
         self.eoa_repaired = self._repaired_view is not None
         self._maps_cache: dict[int, list[tuple[int, MapsTable]]] | None = None
+        # True if some strings (names, map paths) lie in a damaged heap and were left out.
+        self.damaged_strings = False
+        self._heap = HeapCheck(self.path)
         try:
             self.info = self._read_info()
             self._load_index()
@@ -154,13 +100,19 @@ class Trace:
             )
         command = a.get("command", "[]")
         notes = a.get("notes", "[]")
+        page_size, interval = int(a["page_size"]), float(a["interval"])
+        if page_size not in PAGE_SIZES:
+            raise CalmError(f"{self.path} is corrupt: its page size is {page_size} bytes "
+                            "(a power of two of at least 512 was expected)")
+        if not (math.isfinite(interval) and interval > 0):
+            raise CalmError(f"{self.path} is corrupt: its sampling interval is {interval} s")
         return TraceInfo(
             format_version=version,
             format_minor=int(a.get("format_minor", 0)),
-            page_size=int(a["page_size"]),
+            page_size=page_size,
             backend=_text(a["backend"]),
             backend_method=_text(a.get("backend_method", "")),
-            interval=float(a["interval"]),
+            interval=interval,
             kernel_release=_text(a.get("kernel_release", "")),
             hostname=_text(a.get("hostname", "")),
             start_time=_text(a.get("start_time", "")),
@@ -174,6 +126,7 @@ class Trace:
             shared_writes=_text(a.get("shared_writes", "")),
             notes=tuple(json.loads(_text(notes)) if notes else ()),
             nice=int(a.get("nice", 0)),
+            cmdline_recorded=bool(int(a.get("cmdline_recorded", 1))),
         )
 
     def _load_index(self) -> None:
@@ -217,11 +170,25 @@ class Trace:
                                        samples["round_pages_read"][:n_s])
                             if all(c in samples for c in tf.SINCE_1_1["samples"]) else None)
 
+    def _readable_rows(self, group: h5py.Group, columns: dict[str, str], n: int) -> int:
+        """How many of the first `n` rows have all their strings in sound heaps (see calm.trace.heap)."""
+        for name, code in columns.items():
+            if code == "str":
+                bad = self._heap.first_damaged_row(group[name])
+                if bad is not None and bad < n:
+                    n = bad
+                    self.damaged_strings = True
+        return n
+
     def _read_processes(self) -> list[ProcessInfo]:
         g = self._file["processes"]
-        present = [c for c in tf.PROCESS_COLUMNS if c in g]
+        present = {c: code for c, code in tf.PROCESS_COLUMNS.items() if c in g}  # title: 1.1
         n = min(g[c].shape[0] for c in present)
-        cols = {c: g[c][:n] for c in present}
+        good = self._readable_rows(g, present, n)
+        cols = {c: g[c][:n] if code != "str" else list(g[c][:good]) + [b""] * (n - good)
+                for c, code in present.items()}
+        identity = list(zip(cols["pid"].tolist(), cols["start_time_unix"].tolist()))
+        last_row = {key: i for i, key in enumerate(identity)}  # an exec continues a process in a later row
         out = []
         for i in range(n):
             last = int(cols["last_sample"][i])
@@ -233,6 +200,7 @@ class Trace:
                 last_sample=min(last, self.n_samples - 1) if last >= 0 else last,
                 exit_sample=int(cols["exit_sample"][i]),
                 title=_text(cols["title"][i]) if "title" in cols else "",
+                execed=int(cols["exit_sample"][i]) >= 0 and last_row[identity[i]] > i,
             ))
         return out
 
@@ -339,8 +307,8 @@ class Trace:
         if self._maps_cache is not None:
             return self._maps_cache
         g = self._file["maps"]
-        present = [c for c in tf.MAP_COLUMNS if c in g]
-        n = min(g[c].shape[0] for c in present)
+        present = {c: code for c, code in tf.MAP_COLUMNS.items() if c in g}  # dev: 1.1
+        n = self._readable_rows(g, present, min(g[c].shape[0] for c in present))
         cols = {c: g[c][:n] for c in ("process", "sample", "start", "end", "offset", "inode")}
         dev = g["dev"][:n] if "dev" in g else np.zeros(n, dtype=np.uint64)
         perms = [_text(x) for x in g["perms"][:n]]
@@ -369,6 +337,7 @@ class Trace:
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
         self._file.close()
+        self._heap.close()
         if self._repaired_view is not None:
             self._repaired_view.close()
 
@@ -398,8 +367,16 @@ def _open_trace_file(path: Path) -> tuple[h5py.File, EoaRepairedFile | None]:
             view.close()
         raise CalmError(f"{path} is corrupt or truncated: {exc}") from None
     try:
-        is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
-        problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
+        heap = HeapCheck(path)
+        try:
+            sound = heap.attributes_sound(h5py.h5o.get_info(f.id).addr)
+        finally:
+            heap.close()
+        if not sound:
+            problem = f"{path} is corrupt: its attributes lie in a damaged part of the file"
+        else:
+            is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
+            problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
     except (OSError, KeyError, ValueError) as exc:
         problem = f"{path} is corrupt or truncated: {exc}"
     if problem:

@@ -185,6 +185,8 @@ class ServiceSpace:
         Cost grows with runs and region boundaries, not with pages."""
         start = np.asarray(start_vpn, dtype=np.uint64)
         stop = start + np.asarray(pages, dtype=np.uint64)
+        if start.size == 0:
+            return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64)
         cuts_by_row = {row: np.unique(np.concatenate([np.concatenate((l.start_vpn, l.end_vpn)) for l in layouts]))
                        for row, layouts in self._layouts.items()}
         piece_start, piece_stop, source = [start], [stop], [np.arange(start.size)]

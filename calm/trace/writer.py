@@ -5,6 +5,16 @@ samples accumulate in memory and go to disk in one append per column at `flush()
 recorder calls at least once a second. Between flushes nothing touches the file, so a SIGKILL
 leaves the file as of the last flush; columns are appended in dependency order (events, segments,
 samples) and the reader trims any half-written tail. The layout is in `calm.trace.format`.
+
+Where the file lives (calm.core.paths): it is created as a private (0600) temporary file beside
+its name, opened by HDF5 through /proc/self/fd (so HDF5 opens exactly that file, whatever happens
+to its name), and renamed to its name when the first sample is on disk. A SIGKILL before that
+leaves no stub under the name that would need --force; after it, a readable trace.
+
+A full disk: before each flush the writer reserves the space that flush can take (see
+calm.trace.space); if it cannot, the flush is not attempted and `DiskFull` is raised with the
+file intact as of the previous flush. `close()` then still marks the file (a reserve is kept for
+that) and keeps it uncompacted if the compacted copy does not fit either.
 """
 
 from __future__ import annotations
@@ -19,9 +29,18 @@ import h5py
 import numpy as np
 
 from calm.core.errors import CalmError
-from calm.core.paths import check_output_path
+from calm.core.paths import check_output_path, create_temp, publish
 from calm.trace import format as tf
 from calm.trace.maps import MapsTable
+from calm.trace.space import DiskFull, SpaceReserve
+
+# Bytes a flush may take beyond its data (object headers, chunk-index nodes, the superblock), and
+# the reserve always kept for close (status attributes, the last metadata); both are upper bounds
+# checked by tests/test_faults_disk_full.py (a flush never grows the file by more than it reserved).
+FLUSH_METADATA_BYTES = 16 << 10
+PER_DATASET_BYTES = 4 << 10
+CLOSE_RESERVE_BYTES = 64 << 10
+CREATE_BYTES = 64 << 10  # an empty trace is about 19 KiB
 
 
 @dataclass
@@ -51,6 +70,19 @@ class _PendingColumns:
         for name in self.columns:
             self.parts[name].append(values[name])
 
+    def rows(self, name: str) -> int:
+        """Rows waiting in column `name`."""
+        return sum(c.size if isinstance(c, np.ndarray) else len(c) if isinstance(c, list) else 1
+                   for c in self.parts[name])
+
+    def text_bytes(self, name: str) -> int:
+        """UTF-8 bytes of the strings waiting in column `name` (HDF5 keeps them in its global heap)."""
+        chunks = self.parts[name]
+        return sum(len(s.encode()) for chunk in chunks for s in (chunk if isinstance(chunk, list) else [chunk]))
+
+    def discard(self) -> None:
+        self.parts = {name: [] for name in self.columns}
+
     def take(self) -> dict[str, np.ndarray | list]:
         out: dict[str, np.ndarray | list] = {}
         for name, code in self.columns.items():
@@ -65,6 +97,8 @@ class _PendingColumns:
         return out
 
 
+
+
 class TraceWriter:
     """Creates a trace file and appends samples to it.
 
@@ -75,14 +109,26 @@ class TraceWriter:
 
     def __init__(self, path: str | os.PathLike, *, force: bool, attrs: dict[str, object]) -> None:
         self.path = Path(path)
+        self._force = force
         check_output_path(self.path, force=force)
+        self._fd, self._temp = create_temp(self.path)
+        self._published = False
+        self._space = SpaceReserve(self._fd)
+        self.disk_full = False
         try:
             # "aggregate": space freed while recording is never reused. With HDF5's default
             # free-space manager, a chunk rewritten at one flush could land on the bytes of the
             # chunk that the on-disk index still points to, and a SIGKILL before the next flush
             # then corrupts flushed data (tests/test_trace_format.py kills writers to check).
-            self._file = h5py.File(self.path, "w", fs_strategy="aggregate")
-        except OSError as exc:
+            # Reserved after opening (HDF5's "w" truncates, which frees reserved blocks), and
+            # checked before, so that HDF5 does not create its file on a full disk.
+            self._space.check_free(CREATE_BYTES + CLOSE_RESERVE_BYTES)
+            self._file = h5py.File(_fd_path(self._fd), "w", fs_strategy="aggregate")
+            self._space.reserve(CREATE_BYTES + CLOSE_RESERVE_BYTES)
+        except (OSError, DiskFull) as exc:
+            self._abandon()
+            if isinstance(exc, DiskFull):
+                raise DiskFull(f"cannot create trace file {self.path}: the disk is full") from None
             raise CalmError(f"cannot create trace file {self.path}: {exc}") from exc
         self._file.attrs["format"] = tf.FORMAT_NAME
         self._file.attrs["format_version"] = tf.FORMAT_VERSION
@@ -105,6 +151,7 @@ class TraceWriter:
                     shuffle=code != "str",
                 )
         self._pending = {name: _PendingColumns(cols) for name, cols in tf.GROUPS.items()}
+        self._rows = {name: 0 for name in tf.GROUPS}  # rows on disk per group
         self._n_samples = 0
         self._n_segments = 0
         self._n_events = 0
@@ -135,6 +182,11 @@ class TraceWriter:
     @property
     def n_samples(self) -> int:
         return self._n_samples
+
+    @property
+    def n_flushed(self) -> int:
+        """Samples on disk (what a SIGKILL or a full disk would leave)."""
+        return self._rows["samples"]
 
     def add_sample(self, t_start: float, t_end: float,
                    per_process: dict[int, tuple[np.ndarray, int]], *,
@@ -191,10 +243,45 @@ class TraceWriter:
             start_vpn=start_vpn, pages=pages, state=state)
 
     # -- durability ----------------------------------------------------------------------------
+    def flush_bytes(self) -> int:
+        """An upper bound of what the next flush adds to the file (see FLUSH_METADATA_BYTES).
+
+        Appending to a chunked, compressed dataset rewrites its last, partly filled chunk whole
+        (to new space: freed space is never reused while recording), so the bound counts the
+        rows from that chunk's start, plus deflate's worst-case growth, plus the strings' heap."""
+        total = FLUSH_METADATA_BYTES
+        for group_name, columns in tf.GROUPS.items():
+            pending = self._pending[group_name]
+            chunk = tf.CHUNK_ROWS[group_name]
+            old = self._rows[group_name]
+            for name, code in columns.items():
+                new = pending.rows(name)
+                if new == 0:
+                    continue
+                rows = old + new - (old // chunk) * chunk
+                itemsize = 16 if code == "str" else np.dtype(code).itemsize
+                total += PER_DATASET_BYTES + int(rows * itemsize * 1.01) + 64 * (rows // chunk + 1)
+                if code == "str":
+                    total += pending.text_bytes(name) + 16 * new + 4096
+        updated = {column for updates in self._process_updates.values() for column in updates}
+        total += len(updated) * (PER_DATASET_BYTES + tf.CHUNK_ROWS["processes"] * 8 * 2)
+        return total
+
     def flush(self) -> None:
-        """Writes everything pending, in dependency order, then asks HDF5 to flush."""
+        """Writes everything pending, in dependency order, then asks HDF5 to flush.
+
+        Raises DiskFull (before writing anything) when the disk has no room for it."""
+        if self.disk_full:
+            raise DiskFull("the disk is full")
+        try:
+            self._space.reserve(self.flush_bytes() + CLOSE_RESERVE_BYTES)
+        except DiskFull as exc:
+            self.disk_full = True
+            raise DiskFull(f"disk full: {exc} of trace {self.path}; it holds {self.n_flushed} samples") from None
         for group_name in ("events", "segments", "samples", "processes", "maps", "residency"):
-            self._append_group(group_name, self._pending[group_name].take())
+            columns = self._pending[group_name].take()
+            self._append_group(group_name, columns)
+            self._rows[group_name] += len(next(iter(columns.values())))
         processes = self._file["processes"]
         for row, updates in self._process_updates.items():
             for column, value in updates.items():
@@ -202,6 +289,8 @@ class TraceWriter:
         self._process_updates.clear()
         self._file.flush()
         self.last_flush = time.monotonic()
+        if not self._published and self.n_flushed:
+            self._publish(self._temp)
 
     def _append_group(self, group_name: str, columns: dict[str, np.ndarray | list]) -> None:
         group = self._file[group_name]
@@ -214,37 +303,107 @@ class TraceWriter:
             dataset[old:] = values
 
     def close(self, *, status: str, end_reason: str) -> None:
-        """Final flush; marks the file complete (or interrupted) and closes it."""
-        if not self._file.id.valid:
+        """Final flush; marks the file complete (or interrupted, or failed) and closes it.
+
+        After a full disk, what was not flushed is dropped and only the status is written (into
+        the reserve kept for it). A failed recording that never got a sample to disk leaves
+        nothing behind."""
+        if self._fd < 0:
             return
-        self.flush()
-        self._file.attrs["status"] = status
-        self._file.attrs["end_reason"] = end_reason
-        self._file.close()
-        _compact(self.path)
+        try:
+            if not self.disk_full:
+                try:
+                    self.flush()
+                except DiskFull:
+                    pass
+            if self.disk_full:
+                for pending in self._pending.values():
+                    pending.discard()
+                self._process_updates.clear()
+            self._file.attrs["status"] = status
+            self._file.attrs["end_reason"] = end_reason
+            self._file.close()
+        except BaseException:
+            self._abandon_if_empty()
+            raise
+        if status == "failed" and not self._published and self.n_flushed == 0:
+            self._abandon()
+            return
+        self._space.release()  # the reserve is not needed any more, the compacted copy may need it
+        try:
+            self._compact()
+        finally:
+            try:
+                if not self._published:
+                    self._publish(self._temp)
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def file_size(self) -> int:
         try:
-            return self.path.stat().st_size
+            return os.fstat(self._fd).st_size if self._fd >= 0 else self.path.stat().st_size
         except OSError:
             return 0
 
+    # -- the file's name and space -------------------------------------------------------------
+    def _publish(self, source: Path) -> None:
+        """Gives the file its name (no overwrite without --force: calm.core.paths.publish)."""
+        publish(source, self.path, force=self._force or self._published)
+        self._published = True
 
-def _compact(path: Path) -> None:
-    """Rewrites a closed trace without the space that rewritten chunks left behind.
+    def _abandon_if_empty(self) -> None:
+        if not self._published:
+            self._abandon()
 
-    Recording never reuses freed space (crash safety, see __init__), so a long recording carries
-    several times its size in dead chunks. HDF5's object copy moves compressed chunks as they are,
-    so this costs about one read and write of the live data; the original stays until the atomic
-    rename, and if anything fails it is kept as it is (valid, only larger).
-    """
-    tmp = path.with_name(f".{path.name}.compact")
-    try:
-        with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
-            for key, value in src.attrs.items():
-                dst.attrs[key] = value
-            for name in src:
-                src.copy(src[name], dst, name=name)
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    def _abandon(self) -> None:
+        """Removes an unpublished temporary file and forgets it."""
+        try:
+            if getattr(self, "_file", None) is not None and self._file.id.valid:
+                self._file.close()
+        except (OSError, RuntimeError):
+            pass  # the file is being thrown away
+        finally:
+            if not self._published:
+                self._temp.unlink(missing_ok=True)
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def _compact(self) -> None:
+        """Rewrites the closed trace without the space that rewritten chunks left behind.
+
+        Recording never reuses freed space (crash safety, see __init__), so a long recording
+        carries several times its size in dead chunks. HDF5's object copy moves compressed chunks
+        as they are, so this costs about one read and write of the live data. The copy goes to a
+        new private temporary file (calm.core.paths) and replaces the trace by an atomic rename;
+        if it does not fit on the disk or anything fails, the trace is kept as it is (valid, only
+        larger)."""
+        need = os.fstat(self._fd).st_size + CLOSE_RESERVE_BYTES
+        try:
+            self._space.check_free(need)
+            fd, temp = create_temp(self.path)
+        except (DiskFull, CalmError):
+            return
+        try:
+            with h5py.File(_fd_path(self._fd), "r") as src, h5py.File(_fd_path(fd), "w") as dst:
+                SpaceReserve(fd).reserve(need)
+                for key, value in src.attrs.items():
+                    dst.attrs[key] = value
+                for name in src:
+                    src.copy(src[name], dst, name=name)
+        except (OSError, DiskFull):
+            temp.unlink(missing_ok=True)
+            return
+        finally:
+            os.close(fd)
+        if self._published:
+            publish(temp, self.path, force=True)
+        else:
+            self._publish(temp)
+            self._temp.unlink(missing_ok=True)
+
+
+def _fd_path(fd: int) -> str:
+    """The path that opens exactly the file open as `fd`, whatever happened to its name."""
+    return f"/proc/self/fd/{fd}"

@@ -40,6 +40,7 @@ import numpy as np
 from calm.core import ready
 from calm.core.argtypes import OneLineErrorParser
 from calm.core.errors import CalmError
+from calm.core.paths import private_file, write_private
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -159,6 +160,12 @@ def allocate(pages: int) -> tuple[mmap.mmap, np.ndarray, int]:
     return region, words, address
 
 
+def _save_truth(path: Path, arrays: dict) -> None:
+    """The .npz, written privately and renamed into place (calm.core.paths)."""
+    with private_file(path, force=True) as f:
+        np.savez(f, **arrays)
+
+
 def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     try:
@@ -194,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     stop = StopOnSignal()
     truth["ready_monotonic"] = np.float64(time.monotonic())  # memory filled; rounds follow
     if args.truth:
-        np.savez(args.truth, **truth)
+        _save_truth(Path(args.truth), truth)
     if args.ready_file:
         try:
             ready.announce(Path(args.ready_file))
@@ -221,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         if delay > 0:
             time.sleep(delay)
     if args.truth:
-        np.savez(args.truth, **truth, **log.arrays())
+        _save_truth(Path(args.truth), {**truth, **log.arrays()})
     del words
     region.close()
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from calm.core.errors import CalmError
+from calm.core.paths import private_file
 
 from calm.workloads.loadgen.engine import DROPPED, ERROR, LATE_FRACTION, LATE_START, OK, TIMEOUT, LoadResult
 
@@ -81,11 +82,12 @@ def _lag(lag: np.ndarray, p: float) -> float | None:
     return float(np.percentile(lag, p)) if lag.size else None
 
 
-def write_latencies(result: LoadResult, path: str | Path) -> None:
-    """One row per request: URL, arrival, start lag, latency, status, bytes, outcome, error."""
+def write_latencies(result: LoadResult, path: str | Path, *, force: bool = False) -> None:
+    """One row per request: URL, arrival, start lag, latency, status, bytes, outcome, error.
+    Private and never through a symlink (calm.core.paths)."""
     path = Path(path)
     try:
-        with path.open("w", newline="") as f:
+        with private_file(path, force=force, text=True, newline="") as f:
             w = csv.writer(f)
             w.writerow(["request", "url", "scheduled_s", "start_lag_s", "latency_s", "status", "body_bytes",
                         "outcome", "error"])
