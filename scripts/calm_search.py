@@ -247,7 +247,14 @@ class SearchService:
             return json.loads(resp.read())
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (the JVM's shutdown hook closes the server and the index), then SIGKILL."""
+        """Stops the JVM (`stop_process`) and removes its runtime directory unless it was given."""
+        self.stop_process(timeout)
+        if not self.keep_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop_process(self, timeout: float = 20.0) -> None:
+        """SIGTERM (the JVM's shutdown hook closes the server and the index), then SIGKILL; the
+        runtime directory (logs) stays for the caller to copy."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -261,8 +268,6 @@ class SearchService:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        if not self.keep_root:
-            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "SearchService":
         try:

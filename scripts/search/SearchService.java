@@ -148,7 +148,7 @@ public final class SearchService {
         }
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             server.stop(0);
-            reindexer.shutdownNow();
+            reindexer.shutdown(); // no interrupt: an interrupted Lucene write closes its file channel
             try {
                 reindexer.awaitTermination(10, TimeUnit.SECONDS);
                 index.close();
