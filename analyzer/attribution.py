@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyzer.elf_attr import (ElfImage, ElfPages, SectionStat, SymbolStat, attribute_sections,
+from calm.analyzer.elf_attr import (ElfImage, ElfPages, SectionStat, SymbolStat, attribute_sections,
                                attribute_symbols, in_image, load_bias, load_elf)
-from analyzer.mapped import ProcessMaps
-from analyzer.model import PageTable, RegionStat
-from analyzer.regions import KIND_FILE, UNMAPPED, Region
+from calm.analyzer.mapped import ProcessMaps
+from calm.analyzer.model import PageTable, RegionStat
+from calm.analyzer.regions import KIND_FILE, UNMAPPED, Region
 
 
 @dataclass

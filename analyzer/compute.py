@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from analyzer import attribution
-from analyzer.counting import DirtyCounter, GridCounter, WindowCounter, even_bins, lookup_sorted
-from analyzer.keys import key_process, key_vpn, make_keys
-from analyzer.mapped import ProcessMaps, load_process_maps, mapped_counts, writable_pages_per_sample
-from analyzer.model import (AddressRange, Analysis, Heatmap, PageTable, Timeline, TopRaster,
+from calm.analyzer import attribution
+from calm.analyzer.counting import DirtyCounter, GridCounter, WindowCounter, even_bins, lookup_sorted
+from calm.trace.keys import key_process, key_vpn, make_keys
+from calm.analyzer.mapped import ProcessMaps, load_process_maps, mapped_counts, writable_pages_per_sample
+from calm.analyzer.model import (AddressRange, Analysis, Heatmap, PageTable, Timeline, TopRaster,
                             WorkingSet)
-from analyzer.regions import Region, assign_regions
-from calm.errors import CalmError
-from collector.ranges import merge_ranges
-from collector.trace_reader import Trace
+from calm.analyzer.regions import Region, assign_regions
+from calm.core.errors import CalmError
+from calm.collector.ranges import merge_ranges
+from calm.trace.reader import Trace
 
 TOP_SIZES = (100, 500)
 WINDOWS_S = (1.0, 10.0, 60.0)

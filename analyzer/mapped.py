@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collector.procfs import SKIPPED_PATHS, MapsTable
-from collector.trace_reader import Trace
+from calm.trace.maps import SKIPPED_PATHS, MapsTable
+from calm.trace.reader import Trace
 
 
 @dataclass

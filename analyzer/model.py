@@ -17,9 +17,9 @@ from functools import cached_property
 
 import numpy as np
 
-from analyzer.elf_attr import SectionStat, SymbolStat
-from analyzer.regions import Region
-from collector.trace_reader import ProcessInfo, TraceInfo
+from calm.analyzer.elf_attr import SectionStat, SymbolStat
+from calm.analyzer.regions import Region
+from calm.trace.reader import ProcessInfo, TraceInfo
 
 
 @dataclass

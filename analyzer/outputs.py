@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.model import Analysis
+from calm.analyzer.model import Analysis
 
 THRESHOLDS = (0.01, 0.1, 0.5, 0.9)
 MIB = 1 << 20

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analyzer.model import Analysis  # noqa: E402
+from calm.analyzer.model import Analysis  # noqa: E402
 
 FORMATS = ("png", "svg")
 MIB = 1 << 20

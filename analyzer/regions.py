@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.mapped import ProcessMaps
+from calm.analyzer.mapped import ProcessMaps
 
 KIND_HEAP = "heap"
 KIND_STACK = "stack"

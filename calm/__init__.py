@@ -1,3 +1,5 @@
 """calm: measure per-page memory dirtying of live services and replay it into live-migration cost engines."""
 
-__version__ = "0.1.0"
+from calm.core.version import __version__
+
+__all__ = ["__version__"]

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calm.errors import CalmError
-from collector import page_hash, procfs
-from collector.pagemap_scan import scan_soft_dirty, scan_supported
-from collector.procfs import MapsTable, Pagemap, ProcessGone
+from calm.core.errors import CalmError
+from calm.collector import page_hash, procfs
+from calm.collector.pagemap_scan import scan_soft_dirty, scan_supported
+from calm.collector.procfs import Pagemap, ProcessGone
+from calm.trace.maps import MapsTable
 
 # Memory is read and hashed in blocks of this many pages (16 MiB).
 MEM_BLOCK_PAGES = 4096

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector.procfs import PAGE_SHIFT, ProcessGone, raise_for
-from collector.ranges import expand_ranges, merge_ranges
+from calm.collector.procfs import PAGE_SHIFT, ProcessGone, raise_for
+from calm.collector.ranges import expand_ranges, merge_ranges
 
 # PAGE_IS_* categories (bit masks), include/uapi/linux/fs.h
 PAGE_IS_WPALLOWED = 1 << 0

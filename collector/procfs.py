@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calm.errors import CalmError
+from calm.core.errors import CalmError
+from calm.trace.maps import MapsTable
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 PAGE_SHIFT = PAGE_SIZE.bit_length() - 1
@@ -28,49 +29,9 @@ PM_SOFT_DIRTY = np.uint64(1 << 55)
 
 CLEAR_REFS_SOFT_DIRTY = b"4"
 
-# Regions that pagemap cannot usefully describe or that are not the process's own memory.
-SKIPPED_PATHS = frozenset({"[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]", "[uprobes]"})
-
 
 class ProcessGone(Exception):
     """The target exited while we were reading it (ESRCH/ENOENT, or an empty read)."""
-
-
-@dataclass
-class MapsTable:
-    """Parsed /proc/PID/maps: one entry per region, columns as arrays (addresses in bytes)."""
-
-    start: np.ndarray
-    end: np.ndarray
-    perms: list[str]
-    offset: np.ndarray
-    inode: np.ndarray
-    path: list[str]
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    def same_as(self, other: "MapsTable | None") -> bool:
-        return (
-            other is not None
-            and len(self) == len(other)
-            and np.array_equal(self.start, other.start)
-            and np.array_equal(self.end, other.end)
-            and self.perms == other.perms
-            and self.path == other.path
-        )
-
-    def select(self, keep: np.ndarray) -> "MapsTable":
-        idx = np.flatnonzero(keep)
-        return MapsTable(self.start[idx], self.end[idx], [self.perms[i] for i in idx],
-                         self.offset[idx], self.inode[idx], [self.path[i] for i in idx])
-
-    def writable(self) -> np.ndarray:
-        return np.array([p[1] == "w" for p in self.perms], dtype=bool)
-
-    def scannable(self) -> np.ndarray:
-        """Regions whose pages belong to the process (not vsyscall/vvar/vdso)."""
-        return np.array([p not in SKIPPED_PATHS for p in self.path], dtype=bool)
 
 
 def raise_for(exc: OSError, pid: int, what: str) -> None:

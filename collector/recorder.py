@@ -8,7 +8,7 @@ Why it is shaped like this:
   of the previous round and the start of this one (`t_start`, `t_end`). Writes during a round land
   in that sample or the next one; an overrun (a round longer than the interval) is counted.
 - The file is flushed at least once a second and closed cleanly on SIGINT/SIGTERM; a SIGKILL leaves
-  everything up to the last flush readable (see trace_writer).
+  everything up to the last flush readable (see calm.trace.writer).
 - A process that exits ends its own stream; the recording goes on while any target is alive.
 """
 
@@ -28,13 +28,14 @@ from pathlib import Path
 
 import psutil
 
-from calm import __version__
-from calm.errors import CalmError
-from collector.backends import HashBackend, SoftDirtyBackend, choose_backend
-from collector.procfs import PAGE_SIZE, MapsTable, ProcessGone, read_maps
-from collector.progress import Progress
-from collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
-from collector.trace_writer import TraceWriter, check_output_path
+from calm.core.version import __version__
+from calm.core.errors import CalmError
+from calm.collector.backends import HashBackend, SoftDirtyBackend, choose_backend
+from calm.collector.procfs import PAGE_SIZE, ProcessGone, read_maps
+from calm.trace.maps import MapsTable
+from calm.core.progress import Progress
+from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe
+from calm.trace.writer import TraceWriter, check_output_path
 
 FLUSH_EVERY_SECONDS = 1.0
 TERMINATE_GRACE_SECONDS = 5.0
@@ -62,6 +63,7 @@ class RecordResult:
     overruns: int
     end_reason: str
     backend: str
+    command_status: int | None = None  # exit status of a launched command that ended by itself
 
 
 @dataclass
@@ -144,6 +146,7 @@ class Recorder:
         self.overruns = 0
         self.events = 0
         self.n_processes = 0
+        self._command_status: int | None = None
 
     # -- targets -------------------------------------------------------------------------------
     def _roots(self) -> list[psutil.Process]:
@@ -224,7 +227,8 @@ class Recorder:
                 self.writer.close(status=status, end_reason=end_reason)
             self._stop_command()
         return RecordResult(self.writer.n_samples, self.n_processes, self.events,
-                            time.monotonic() - t0, self.overruns, end_reason, self.backend.name)
+                            time.monotonic() - t0, self.overruns, end_reason, self.backend.name,
+                            self._command_status)
 
     def _loop(self, targets: TargetSet, stop: _StopSignals, t0: float) -> str:
         writer = self.writer
@@ -305,8 +309,13 @@ class Recorder:
         )
 
     def _stop_command(self) -> None:
-        """A command calm launched is stopped when the recording ends before it does."""
-        if self.popen is None or self.popen.poll() is not None:
+        """A command calm launched is stopped when the recording ends before it does; one that
+        ended by itself gives calm its exit status (as a shell reports it: 128 + N for signal N)."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is not None:
+            code = self.popen.returncode
+            self._command_status = code if code >= 0 else 128 - code
             return
         self.popen.terminate()
         try:

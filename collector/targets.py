@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from calm.errors import CalmError
+from calm.core.errors import CalmError
 
 
 @dataclass(frozen=True)

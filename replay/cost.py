@@ -1,5 +1,5 @@
 """Cost functions F(Bs): the probability that a request violates its SLA when the service has
-bandwidth Bs (the CALM model, "The cost function F").
+bandwidth Bs (docs/model.md, section 1).
 
 Every F here takes the service bandwidth in **bit/s** (physical units, so one F serves every
 scenario); `in_pages()` adapts it to the simulator's pages-per-step. Two sources:
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from calm.errors import CalmError
-from replay.scenario import pages_to_rate
-from replay.units import format_size, parse_duration, parse_rate, parse_size
+from calm.core.errors import CalmError
+from calm.replay.defaults import DEFAULT_COST_SPEC  # noqa: F401 (part of this module's API)
+from calm.replay.scenario import pages_to_rate
+from calm.core.units import format_size, parse_duration, parse_rate, parse_size
 
 # Illustrative default (not the slides' Nutch measurement, which is lost): 12 requests/s of 1 MiB
 # each need ~100 Mbit/s, with a 1 s SLA. It makes migration expensive on 256 Mbit links and cheap
 # on 1 Gbit links, the regime of the slides' table.
-DEFAULT_COST_SPEC = "mm1:rate=12,size=1MiB,sla=1s"
 
 PagesCost = Callable[[np.ndarray], np.ndarray]
 

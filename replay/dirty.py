@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from calm.errors import CalmError
-from replay.trace_map import MappedTrace
+from calm.core.errors import CalmError
+from calm.replay.defaults import EXTEND_MODES
+from calm.replay.trace_map import MappedTrace
 
-EXTEND_MODES = ("loop", "resample")
 
 
 class DirtySource:

@@ -1,4 +1,4 @@
-"""The uniform analytic model of the CALM model (../shared/model.md): fixed bandwidth and CALM.
+"""The uniform analytic model (docs/model.md, sections 2 and 3): fixed bandwidth and CALM.
 
 Units: memory in pages, time in abstract *time units*, bandwidths in pages per time unit; `p` is
 the probability that one page is written during one time unit. `F` is a cost function of the
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calm.errors import CalmError
-from replay.cost import PagesCost
+from calm.core.errors import CalmError
+from calm.replay.cost import PagesCost
 
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 # How close to the asymptote Ninf a fixed-bandwidth migration may plan to stop (pages). Only
@@ -344,7 +344,7 @@ _BRACKETED_REFINE = 24
 
 
 def _block_steps(i, k, p, bandwidth, cost):
-    """best_step for consecutive steps, using that b* is non-decreasing in i (model.md; tested).
+    """best_step for consecutive steps, using that b* is non-decreasing in i (docs/model.md, section 3; tested).
 
     Every 32nd step (and the last) gets the full grid + golden search; the steps between two
     such anchors search only [b*(anchor before), b*(anchor after)] by golden section, which

@@ -12,25 +12,25 @@ import math
 from pathlib import Path
 
 
-from replay.units import format_rate, format_size
+from calm.core.units import format_rate, format_size
 
 TABLE_COLUMNS = ("scenario", "ram_bytes", "bandwidth_bps", "algorithm", "cost_s", "total_time_s",
                  "downtime_s", "precopy_time_s", "pages_sent", "rounds", "forced", "stop_reason")
 
 
-def _clean(value):
+def json_ready(value):
     """JSON has no inf/nan: write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
 def write_json(data: dict, path: Path) -> Path:
-    path.write_text(json.dumps(_clean(data), indent=1) + "\n")
+    path.write_text(json.dumps(json_ready(data), indent=1) + "\n")
     return path
 
 

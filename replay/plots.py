@@ -1,16 +1,20 @@
-"""Plots of replay and model results (matplotlib, Agg backend; every figure as PNG and SVG).
+"""Figures of replay and model results (matplotlib, Agg backend), drawn by the layer that owns
+their data so that `calm replay` (PNG and SVG files) and `calm report` (embedded images) show the
+same figures.
 
-- `plot_bandwidth`: migration bandwidth over time, one panel per scenario, one line per
-  algorithm (the slides' "Bandwidth Usage on Different Scenarios").
-- `plot_sweep`: the slides' "Migration's Cost With Real Dirtying Trace": simulated cost of fixed
+Replay figures are drawn from the results dictionary (`ReplayReport.to_dict()`, i.e. what
+results.json holds), so a report can be rebuilt from results.json alone:
+- `cost_bars`: cost of each algorithm in each scenario;
+- `bandwidth_over_time`: the slides' "Bandwidth Usage on Different Scenarios";
+- `cost_sweep`: the slides' "Migration's Cost With Real Dirtying Trace": simulated cost of fixed
   bandwidth migrations against the bandwidth, beside the uniform model's curve at the trace's
-  mean p, with CALM's simulated cost as a reference line.
-- `plot_model`: the slides' "Simulated Cost of a Fixed Bandwidth Migration" with CALM's cost and
-  its bandwidth schedule ("low first, higher later").
+  mean p, with CALM's simulated cost as a reference line (only with `--sweep`).
+`plot_model` draws `calm model`'s figure ("Simulated Cost of a Fixed Bandwidth Migration").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -18,14 +22,143 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from replay.model import CalmPlan, FixedPlan  # noqa: E402
-from replay.runner import ReplayReport  # noqa: E402
+from calm.replay.model import CalmPlan, FixedPlan  # noqa: E402
 
 FORMATS = ("png", "svg")
+ALGORITHM_COLORS = {"calm": "#1b9e77", "clark": "#d95f02", "xen": "#7570b3", "qemu": "#e7298a",
+                    "fixed": "#666666"}
+# Xen and QEMU both send at full speed: a dashed, wider line keeps the one below visible.
+ALGORITHM_LINES = {"xen": {"lw": 3.0, "ls": (0, (4, 2))}, "qemu": {"lw": 1.3}}
 
 
-def _save(fig, out: Path, stem: str) -> list[Path]:
+def _color(algorithm: str, i: int) -> str:
+    return ALGORITHM_COLORS.get(algorithm, f"C{i}")
+
+
+def _algorithms(results: dict) -> list[str]:
+    names: list[str] = []
+    for sc in results["scenarios"]:
+        for r in sc["results"]:
+            if r["algorithm"] not in names:
+                names.append(r["algorithm"])
+    return names
+
+
+def cost_bars(results: dict) -> Figure:
+    """Grouped bars: the cost of each algorithm in each scenario, log scale (costs span decades)."""
+    scenarios = results["scenarios"]
+    algorithms = _algorithms(results)
+    width = 0.8 / max(len(algorithms), 1)
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    costs = [r["cost"] for sc in scenarios for r in sc["results"] if r["cost"]]
+    floor = min(costs) / 3 if costs else 1e-6
+    x = np.arange(len(scenarios))
+    for i, name in enumerate(algorithms):
+        values = []
+        for sc in scenarios:
+            found = [r["cost"] for r in sc["results"] if r["algorithm"] == name]
+            values.append(max(found[0] or 0.0, floor) if found else np.nan)
+        bars = ax.bar(x + (i - (len(algorithms) - 1) / 2) * width, values, width * 0.92,
+                      color=_color(name, i), label=name, bottom=0)
+        for bar, v in zip(bars, values):
+            if np.isfinite(v):
+                ax.annotate(f"{v:.2g}", (bar.get_x() + bar.get_width() / 2, v), ha="center",
+                            va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.margins(y=0.25)  # room for the rotated labels above the tallest bars
+    ax.set_xticks(x, [sc["name"].replace("@", " @ ") for sc in scenarios])
+    ax.set_ylabel("cost (s of violated SLA, log scale)")
+    ax.set_xlabel("scenario: RAM @ total bandwidth")
+    ax.legend(ncols=len(algorithms), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("Cost of each migration algorithm (lower is better)")
+    return fig
+
+
+def _panels(n: int) -> tuple[Figure, list]:
+    cols = 1 if n == 1 else 2
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.3 * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def bandwidth_over_time(results: dict) -> Figure:
+    """Migration bandwidth against time, one panel per scenario, log time axis: the runs last
+    from seconds (Xen, QEMU) to minutes (CALM), and each must stay visible."""
+    step = float(results["step_seconds"])
+    fig, axes = _panels(len(results["scenarios"]))
+    algorithms = _algorithms(results)
+    for ax, sc in zip(axes, results["scenarios"]):
+        for r in sc["results"]:
+            series = r["series"]
+            t = np.asarray(series["time_s"], dtype=float) + step
+            rate = np.asarray(series["bandwidth_bps"], dtype=float) / 1e6
+            color = _color(r["algorithm"], algorithms.index(r["algorithm"]))
+            if t.size:
+                style = {"lw": 1.3, **ALGORITHM_LINES.get(r["algorithm"], {})}
+                ax.step(t, rate, where="pre", color=color, **style)
+                ax.plot(t[-1:], rate[-1:], "o", color=color, ms=4)
+        ax.axhline(sc["bandwidth_bps"] / 1e6, color="0.4", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_ylim(0, sc["bandwidth_bps"] / 1e6 * 1.08)
+        ax.set_title(sc["name"].replace("@", " @ "), fontsize=10)
+        ax.set_xlabel("time since migration start (s, log)")
+        ax.set_ylabel("migration bandwidth (Mbit/s)")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=_color(a, i), **{"lw": 2, **ALGORITHM_LINES.get(a, {})})
+               for i, a in enumerate(algorithms)]
+    handles.append(plt.Line2D([], [], color="0.4", lw=0.8, ls="--"))
+    fig.legend(handles, algorithms + ["total bandwidth"], loc="outside lower center",
+               ncols=len(handles), frameon=False)
+    fig.suptitle("Bandwidth the migration takes from the service (dot: stop-and-copy begins)")
+    return fig
+
+
+def cost_sweep(results: dict) -> Figure | None:
+    """Cost of fixed-bandwidth migrations against the bandwidth, simulated on the trace and by the
+    uniform model at the trace's mean p; None when replay ran without --sweep."""
+    scenarios = [sc for sc in results["scenarios"] if sc.get("sweep")]
+    if not scenarios:
+        return None
+    fig, axes = _panels(len(scenarios))
+    for ax, sc in zip(axes, scenarios):
+        sweep = sc["sweep"]
+        bw = np.asarray(sweep["bandwidth_bps"], dtype=float) / 1e6
+        sim = np.asarray([np.nan if v is None else v for v in sweep["simulated_cost"]], dtype=float)
+        model = np.asarray([np.nan if v is None else v for v in sweep["analytic_cost"]], dtype=float)
+        ax.plot(bw, sim, "o-", color="#1f78b4", ms=3.5, label="fixed bandwidth, on the trace")
+        ax.plot(bw, model, "--", color="#a6761d", label=f"uniform model, p = {sc.get('mean_p', 0):.3g}")
+        calm = [r["cost"] for r in sc["results"] if r["algorithm"] == "calm" and r["cost"]]
+        if calm:
+            ax.axhline(calm[0], color=ALGORITHM_COLORS["calm"], lw=1.2, label="CALM on the trace")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        seen = [v for v in sim if v > 0] + calm
+        if seen:  # the model's curve can dive to 1e-30 where F vanishes
+            ax.set_ylim(min(seen) / 10, max(np.nanmax(sim), np.nanmax(model), *seen) * 3)
+        ax.set_title(sc["name"].replace("@", " @ "), fontsize=10)
+        ax.set_xlabel("fixed migration bandwidth (Mbit/s, log)")
+        ax.set_ylabel("cost (s of violated SLA)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Cost of a fixed-bandwidth migration against its bandwidth")
+    return fig
+
+
+# name -> (figure function, file stem); a function returns None when its data is absent.
+FIGURES: dict[str, tuple[Callable[[dict], Figure | None], str]] = {
+    "cost_bars": (cost_bars, "cost"),
+    "bandwidth": (bandwidth_over_time, "bandwidth"),
+    "sweep": (cost_sweep, "cost-vs-bandwidth"),
+}
+
+
+def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
     paths = []
     for ext in FORMATS:
         path = out / f"{stem}.{ext}"
@@ -35,59 +168,14 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def _panels(n: int, width: float = 6.0, height: float = 3.6):
-    cols = min(n, 2)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat[:n])
-
-
-def plot_bandwidth(report: ReplayReport, out: Path) -> list[Path]:
-    fig, axes = _panels(len(report.scenarios))
-    for ax, sc in zip(axes, report.scenarios):
-        for r in sc.results:
-            t = np.append(r.time, r.precopy_time)
-            rate = np.append(r.rate_bps, r.rate_bps[-1] if len(r.rate_bps) else 0.0) / 1e6
-            line, = ax.step(t, rate, where="post", label=f"{r.algorithm} (cost {r.cost:.3g} s)")
-            if r.downtime > 0:  # stop-and-copy at the final rate
-                final = r.final_pages * 8 * report.page_size / r.downtime / 1e6
-                ax.plot([r.precopy_time, r.total_time], [final, final], color=line.get_color(),
-                        linestyle=":", linewidth=2)
-        ax.axhline(sc.scenario.bandwidth_bps / 1e6, color="grey", linewidth=0.8)
-        ax.set_title(f"{sc.scenario.name} (dotted: stop-and-copy)")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("migration bandwidth (Mbit/s)")
-        ax.legend(fontsize="small")
-    fig.suptitle("Bandwidth used by the migration")
-    return _save(fig, out, "bandwidth")
-
-
-def plot_sweep(report: ReplayReport, out: Path) -> list[Path]:
-    scenarios = [s for s in report.scenarios if s.sweep is not None]
-    if not scenarios:
-        return []
-    fig, axes = _panels(len(scenarios))
-    for ax, sc in zip(axes, scenarios):
-        bw = sc.sweep.bandwidth_bps / 1e6
-        ax.plot(bw, sc.sweep.simulated_cost, "o-", label="fixed bandwidth, simulated on the trace")
-        ax.plot(bw, sc.sweep.analytic_cost, "--", label=f"uniform model, p = {sc.mean_p:.3g}")
-        for r in sc.results:
-            if r.algorithm == "calm":
-                ax.axhline(r.cost, color="green", linewidth=1, label=f"CALM, simulated ({r.cost:.3g} s)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        # The uniform curve can dive to 1e-30 where F vanishes; keep the trace's costs readable.
-        seen = [c for c in sc.sweep.simulated_cost if c > 0] + [r.cost for r in sc.results if r.cost > 0]
-        if seen:
-            ax.set_ylim(bottom=min(seen) / 10)
-        ax.set_xlabel("migration bandwidth (Mbit/s)")
-        ax.set_ylabel("cost (s of violated SLA)")
-        ax.set_title(sc.scenario.name)
-        ax.legend(fontsize="small")
-    fig.suptitle("Migration's cost with the dirtying trace")
-    return _save(fig, out, "cost-vs-bandwidth")
+def write_replay_plots(results: dict, out: Path) -> list[Path]:
+    """Every replay figure that has data, as PNG and SVG files in `out`."""
+    files: list[Path] = []
+    for draw, stem in FIGURES.values():
+        fig = draw(results)
+        if fig is not None:
+            files += _save(fig, out, stem)
+    return files
 
 
 def plot_model(bs: np.ndarray, costs: np.ndarray, fixed: FixedPlan, calm: CalmPlan, out: Path,

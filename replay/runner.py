@@ -2,7 +2,7 @@
 
 This is the public entry point for notebooks and for `calm report` / `calm demo`:
 
-    from replay import run_replay, parse_scenario, parse_cost
+    from calm.replay import run_replay, parse_scenario, parse_cost
     report = run_replay("trace.h5", [parse_scenario("1GiB@1Gbit")], ["calm", "clark"])
     report.table()            # rows like the slides' evaluation table
     report.to_dict()          # what results.json holds
@@ -19,18 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calm import __version__
-from calm.errors import CalmError
-from replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_cost
-from replay.dirty import DirtySource, TraceSource, UniformSource
-from replay.model import fixed_cost_curve
-from replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
-from replay.scenario import SLIDE_SCENARIOS, Scenario, parse_scenario, pages_to_rate
-from replay.simulator import SimResult, simulate
-from replay.units import format_rate
-from replay.trace_map import MappedTrace, map_trace
+from calm.core.version import __version__
+from calm.core.errors import CalmError
+from calm.replay.defaults import ALGORITHMS
+from calm.replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_cost
+from calm.replay.dirty import DirtySource, TraceSource, UniformSource
+from calm.replay.model import fixed_cost_curve
+from calm.replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
+from calm.replay.scenario import SLIDE_SCENARIOS, Scenario, check_rate, pages_to_rate, parse_scenario
+from calm.replay.simulator import SimResult, simulate
+from calm.replay.trace_map import MappedTrace, map_trace
 
-ALGORITHMS = ("calm", "clark", "xen", "qemu", "fixed")
 UNIFORM_PAGE_SIZE = 4096
 
 
@@ -48,18 +47,15 @@ class PolicyOptions:
     def check(self, scenario: Scenario, algorithms: Sequence[str]) -> None:
         """Refuses rates the scenario cannot carry before any simulation runs, so a bad option
         is one error line rather than an error after part of the table was computed."""
-        bw = format_rate(scenario.bandwidth_bps)
-        if "clark" in algorithms and self.clark_max_bps is not None and self.clark_max_bps > scenario.bandwidth_bps:
-            raise CalmError(f"Clark's maximum rate {format_rate(self.clark_max_bps)} exceeds the "
-                            f"bandwidth of scenario {scenario.name} ({bw})")
-        if "clark" in algorithms and self.clark_min_bps is not None and self.clark_min_bps > min(
-                self.clark_max_bps or scenario.bandwidth_bps, scenario.bandwidth_bps):
-            raise CalmError(f"Clark's minimum rate {format_rate(self.clark_min_bps)} exceeds its maximum "
-                            f"in scenario {scenario.name}")
-        if "qemu" in algorithms and self.qemu_max_bandwidth_bps is not None and \
-                self.qemu_max_bandwidth_bps > scenario.bandwidth_bps:
-            raise CalmError(f"QEMU max-bandwidth {format_rate(self.qemu_max_bandwidth_bps)} exceeds the "
-                            f"bandwidth of scenario {scenario.name} ({bw})")
+        link, where = scenario.bandwidth_bps, f"the bandwidth of scenario {scenario.name}"
+        if "clark" in algorithms:
+            if self.clark_max_bps is not None:
+                check_rate(self.clark_max_bps, link, "Clark's maximum rate", where)
+            if self.clark_min_bps is not None:
+                check_rate(self.clark_min_bps, min(self.clark_max_bps or link, link), "Clark's minimum rate",
+                           f"its maximum in scenario {scenario.name}")
+        if "qemu" in algorithms and self.qemu_max_bandwidth_bps is not None:
+            check_rate(self.qemu_max_bandwidth_bps, link, "QEMU max-bandwidth", where)
 
     def make(self, name: str) -> Policy:
         if name == "calm":

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from calm.errors import CalmError
-from replay.units import format_rate, format_size, parse_rate, parse_size
+from calm.core.errors import CalmError
+from calm.replay.defaults import SLIDE_SCENARIOS  # noqa: F401 (part of this module's API)
+from calm.core.units import format_rate, format_size, parse_rate, parse_size
 
-# The slides' evaluation table. The slides write "1GB" and "1GBits / sec"; we read the RAM as
-# binary (GiB: RAM comes in powers of two) and the link as decimal (Gbit: networking convention).
-SLIDE_SCENARIOS = ("1GiB@1Gbit", "512MiB@512Mbit", "512MiB@256Mbit", "256MiB@256Mbit")
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,15 @@ def pages_to_rate(pages_per_step, page_size: int, step_seconds: float):
     return pages_per_step * 8.0 * page_size / step_seconds
 
 
+def check_rate(bits_per_s: float, limit_bps: float, what: str, limit_what: str) -> None:
+    """Refuses a rate above the one that must carry it (a policy's option against a scenario's
+    link, a minimum against a maximum): the one check every policy option goes through."""
+    if bits_per_s > limit_bps * (1 + 1e-9):
+        raise CalmError(f"{what} {format_rate(bits_per_s)} exceeds {limit_what} ({format_rate(limit_bps)})")
+
+
 def parse_scenario(text: str) -> Scenario:
-    """`1GiB@1Gbit` -> Scenario; both sides use the strict units of `replay.units`."""
+    """`1GiB@1Gbit` -> Scenario; both sides use the strict units of `calm.core.units`."""
     ram, sep, bandwidth = str(text).partition("@")
     if not sep or not ram or not bandwidth:
         raise CalmError(f"cannot parse scenario '{text}': expected RAM@BANDWIDTH, e.g. 1GiB@1Gbit")

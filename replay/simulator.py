@@ -1,10 +1,10 @@
-"""Trace-driven simulator of in-band pre-copy live migration (the CALM model, trace-driven).
+"""Trace-driven simulator of in-band pre-copy live migration (docs/model.md, section 5).
 
 Time advances in *steps*: one step is one sample of the trace (`DirtySource.step_seconds`
 seconds; the uniform model's time unit for synthetic traces). Bandwidths are in pages per step:
 R bit/s is R / 8 / page_size * step_seconds pages per step (see `replay.scenario`).
 
-Each step, following the CALM model's copy-then-dirty convention:
+Each step, following the model's copy-then-dirty convention (docs/model.md, section 2):
 1. the policy picks a rate b <= B (or stops, at step boundaries only);
 2. up to b pages not clean at the destination are sent (a fractional b carries over, so 2.5
    pages/step sends 2, 3, 2, 3...); the service gets B - b and cost accrues at F(B - b) for the
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calm.errors import CalmError
-from replay.cost import PagesCost
-from replay.dirty import DirtySource
-from replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.core.errors import CalmError
+from calm.replay.cost import PagesCost
+from calm.replay.dirty import DirtySource
+from calm.replay.policies.base import MigrationContext, Policy, Stop, View
 
 # Without a limit a policy that never converges (QEMU with a dirty rate above its bandwidth)
 # would run forever; by default the pre-copy may last as long as sending the RAM this many times.

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calm.errors import CalmError
-from collector.trace_reader import Trace
+from calm.core.errors import CalmError
+from calm.trace.keys import make_keys
+from calm.trace.reader import Trace
 
-_VPN_BITS = 45  # x86-64 5-level paging: 57-bit addresses, 12-bit pages
-_MAX_ROWS = 1 << (64 - _VPN_BITS)
 
 
 @dataclass
@@ -81,13 +80,6 @@ def check_fits(footprint: int, n_pages: int, page_size: int) -> None:
         )
 
 
-def _keys(chunk) -> np.ndarray:
-    vpn = chunk.vpn
-    if vpn.size and int(vpn.max()) >> _VPN_BITS:
-        raise CalmError(f"trace has a virtual page number above 2^{_VPN_BITS}; not a page number of this machine")
-    return (chunk.event_process.astype(np.uint64) << np.uint64(_VPN_BITS)) | vpn
-
-
 def first_sample_after(trace: Trace, skip_seconds: float) -> int:
     """The first sample whose period (from the previous read on) begins at least `skip_seconds`
     after the trace's first sample began; a CalmError if the trace ends before that."""
@@ -108,18 +100,16 @@ def map_trace(path: str | os.PathLike, max_events: int = 1 << 22, skip_seconds: 
     with Trace(path) as trace:
         if trace.n_samples == 0:
             raise CalmError(f"trace {path} has no samples to replay")
-        if len(trace.processes) > _MAX_ROWS:
-            raise CalmError(f"trace {path} follows more than {_MAX_ROWS} processes")
         first = first_sample_after(trace, skip_seconds)
         n_steps = trace.n_samples - first
         footprint = np.empty(0, np.uint64)
         for chunk in trace.iter_chunks(max_events, first_sample=first):
-            footprint = np.union1d(footprint, np.unique(_keys(chunk)))
+            footprint = np.union1d(footprint, np.unique(make_keys(chunk.event_process, chunk.vpn)))
         index_type = np.int32 if footprint.size < 2**31 else np.int64
         counts = np.zeros(n_steps, dtype=np.int64)
         parts = []
         for chunk in trace.iter_chunks(max_events, first_sample=first):
-            parts.append(np.searchsorted(footprint, _keys(chunk)).astype(index_type))
+            parts.append(np.searchsorted(footprint, make_keys(chunk.event_process, chunk.vpn)).astype(index_type))
             counts[chunk.first_sample - first:chunk.stop_sample - first] += np.bincount(
                 chunk.event_sample - chunk.first_sample, minlength=chunk.stop_sample - chunk.first_sample)
         pages = np.concatenate(parts) if parts else np.empty(0, index_type)

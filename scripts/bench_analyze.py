@@ -31,15 +31,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calm.cli import OneLineErrorParser  # noqa: E402
+from calm.core.argtypes import OneLineErrorParser  # noqa: E402
 
 PAGE = 4096
 
 
 def generate(path: Path, samples: int, mib: int, seed: int = 1) -> dict:
     """Writes the benchmark trace; returns its shape (events, pages, file size)."""
-    from collector.procfs import MapsTable
-    from collector.trace_writer import TraceWriter
+    from calm.trace.maps import MapsTable
+    from calm.trace.writer import TraceWriter
 
     rng = np.random.default_rng(seed)
     per_process = mib * (1 << 20) // PAGE // 2
@@ -88,12 +88,12 @@ def _rss_kib() -> int:
 
 def run_phase(phase: str, trace: Path, out_dir: Path) -> dict:
     """Runs one phase in this (child) process and returns its time and memory."""
-    from analyzer import analyze
-    from analyzer.compute import CHUNK_EVENTS
-    from collector.trace_reader import Trace
+    from calm.analyzer import analyze
+    from calm.analyzer.compute import CHUNK_EVENTS
+    from calm.trace.reader import Trace
 
     if phase == "outputs":
-        from analyzer import outputs, plots  # noqa: F401 (import cost outside the timing)
+        from calm.analyzer import outputs, plots  # noqa: F401 (import cost outside the timing)
     before = _rss_kib()
     t0 = time.perf_counter()
     if phase == "baseline":

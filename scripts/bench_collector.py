@@ -29,10 +29,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calm.cli import OneLineErrorParser  # noqa: E402
-from collector import procfs  # noqa: E402
-from collector.backends import HashBackend, SoftDirtyBackend  # noqa: E402
-from collector.trace_reader import Trace  # noqa: E402
+from calm.core.argtypes import OneLineErrorParser  # noqa: E402
+from calm.collector import procfs  # noqa: E402
+from calm.collector.backends import HashBackend, SoftDirtyBackend  # noqa: E402
+from calm.trace.reader import Trace  # noqa: E402
 
 
 def paired_medians(fn, baseline, repeat: int) -> tuple[float, float]:
@@ -52,7 +52,7 @@ def paired_medians(fn, baseline, repeat: int) -> tuple[float, float]:
 def start_target(tmp: Path, mib: int) -> subprocess.Popen:
     ready = tmp / f"ready-{mib}"
     pages = mib * 2**20 // procfs.PAGE_SIZE
-    proc = subprocess.Popen([sys.executable, "-m", "collector.workload", "--pages", str(pages),
+    proc = subprocess.Popen([sys.executable, "-m", "calm.workloads.groundtruth", "--pages", str(pages),
                              "--interval", "0.5", "--profile", "uniform:0.01",
                              "--ready-file", str(ready)], cwd=REPO)
     while not ready.exists():
@@ -131,8 +131,8 @@ def size_report(tmp: Path) -> list[str]:
     cases = [
         ("sqlite3 (400k-row table, random updates)", "sqlite",
          ["sqlite3", str(db), f".read {script}"], 20.0),
-        ("collector.workload --profile service --pages 65536", "workload",
-         [sys.executable, "-m", "collector.workload", "--pages", "65536", "--profile", "service"], 20.0),
+        ("calm.workloads.groundtruth --profile service --pages 65536", "workload",
+         [sys.executable, "-m", "calm.workloads.groundtruth", "--pages", "65536", "--profile", "service"], 20.0),
     ]
     lines = ["| traced program | samples | dirty-page events | file bytes/event | event column bytes/event |",
              "|---|---|---|---|---|"]

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calm_apache import Apache  # noqa: E402
 
-from calm.cli import OneLineErrorParser  # noqa: E402
-from calm.loadgen import LoadConfig, run_load, summarise  # noqa: E402
+from calm.core.argtypes import OneLineErrorParser  # noqa: E402
+from calm.workloads.loadgen import LoadConfig, run_load, summarise  # noqa: E402
 
 
 def main() -> int:

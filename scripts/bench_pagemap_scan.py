@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
-from calm.cli import OneLineErrorParser
-from collector import procfs
-from collector.backends import SoftDirtyBackend
-from collector.pagemap_scan import scan_soft_dirty, scan_supported
+from calm.core.argtypes import OneLineErrorParser
+from calm.collector import procfs
+from calm.collector.backends import SoftDirtyBackend
+from calm.collector.pagemap_scan import scan_soft_dirty, scan_supported
 
 THP = "/sys/kernel/mm/transparent_hugepage/enabled"
 

@@ -31,13 +31,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from calm.cli import OneLineErrorParser  # noqa: E402
-from replay import model  # noqa: E402
-from replay.cost import DEFAULT_COST_SPEC, in_pages, parse_cost  # noqa: E402
-from replay.runner import ALGORITHMS, run_replay  # noqa: E402
-from replay.scenario import SLIDE_SCENARIOS, parse_scenario  # noqa: E402
-from replay.synth import write_profile_trace  # noqa: E402
-from replay.trace_map import map_trace  # noqa: E402
+from calm.core.argtypes import OneLineErrorParser  # noqa: E402
+from calm.replay import model  # noqa: E402
+from calm.replay.cost import DEFAULT_COST_SPEC, in_pages, parse_cost  # noqa: E402
+from calm.replay.runner import ALGORITHMS, run_replay  # noqa: E402
+from calm.replay.scenario import SLIDE_SCENARIOS, parse_scenario  # noqa: E402
+from calm.workloads.synthetic import write_profile_trace  # noqa: E402
+from calm.replay.trace_map import map_trace  # noqa: E402
 
 PAGES, SAMPLES, INTERVAL = 262_144, 600, 0.1
 # Alternating 10 s phases: a zipf-skewed working set, then 2 % hot pages at 0.1 per step over a

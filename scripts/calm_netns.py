@@ -14,7 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-NETNS_PREFIX = "calm-cc-"  # must start with calm.loadgen.NETNS_PREFIX ("calm-")
+NETNS_PREFIX = "calm-cc-"  # must start with calm.workloads.loadgen.NETNS_PREFIX ("calm-")
 
 
 class NetnsError(RuntimeError):

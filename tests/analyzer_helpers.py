@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.procfs import MapsTable
-from collector.trace_writer import TraceWriter
+from calm.trace.maps import MapsTable
+from calm.trace.writer import TraceWriter
 
 PAGE = 4096
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from collector.trace_reader import Trace
+from calm.trace.reader import Trace
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = REPO / "scripts" / "profile-apache"

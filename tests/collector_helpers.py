@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ def workload_command(tmp: Path, *, pages: int = 1024, interval: float = 0.1,
                      name: str = "w") -> tuple[list[str], Path, Path]:
     truth = tmp / f"{name}-truth.npz"
     ready = tmp / f"{name}.ready"
-    cmd = [sys.executable, "-m", "collector.workload", "--pages", str(pages), "--interval",
+    cmd = [sys.executable, "-m", "calm.workloads.groundtruth", "--pages", str(pages), "--interval",
            str(interval), "--profile", profile, "--seed", str(seed), "--truth", str(truth),
            "--ready-file", str(ready)]
     if duration:
@@ -56,11 +57,17 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> int:
     return proc.wait(timeout)
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    """The stderr of a failed command, asserting it is exactly one `calm: error:` line."""
+ERROR_LINE = re.compile(r"^calm( [a-z]+)?: error: ")
+
+
+def one_line_error(result: subprocess.CompletedProcess, exit_code: int | None = None) -> str:
+    """The stderr of a failed command, asserting it is exactly one `calm COMMAND: error:` line
+    (and, when given, the exit code: 2 for usage errors, 1 for bad input)."""
     assert result.returncode != 0, f"expected failure, got 0; stderr: {result.stderr}"
+    if exit_code is not None:
+        assert result.returncode == exit_code, f"exit {result.returncode}, expected {exit_code}: {result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("calm: error:")]
+    errors = [line for line in lines if ERROR_LINE.match(line)]
     assert "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
     return errors[0]

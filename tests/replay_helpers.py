@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.trace_writer import TraceWriter
+from calm.trace.writer import TraceWriter
 
 PAGE = 4096
 BASE = 0x1000

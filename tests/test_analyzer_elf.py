@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import analyze
+from calm.analyzer import analyze
 from tests.collector_helpers import calm
 
 SOURCE = Path(__file__).parent / "data" / "hot_global.c"

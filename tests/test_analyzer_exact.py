@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzer import analyze
-from calm.errors import CalmError
+from calm.analyzer import analyze
+from calm.core.errors import CalmError
 from tests.analyzer_helpers import handcrafted_trace, maps, vpns, writer
 
 

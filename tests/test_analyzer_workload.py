@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzer import analyze
-from collector.groundtruth import load_truth, poisson_binomial_check
-from collector.trace_reader import Trace
+from calm.analyzer import analyze
+from calm.analyzer.accuracy import load_truth, poisson_binomial_check
+from calm.trace.reader import Trace
 from tests.collector_helpers import calm, record_workload, start_workload, stop
 
 CONFIDENCE = 0.999

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from collector.backends import soft_dirty_supported
+from calm.collector.backends import soft_dirty_supported
 from tests.apache_helpers import PROFILE, assert_stopped, check_profile, httpd_of, installed, profile
 
 DURATION, INTERVAL, RATE = 8, 0.5, 30

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
-from collector.trace_reader import Trace
+from calm.analyzer.accuracy import binomial_comparison, exact_comparison, load_truth
+from calm.trace.reader import Trace
 from tests.collector_helpers import record_workload, row_of
 
 

@@ -11,8 +11,8 @@ import h5py
 import numpy as np
 import psutil
 
-from collector.groundtruth import exact_comparison, load_truth
-from collector.trace_reader import Trace
+from calm.analyzer.accuracy import exact_comparison, load_truth
+from calm.trace.reader import Trace
 from tests.collector_helpers import REPO, calm, start_workload, stop, wait_for_file, workload_command
 
 
@@ -80,7 +80,7 @@ def test_launched_command_recorded_until_it_exits(tmp_path):
     out = tmp_path / "cmd.h5"
     result = calm("record", "--backend", "hash", "--interval", "0.1", "-o", str(out), "--", *cmd,
                   cwd=REPO, check=True)
-    assert "command exited with status 0" in result.stdout
+    assert "command exited with status 0" in result.stderr
     with Trace(out) as trace:
         assert trace.info.command == cmd
         assert trace.processes[0].cmdline == cmd
@@ -95,7 +95,7 @@ def test_duration_stops_a_launched_command(tmp_path):
     result = calm("record", "--interval", "0.1", "--duration", "1", "-o", str(out), "--", *cmd,
                   cwd=REPO, check=True)
     assert time.monotonic() - started < 30
-    assert "duration of 1 s reached" in result.stdout
+    assert "duration of 1 s reached" in result.stderr
 
 
 def test_sigint_and_sigterm_close_the_file_cleanly(tmp_path):

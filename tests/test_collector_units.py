@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from collector import page_hash, procfs
-from collector.procfs import Pagemap, iter_batches, parse_maps
-from collector.trace_writer import TraceWriter
-from collector.workload import ProfileError, parse_profile
+from calm.collector import page_hash, procfs
+from calm.collector.procfs import Pagemap, iter_batches, parse_maps
+from calm.trace.writer import TraceWriter
+from calm.workloads.groundtruth import ProfileError, parse_profile
 
 MAPS_TEXT = b"""55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234   /usr/bin/my prog (deleted)
 55d0c0a02000-55d0c0a05000 rw-p 00002000 fd:01 1234   /usr/bin/my prog (deleted)

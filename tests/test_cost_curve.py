@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from replay.cost import load_cost_csv
+from calm.replay.cost import load_cost_csv
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "measure-cost-curve"

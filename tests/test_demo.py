@@ -9,8 +9,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from collector.backends import choose_backend
-from collector.trace_reader import Trace
+from calm.collector.backends import choose_backend
+from calm.trace.reader import Trace
 from collector_helpers import calm, one_line_error
 from test_progress_tty import assert_line_oriented
 
@@ -34,7 +34,7 @@ def test_demo_writes_trace_analysis_replay_and_report(demo) -> None:
         assert trace.info.backend == expected_backend
         assert trace.info.status == "complete"
         assert 25 <= trace.n_samples <= 45  # 4 s at 0.1 s
-        assert len(trace.processes) == 1 and trace.processes[0].cmdline[1:3] == ["-m", "collector.workload"]
+        assert len(trace.processes) == 1 and trace.processes[0].cmdline[1:3] == ["-m", "calm.workloads.groundtruth"]
         workload_pid = trace.processes[0].pid
     assert not psutil.pid_exists(workload_pid) or psutil.Process(workload_pid).status() == psutil.STATUS_ZOMBIE
 
@@ -88,11 +88,12 @@ def test_demo_refuses_to_overwrite_without_force_and_quiet_is_silent(demo) -> No
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--duration", "0"], "--duration must be > 0"),
-    (["--duration", "-3"], "--duration must be > 0"),
+    (["--duration", "0"], "--duration: duration '0' must be positive"),
+    (["--duration", "-3"], "--duration: duration '-3' must be positive"),
+    (["--duration", "1e999"], "--duration: duration '1e999' is out of range"),
 ])
 def test_demo_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
-    assert message in one_line_error(calm("demo", "-o", str(tmp_path / "d"), *args))
+    assert message in one_line_error(calm("demo", "-o", str(tmp_path / "d"), *args), exit_code=2)
     assert not (tmp_path / "d").exists()
 
 

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import pytest
 
-from calm.errors import CalmError
-from calm.loadgen import LoadConfig, check_address_allowed, parse_target, poisson_schedule, run_load, summarise
+from calm.core.errors import CalmError
+from calm.workloads.loadgen import LoadConfig, check_address_allowed, parse_target, poisson_schedule, run_load, summarise
 from tests.collector_helpers import REPO, calm
 
 SERVER = r"""
@@ -183,27 +183,28 @@ def test_cli_human_summary(server, tmp_path):
     assert "schedule kept" in proc.stdout or "could not keep the schedule" in proc.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["http://10.1.2.3/", "--rate", "1", "--count", "1"], "not a loopback address"),
-    (["http://192.168.0.1:80/", "--rate", "1", "--count", "1"], "not a loopback address"),
-    (["http://example.com/", "--rate", "1", "--count", "1"], "is not an IP address"),
-    (["https://127.0.0.1/", "--rate", "1", "--count", "1"], "http://"),
-    (["http://127.0.0.1:99999/", "--rate", "1", "--count", "1"], "URL"),
-    (["http://127.0.0.1/", "--rate", "0", "--count", "1"], "--rate must be a positive"),
-    (["http://127.0.0.1/", "--rate", "fast", "--count", "1"], "--rate 'fast' is not a number"),
-    (["http://127.0.0.1/", "--rate", "1"], "must be bounded"),
-    (["http://127.0.0.1/", "--rate", "1", "--count", "-3"], "--count must be a positive"),
-    (["http://127.0.0.1/", "--rate", "1", "--count", "2.5"], "not a whole number"),
-    (["http://127.0.0.1/", "--rate", "1", "--duration", "0"], "--duration must be a positive"),
-    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--sla", "-1"], "--sla must be a positive"),
-    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--max-inflight", "0"], "--max-inflight"),
-    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "-o", "/nonexistent/dir/x.csv"], "cannot write"),
+@pytest.mark.parametrize("args, code, message", [
+    (["http://10.1.2.3/", "--rate", "1", "--count", "1"], 1, "not a loopback address"),
+    (["http://192.168.0.1:80/", "--rate", "1", "--count", "1"], 1, "not a loopback address"),
+    (["http://example.com/", "--rate", "1", "--count", "1"], 1, "is not an IP address"),
+    (["https://127.0.0.1/", "--rate", "1", "--count", "1"], 1, "http://"),
+    (["http://127.0.0.1:99999/", "--rate", "1", "--count", "1"], 1, "URL"),
+    (["http://127.0.0.1/", "--rate", "0", "--count", "1"], 2, "--rate: must be greater than 0"),
+    (["http://127.0.0.1/", "--rate", "fast", "--count", "1"], 2, "--rate: 'fast' is not a number"),
+    (["http://127.0.0.1/", "--rate", "inf", "--count", "1"], 2, "--rate: 'inf' is not a finite number"),
+    (["http://127.0.0.1/", "--rate", "1"], 2, "must be bounded"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "-3"], 2, "--count: must be at least 1"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "2.5"], 2, "not a whole number"),
+    (["http://127.0.0.1/", "--rate", "1", "--duration", "0"], 2, "--duration: duration '0' must be positive"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--sla", "-1"], 2, "--sla: duration '-1' must be positive"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "--max-inflight", "0"], 2, "--max-inflight"),
+    (["http://127.0.0.1/", "--rate", "1", "--count", "1", "-o", "/nonexistent/dir/x.csv"], 1, "cannot write"),
 ])
-def test_bad_input_one_line(args, message):
+def test_bad_input_one_line(args, code, message):
     proc = calm("load", *args, timeout=30)
-    assert proc.returncode == 1
+    assert proc.returncode == code, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("calm: error:"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("calm load: error:"), proc.stderr
     assert message in lines[0], lines[0]
 
 
@@ -229,7 +230,7 @@ def test_refuses_outside_loopback_unless_in_isolated_calm_netns():
         subprocess.run(["ip", *args], check=True, capture_output=True)
 
     def check_in(ns: str, address: str) -> subprocess.CompletedProcess:
-        code = f"from calm.loadgen import check_address_allowed; check_address_allowed({address!r})"
+        code = f"from calm.workloads.loadgen import check_address_allowed; check_address_allowed({address!r})"
         return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
                               capture_output=True, text=True, cwd=REPO)
 

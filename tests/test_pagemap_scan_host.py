@@ -12,9 +12,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from collector.ranges import expand_ranges, merge_ranges
-from collector import pagemap_scan as ps
-from collector.backends import soft_dirty_supported
+from calm.collector.ranges import expand_ranges, merge_ranges
+from calm.collector import pagemap_scan as ps
+from calm.collector.backends import soft_dirty_supported
 
 
 def _has_pagemap_scan() -> bool:

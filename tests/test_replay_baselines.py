@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from replay_helpers import hot_set, write_trace
 
-from calm.errors import CalmError
-from replay.cost import in_pages, parse_cost
-from replay.dirty import TraceSource
-from replay.policies import Calm, Clark, Fixed, Qemu, Xen
-from replay.simulator import simulate
-from replay.trace_map import map_trace
+from calm.core.errors import CalmError
+from calm.replay.cost import in_pages, parse_cost
+from calm.replay.dirty import TraceSource
+from calm.replay.policies import Calm, Clark, Fixed, Qemu, Xen
+from calm.replay.simulator import simulate
+from calm.replay.trace_map import map_trace
 
 STEP = 0.1
 PAGE_BPS = 8 * 4096 / STEP  # bit/s of one page per 0.1 s step
@@ -226,7 +226,7 @@ def fill_then_hot(s: int) -> list[int]:
 
 
 def test_calm_does_not_stop_right_after_a_burst(tmp_path):
-    # Looped, the fill comes back every 50 steps (like a 5 s `collector.workload` recording, whose
+    # Looped, the fill comes back every 50 steps (like a 5 s `calm.workloads.groundtruth` recording, whose
     # start-up was replayed this way). A 20-step estimate of p is at its highest just after each
     # fill, when all 8000 pages are dirty, and the stop rule fired there (~1 s of downtime).
     src = source(tmp_path, fill_then_hot, 65536, n_steps=50)
@@ -242,7 +242,7 @@ def test_saturated_calm_waits_for_a_quiet_step_when_waiting_is_free(tmp_path):
     (5 pages), and F is 0 above 100 pages/step of service bandwidth: waiting costs nothing, so
     CALM must stop on a quiet step's 5 pages. The earlier rule (stop at the second saturated
     step, min_draws=2) stopped with 200."""
-    from replay.cost import table_cost
+    from calm.replay.cost import table_cost
 
     free = in_pages(table_cost([50 * PAGE_BPS, 100 * PAGE_BPS], [0.5, 0.0]), 4096, STEP)
     src = source(tmp_path, lambda s: range(5) if s % 7 == 3 else range(200), 4096, n_steps=14)
@@ -258,7 +258,7 @@ def test_saturated_calm_stops_at_once_when_a_step_costs_more_than_the_downtime(t
     to 0.3 at the whole link): pre-copy still pays, but one more saturated step costs more than
     the downtime of all 200 dirty pages, so CALM stops at its second saturated step (0.5 s)
     instead of waiting for a quiet one."""
-    from replay.cost import table_cost
+    from calm.replay.cost import table_cost
 
     dear = in_pages(table_cost([100 * PAGE_BPS, 1000 * PAGE_BPS], [0.6, 0.3]), 4096, STEP)
     src = source(tmp_path, lambda s: range(5) if s % 7 == 3 else range(200), 4096, n_steps=14)

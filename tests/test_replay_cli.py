@@ -9,7 +9,7 @@ import pytest
 from collector_helpers import calm, one_line_error
 from replay_helpers import write_trace
 
-from replay.scenario import SLIDE_SCENARIOS
+from calm.replay.scenario import SLIDE_SCENARIOS
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +84,8 @@ def test_model_reproduces_the_slide_example(tmp_path):
     r = calm("model", "-o", str(out), check=True)
     assert "M=10000 pages, p=0.001, B=100 pages" in r.stdout
     data = json.loads((out / "model.json").read_text())
-    from replay import model
-    from replay.cost import in_pages, parse_cost
+    from calm.replay import model
+    from calm.replay.cost import in_pages, parse_cost
     F = in_pages(parse_cost("mm1:rate=15,size=16KiB,sla=1s"), 4096, 1.0)
     assert data["fixed"]["cost"] == pytest.approx(model.optimal_fixed(10000, 0.001, 100.0, F).cost)
     assert data["calm"]["cost"] == pytest.approx(model.calm_plan(10000, 0.001, 100.0, F).cost)
@@ -121,10 +121,10 @@ def test_model_with_physical_units(tmp_path):
     (["--sweep", "1"], "at least 2 points"),
     (["-a", "xen", "--clark-min", "100Mbit"], "need the clark algorithm"),
     (["-s", "64MiB@256Mbit", "-a", "clark", "--clark-max", "512Mbit"], "exceeds the bandwidth of scenario 64MiB@256Mbit"),
-    (["--max-time", "soon"], "cannot parse --max-time"),
+    (["--max-time", "soon"], "--max-time: cannot parse duration 'soon'"),
     (["--skip", "10min"], "leaves nothing to replay"),
     (["--skip=-1s"], "--skip"),
-    (["-a", "clark", "--clark-max-rounds", "0"], "--clark-max-rounds must be at least 1"),
+    (["-a", "clark", "--clark-max-rounds", "0"], "--clark-max-rounds: must be at least 1"),
 ])
 def test_bad_replay_input_gives_one_line(trace, tmp_path, args, message):
     bad_csv = tmp_path / "bad.csv"
@@ -135,9 +135,9 @@ def test_bad_replay_input_gives_one_line(trace, tmp_path, args, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "give a trace file or --uniform P"),
+    ([], "trace calm.h5 does not exist (record one with `calm record`"),
     (["MISSING"], "does not exist"),
-    (["--uniform", "1.5"], "--uniform must be in [0, 1)"),
+    (["--uniform", "1.5"], "--uniform: must be in [0, 1)"),
     (["--uniform", "0.1", "--extend", "resample"], "--extend applies to traces only"),
     (["--uniform", "0.1", "--skip", "1s"], "--skip applies to traces only"),
     (["--uniform", "0.1", "--interval", "0s"], "must be positive"),
@@ -155,10 +155,10 @@ def test_not_a_trace(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--p", "2"], "--p must be in [0, 1)"),
-    (["--bandwidth-pages", "0"], "must be positive"),
+    (["--p", "2"], "--p: must be in [0, 1)"),
+    (["--bandwidth-pages", "0"], "--bandwidth-pages: must be greater than 0"),
     (["--bandwidth", "100MB/s"], "ambiguous"),
-    (["--batch", "0"], "--batch must be at least 1"),
+    (["--batch", "0"], "--batch: must be at least 1"),
     (["--pages", "10", "--ram", "1GiB"], "not both"),
     (["--ram", "1GiB", "--page-size", "3000"], "not a whole number"),
 ])

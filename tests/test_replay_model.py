@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calm.errors import CalmError
-from replay import model
-from replay.cost import in_pages, parse_cost
+from calm.core.errors import CalmError
+from calm.replay import model
+from calm.replay.cost import in_pages, parse_cost
 
 M, P, B = 10_000, 0.001, 100.0
 # Interior optimum (N* < M): a service using 80 % of the link.
@@ -155,7 +155,7 @@ def test_two_class_time_follows_its_recursion():
 def test_equally_free_bandwidths_resolve_to_the_fastest():
     """A measured F that is exactly 0 above some service bandwidth makes every b up to B - that
     bandwidth free: the step picks the largest of them, not the slowest (which would crawl)."""
-    from replay.cost import table_cost
+    from calm.replay.cost import table_cost
 
     # 4 KiB pages, 1 s steps: 100 pages/step = 3.2768 Mbit/s. F is 0 for Bs >= 40 pages/step.
     zero_above = 40 * 4096 * 8

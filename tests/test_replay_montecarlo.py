@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from replay import model
-from replay.cost import in_pages, parse_cost
-from replay.dirty import UniformSource
-from replay.policies import Calm, Fixed
-from replay.simulator import simulate
+from calm.replay import model
+from calm.replay.cost import in_pages, parse_cost
+from calm.replay.dirty import UniformSource
+from calm.replay.policies import Calm, Fixed
+from calm.replay.simulator import simulate
 
 M, P, B = 10_000, 0.001, 100.0
 F = in_pages(parse_cost("mm1:rate=20,size=16KiB,sla=1s"), 4096, 1.0)  # interior optimum, N* < M

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from calm.errors import CalmError
-from replay.cost import MM1Cost, in_pages, load_cost_csv, parse_cost, table_cost
-from replay.scenario import SLIDE_SCENARIOS, parse_scenario, rate_to_pages
-from replay.units import format_rate, format_size, parse_duration, parse_rate, parse_size
+from calm.core.errors import CalmError
+from calm.replay.cost import MM1Cost, in_pages, load_cost_csv, parse_cost, table_cost
+from calm.replay.scenario import SLIDE_SCENARIOS, parse_scenario, rate_to_pages
+from calm.core.units import format_rate, format_size, parse_duration, parse_rate, parse_size
 
 
 @pytest.mark.parametrize("text,value", [("1GiB", 2**30), ("512MiB", 2**29), ("4KiB", 4096), ("4096", 4096),

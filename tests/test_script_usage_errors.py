@@ -18,7 +18,7 @@ COMMANDS = [
     ["scripts/bench_replay.py", "--repeat", "x"],
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
-    ["-m", "collector.workload", "--pages", "x"],
+    ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 
 

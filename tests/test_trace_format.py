@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from calm.errors import CalmError
-from collector.procfs import read_maps
-from collector.trace_reader import Trace
-from collector.trace_writer import TraceWriter
+from calm.core.errors import CalmError
+from calm.collector.procfs import read_maps
+from calm.trace.reader import Trace
+from calm.trace.writer import TraceWriter
 from tests.collector_helpers import REPO
 
 ATTRS = dict(page_size=4096, backend="hash", interval=0.1, kernel_release="test", hostname="h",
@@ -100,7 +100,7 @@ def test_half_written_tail_is_trimmed(tmp_path):
 def test_a_writer_killed_at_random_moments_leaves_a_readable_file(tmp_path):
     script = (
         "import sys, numpy as np\n"
-        "from collector.trace_writer import TraceWriter\n"
+        "from calm.trace.writer import TraceWriter\n"
         "from tests.test_trace_format import ATTRS\n"
         "w = TraceWriter(sys.argv[1], force=True, attrs=ATTRS)\n"
         "r = w.open_process(pid=1, ppid=0, start_time_unix=0.0, name='a', cmdline=[], exe='')\n"
@@ -137,7 +137,7 @@ def test_a_writer_killed_before_its_superblock_reached_disk_is_read_in_full(tmp_
     path = tmp_path / "t.h5"
     script = (
         "import sys, time, numpy as np\n"
-        "from collector.trace_writer import TraceWriter\n"
+        "from calm.trace.writer import TraceWriter\n"
         "from tests.test_trace_format import ATTRS\n"
         "w = TraceWriter(sys.argv[1], force=True, attrs=ATTRS)\n"
         "r = w.open_process(pid=1, ppid=0, start_time_unix=0.0, name='a', cmdline=[], exe='')\n"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calm import __version__
-from calm.report import units
+from calm.core.version import __version__
+from calm.core import units
 from calm.report.figures import analysis_images, replay_images
 from calm.report.html import Cell, Column, Raw, card, figure, join, key_values, section, table, tag
 from calm.report.replay_results import best_algorithms
@@ -33,7 +33,7 @@ BACKEND_MEANING = {
 
 def build_report(analysis, results: dict | None = None, *, results_source: str = "") -> str:
     """The whole report as one HTML string."""
-    from analyzer.outputs import summary_dict
+    from calm.analyzer.outputs import summary_dict
 
     summary = summary_dict(analysis)
     name = Path(analysis.trace_path).name
@@ -279,8 +279,8 @@ def _replay(a, results: dict, source: str) -> Raw:
             alg = tag("span", join([r["algorithm"], tag("span", "lowest", class_="badge")
                                     if r["algorithm"] in best else ""]), class_="nowrap")
             stop = ("forced by the time limit: " if r["forced"] else "") + str(r["stop_reason"])
-            group = [Cell(units.format_ram(sc["ram_bytes"]), n, "group"),
-                     Cell(units.format_link(sc["bandwidth_bps"]), n, "group")] if i == 0 else [None, None]
+            group = [Cell(units.format_size(sc["ram_bytes"], " "), n, "group"),
+                     Cell(units.format_rate(sc["bandwidth_bps"], " ") + "/s", n, "group")] if i == 0 else [None, None]
             rows.append([*group, alg, units.seconds(r["cost"]), units.seconds(r["total_time"]),
                          units.seconds(r["precopy_time"]), units.seconds(r["downtime"]),
                          units.mib(r["pages_sent"] * page_size), f"{r['rounds']:,}",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calm.errors import CalmError
+from calm.core.errors import CalmError
 
 _RESULT_KEYS = ("algorithm", "cost", "total_time", "precopy_time", "downtime", "pages_sent", "rounds",
                 "stop_reason", "forced", "series")

@@ -1,11 +1,11 @@
 """Migration policies behind one interface (`base.Policy`): CALM and its baselines."""
 
-from replay.policies.base import MigrationContext, Policy, Stop, View
-from replay.policies.calm import Calm
-from replay.policies.clark import Clark
-from replay.policies.fixed import Fixed
-from replay.policies.qemu import Qemu
-from replay.policies.xen import Xen
+from calm.replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.policies.calm import Calm
+from calm.replay.policies.clark import Clark
+from calm.replay.policies.fixed import Fixed
+from calm.replay.policies.qemu import Qemu
+from calm.replay.policies.xen import Xen
 
 POLICIES = {"calm": Calm, "clark": Clark, "xen": Xen, "qemu": Qemu, "fixed": Fixed}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replay.cost import PagesCost
+from calm.replay.cost import PagesCost
 
 
 @dataclass(frozen=True)

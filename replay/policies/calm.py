@@ -1,58 +1,13 @@
-"""CALM, online (the CALM model, "CALM (variable bandwidth)" and "Online use").
+"""CALM, online: the slides' per-clean-page bandwidth choice driven by the dirty log
+(docs/model.md, sections 3 and 4).
 
-At each step boundary CALM knows the clean count i and estimates of the write probabilities,
-takes b_i* = argmin_b c_i(b) with c_i(b) = F(B - b) T(i -> i+1; b) (`replay.model.best_step_one`)
-and moves to stop-and-copy once c_i* >= 1/B (one more clean page would cost more than the 1/B of
-downtime it saves). b_i* rises as clean pages accumulate: low bandwidth first, higher later.
-
-The model's other stop, "at i = M", is never reached literally in whole steps: the pages written
-in every step stay dirty, so the clean count saturates near M - p M. Its discrete reading: once a
-step can send every dirty page (n_dirty <= b_i*), CALM is *saturated*, and each further step
-only trades one step of pre-copy cost for a fresh draw of the dirty set, the pages written in
-the step before. When to stop is then the classic optimal-stopping problem with a cost per
-draw: stop at the first saturated step whose dirty count X is at or below the threshold t with
-E[(t - X')+] = c_wait B, X' drawn from the dirty counts of the saturated steps seen so far and
-c_wait the cost of one more step (F(B - b) while sending, F(B) for the idle rest). A costly
-step gives a high threshold and CALM stops at the second saturated step (the earlier rule); a
-negligible one (an M/M/1 service with bandwidth to spare) makes CALM wait for a quiet step,
-which is what Clark's "fewer than 256 KiB left" gets by luck. Two draws say nothing about
-the distribution (the first is the end of a pass, and the second is the lowest of two with
-probability 1/2), so CALM stops on the threshold only after `min_draws` saturated steps
-(default 10), or at once when one more step costs more than the whole dirty set's downtime.
-The plateau rule below bounds the wait.
-
-Estimating p online (model.md leaves the estimator open, and its uniform p is not enough on a
-real trace). The uniform model's step N(t+1) = q (N(t) + b) applies one p to two different sets
-of pages: the N(t) pages clean at the step's start, and the b pages sent in it. On a skewed
-workload these differ by orders of magnitude: the pages still to send are the recently written
-(hot) ones, the clean ones are cold. CALM therefore measures them apart from the dirty log and
-uses N(t+1) = (1 - p_clean) N(t) + (1 - p_sent) b (`replay.model.time_between`, which is the
-model exactly when the two are equal, as on a uniform workload):
-
-- p_clean: clean -> dirty transitions of pages clean at a step's start, per such page-step,
-  exponentially weighted over the last `clean_window` steps (default 100; None pools the whole
-  migration, "what it has observed so far" in model.md), with a prior of M page-steps at the
-  workload's overall write fraction. Long on purpose: a recording's writes come in bursts (a
-  program's start-up that fills its heap, which a looped trace repeats every loop); an estimate
-  over the last 20 steps is at its highest just after such a burst, and the stop rule, a first
-  passage of c_i* over 1/B, then fired at the worst moment with every burst page dirty (5 s
-  `collector.workload --profile service` recording at 256MiB@256Mbit: downtime 1.02 s against
-  0.006 s for Clark). Pooled over everything it never adapts to the clean pool CALM has reached
-  and, on such traces, never stopped (time limit).
-- p_sent: the fraction of the pages sent in a step that are written in that same step,
-  exponentially weighted over the last `window` steps (default 20) with a prior of one page at
-  the overall write fraction (a heavier prior kept p_sent near 0.8 on a pure hot set). Windowed, because what is being sent
-  changes: the first pass sends every page, later passes only the re-dirtied ones. This is what
-  stops CALM when the clean count saturates on a hot set: the pages it sends come back dirty at
-  once, p_sent -> 1, no bandwidth gains a clean page and c_i* = inf.
-
-The model's "at i = M" stop has a second trace reading: the clean count saturates below M (the
-looped bursts above re-dirty what CALM cleaned). When it has not passed its highest value for
-`plateau` steps (default 300) CALM stops (None disables it). Window lengths are in trace steps
-(0.1 s for `calm record`'s default interval) and were chosen on the recordings listed in the
-replay report, not fitted per trace; model.md's uniform p cannot express either effect.
-
-Passing `p` fixes both (an oracle, used by the tests against the uniform model).
+At each step boundary CALM takes b_i* = argmin_b F(B - b) T(i -> i+1; b) with two write
+probabilities measured from the dirty log (`estimate_p`: p_clean for pages already clean, p_sent
+for pages it has just sent), and stops when one more clean page costs more than the 1/B of
+downtime it saves, when saturated on an optimal-stopping threshold (`stop_threshold`), or when
+the clean count has reached no new high for `plateau` steps. The window lengths were chosen on
+the project's own recordings (docs/model.md, section 4). Passing `p` fixes both probabilities
+(an oracle, used by the tests against the uniform model).
 """
 
 from __future__ import annotations
@@ -61,8 +16,8 @@ from collections import deque
 
 import numpy as np
 
-from replay.model import best_step_one
-from replay.policies.base import Policy, Stop, View
+from calm.replay.model import best_step_one
+from calm.replay.policies.base import Policy, Stop, View
 
 _P_MAX = 0.999999
 

@@ -1,4 +1,4 @@
-"""Clark et al., NSDI 2005, dynamic rate limiting (the CALM model, "Baselines": Clark).
+"""Clark et al., NSDI 2005, dynamic rate limiting (docs/model.md, section 6).
 
 Round 1 sends every page at the minimum rate. Each later round sends the pages dirtied during
 the previous round at that round's dirtying rate (distinct pages written while it ran / its
@@ -12,14 +12,14 @@ not fit the scenario are refused instead).
 Clark's rule alone need not terminate: when the dirtying rate plus the increment stays below the
 maximum and the hot set is above 256 KiB, rounds go on for ever (the simulator's time limit then
 forces the stop, marked `forced`). Xen's implementation of it also capped the rounds;
-`max_rounds` (off by default, as in model.md) adds that cap.
+`max_rounds` (off by default, as in docs/model.md) adds that cap.
 """
 
 from __future__ import annotations
 
-from calm.errors import CalmError
-from replay.policies.base import MigrationContext, Policy, Stop, View
-from replay.units import format_rate
+from calm.core.errors import CalmError
+from calm.replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.scenario import check_rate
 
 DEFAULT_MIN_BPS = 100e6
 DEFAULT_INCREMENT_BPS = 50e6
@@ -46,11 +46,9 @@ class Clark(Policy):
         self.min = min(ctx.pages_per_step(DEFAULT_MIN_BPS), B / 2) if self.min_bps is None else ctx.pages_per_step(self.min_bps)
         self.inc = (min(ctx.pages_per_step(DEFAULT_INCREMENT_BPS), B / 4) if self.increment_bps is None
                     else ctx.pages_per_step(self.increment_bps))
-        if self.max > ctx.bandwidth * (1 + 1e-9):
-            raise CalmError(f"Clark's maximum rate {format_rate(self.max_bps)} exceeds the scenario's bandwidth")
-        if self.min > self.max * (1 + 1e-9):
-            raise CalmError(f"Clark's minimum rate {format_rate(self.min_bps)} exceeds its maximum "
-                            f"{format_rate(self.max * 8 * ctx.page_size / ctx.step_seconds)}")
+        to_bps = 8 * ctx.page_size / ctx.step_seconds
+        check_rate(self.max * to_bps, B * to_bps, "Clark's maximum rate", "the scenario's bandwidth")
+        check_rate(self.min * to_bps, self.max * to_bps, "Clark's minimum rate", "its maximum")
         self.rate = self.min
 
     def decide(self, view: View) -> float | Stop:

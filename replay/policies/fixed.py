@@ -1,8 +1,8 @@
-"""Fixed: the optimal fixed bandwidth and stop point of the uniform model (the CALM model, "Fixed
-bandwidth"), planned once for the workload's uniform-equivalent p (`DirtySource.mean_p`: dirty
+"""Fixed: the optimal fixed bandwidth and stop point of the uniform model (docs/model.md,
+section 2), planned once for the workload's uniform-equivalent p (`DirtySource.mean_p`: dirty
 events / (pages x steps) over the trace mapped on this RAM).
 
-Stop rule on a real trace (model.md gives the plan in clean pages, which a skewed trace may
+Stop rule on a real trace (docs/model.md gives the plan in clean pages, which a skewed trace may
 never reach): stop when the planned clean count N* is reached or the planned pre-copy time
 T(0 -> N*; b*) has elapsed, whichever comes first. Either criterion can be given or disabled
 explicitly (tests use a pure time stop, whose expected cost the closed form gives exactly).
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from replay.model import optimal_fixed
-from replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.model import optimal_fixed
+from calm.replay.policies.base import MigrationContext, Policy, Stop, View
 
 _PLAN = object()  # "take it from the optimal plan"
 

@@ -1,4 +1,4 @@
-"""QEMU's migration.c pre-copy (the CALM model, "Baselines": QEMU).
+"""QEMU's migration.c pre-copy (docs/model.md, section 6).
 
 Sends at `max-bandwidth` in passes over the dirty bitmap (one bitmap sync per pass) and completes
 as soon as the remaining dirty bytes fit in `max-bandwidth x downtime-limit` (default 300 ms),
@@ -11,9 +11,9 @@ the result is marked `forced`.
 
 from __future__ import annotations
 
-from calm.errors import CalmError
-from replay.policies.base import MigrationContext, Policy, Stop, View
-from replay.units import format_rate
+from calm.core.errors import CalmError
+from calm.replay.policies.base import MigrationContext, Policy, Stop, View
+from calm.replay.scenario import check_rate
 
 
 class Qemu(Policy):
@@ -27,8 +27,8 @@ class Qemu(Policy):
     def begin(self, ctx: MigrationContext) -> None:
         super().begin(ctx)
         self.rate = ctx.bandwidth if self.max_bandwidth_bps is None else ctx.pages_per_step(self.max_bandwidth_bps)
-        if self.rate > ctx.bandwidth * (1 + 1e-9):
-            raise CalmError(f"QEMU max-bandwidth {format_rate(self.max_bandwidth_bps)} exceeds the scenario's bandwidth")
+        to_bps = 8 * ctx.page_size / ctx.step_seconds
+        check_rate(self.rate * to_bps, ctx.bandwidth * to_bps, "QEMU max-bandwidth", "the scenario's bandwidth")
         self.threshold_pages = self.rate * self.downtime_limit_s / ctx.step_seconds
 
     def decide(self, view: View) -> float | Stop:

@@ -1,4 +1,4 @@
-"""Xen's xc_domain_save pre-copy (the CALM model, "Baselines": Xen).
+"""Xen's xc_domain_save pre-copy (docs/model.md, section 6).
 
 Rounds at full bandwidth (no rate limiter by default). A round sends the pages dirty when it
 began, skipping those written again before their turn (they will go in the next round anyway).
@@ -8,8 +8,8 @@ after `max_rounds` (29) rounds, or once more than `max_factor` (3) x RAM has bee
 
 from __future__ import annotations
 
-from calm.errors import CalmError
-from replay.policies.base import Policy, Stop, View
+from calm.core.errors import CalmError
+from calm.replay.policies.base import Policy, Stop, View
 
 
 class Xen(Policy):

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from calm.cli import OneLineErrorParser
+from calm.core.argtypes import OneLineErrorParser
 
 from . import KERNELS, VmError
 from .guest import GuestOptions, run_in_guest
@@ -15,8 +15,8 @@ from .kernels import cache_dir, fetch
 EPILOG = """\
 examples:
   calm-vm -- uname -r
-  calm-vm --kernel 6.12 -- calm record --backend soft-dirty --duration 5 -o /tmp/t.h5 -- python -m collector.workload
-  calm-vm --kernel 6.1 --rw "$PWD/out" -- calm record -o "$PWD/out/t.h5" --duration 5 -- python -m collector.workload
+  calm-vm --kernel 6.12 -- calm record --backend soft-dirty --duration 5 -o /tmp/t.h5 -- python -m calm.workloads.groundtruth
+  calm-vm --kernel 6.1 --rw "$PWD/out" -- calm record -o "$PWD/out/t.h5" --duration 5 -- python -m calm.workloads.groundtruth
   calm-vm --kernel 6.12 -- python -m pytest -m kernel tests/kernel
 
 The host root is shared read-only; /tmp, /run, /var/tmp, /root are tmpfs in the guest (lost at exit);

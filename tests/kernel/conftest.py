@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from collector.backends import soft_dirty_supported
+from calm.collector.backends import soft_dirty_supported
 
 IN_GUEST = os.environ.get("CALM_VM_GUEST") == "1"
 THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"

@@ -18,9 +18,9 @@ import numpy as np
 import psutil
 import pytest
 
-from collector.groundtruth import binomial_comparison, exact_comparison, load_truth
-from collector.pagemap_scan import scan_supported
-from collector.trace_reader import Trace
+from calm.analyzer.accuracy import binomial_comparison, exact_comparison, load_truth
+from calm.collector.pagemap_scan import scan_supported
+from calm.trace.reader import Trace
 from tests.collector_helpers import REPO, calm, row_of, start_workload, stop, wait_for_file, workload_command
 
 pytestmark = pytest.mark.kernel

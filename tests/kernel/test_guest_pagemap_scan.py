@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from collector import procfs
-from collector.backends import SoftDirtyBackend
-from collector.pagemap_scan import PagemapScanner, scan_soft_dirty, scan_supported
+from calm.collector import procfs
+from calm.collector.backends import SoftDirtyBackend
+from calm.collector.pagemap_scan import PagemapScanner, scan_soft_dirty, scan_supported
 from tests.collector_helpers import start_workload, stop
 
 pytestmark = pytest.mark.kernel

@@ -1,10 +1,10 @@
 """Synthetic calm traces with known per-page dirtying probabilities, for tests and benchmarks.
 
 Written with the real `TraceWriter` (so they are real trace files, read back through the real
-reader) from the ground-truth workload's profiles (`collector.workload.parse_profile`:
+reader) from the ground-truth workload's profiles (`calm.workloads.groundtruth.parse_profile`:
 `uniform:P`, `zipf:S[:PMAX]`, `hotcold:FRAC:PHOT:PCOLD`, `phases:...`, `service`). Each sample
 writes page i independently with its probability: the trace is what a perfect collector would
-record from `python -m collector.workload` with the same profile.
+record from `python -m calm.workloads.groundtruth` with the same profile.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import os
 
 import numpy as np
 
-from calm import __version__
-from calm.errors import CalmError
-from collector.trace_writer import TraceWriter
-from collector.workload import ProfileError, parse_profile
+from calm.core.version import __version__
+from calm.core.errors import CalmError
+from calm.trace.writer import TraceWriter
+from calm.workloads.groundtruth import ProfileError, parse_profile
 
 BASE_VPN = 0x7F0000000  # where the synthetic process's pages live (virtual page number)
 

@@ -7,7 +7,7 @@ and handed out as flat arrays. No reader builds a pages x samples matrix.
 
 A file cut short (SIGKILL, full disk) is trimmed to its longest consistent prefix of samples, so
 everything that was flushed can be read; a file whose writer died in the middle of an HDF5 flush
-is read through `collector.hdf5_recovery` (without modifying it). Layout: `collector.trace_format` and FORMAT.md.
+is read through `calm.trace.recovery` (without modifying it). Layout: `calm.trace.format` and FORMAT.md.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from calm.errors import CalmError
-from collector import trace_format as tf
-from collector.hdf5_recovery import EoaRepairedFile, needs_eoa_repair
-from collector.procfs import MapsTable
+from calm.core.errors import CalmError
+from calm.trace import format as tf
+from calm.trace.recovery import EoaRepairedFile, needs_eoa_repair
+from calm.trace.maps import MapsTable
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from calm.errors import CalmError
-from calm.outputs import prepare_output_dir
+from calm.core import argtypes
+from calm.core.errors import CalmError
+from calm.core.paths import prepare_output_dir
 
 DEFAULT_OUTPUT = "calm-demo"
 DEFAULT_DURATION = 20.0
@@ -31,21 +32,23 @@ READY_TIMEOUT = 60.0
 DEMO_FILES = ("trace.h5", "report.html", "analysis", "replay")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo", help="record, analyse and replay the built-in workload; write an HTML report",
-        description="Run the built-in service-like workload, record it with the best backend this "
-                    "kernel has, analyse the trace, replay it through CALM, Clark, Xen, QEMU and the "
-                    "optimal fixed bandwidth in the slides' four scenarios, and write report.html with "
-                    "the trace, plots and tables. Takes about the recording time plus half a minute.")
+HELP = "record, analyse and replay the built-in workload; write an HTML report"
+DESCRIPTION = (
+    "Run the built-in service-like workload, record it with the best backend this kernel has, analyse "
+    "the trace, replay it through CALM, Clark, Xen, QEMU and the optimal fixed bandwidth in the slides' "
+    "four scenarios, and write report.html with the trace, plots and tables. Takes about the recording "
+    "time plus half a minute."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="DIR", default=DEFAULT_OUTPUT,
                         help=f"directory for everything the demo writes (default {DEFAULT_OUTPUT}/)")
-    parser.add_argument("-d", "--duration", type=float, default=DEFAULT_DURATION, metavar="SECONDS",
-                        help=f"how long to record the workload (default {DEFAULT_DURATION:g})")
+    parser.add_argument("-d", "--duration", type=argtypes.duration(), default=DEFAULT_DURATION, metavar="DURATION",
+                        help=f"how long to record the workload (default {DEFAULT_DURATION:g}s)")
     parser.add_argument("-f", "--force", action="store_true",
                         help="overwrite the files of an earlier demo in DIR")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    parser.set_defaults(func=run)
 
 
 def _check_output(out: Path, force: bool) -> None:
@@ -61,7 +64,7 @@ class Workload:
     def __init__(self, out: Path) -> None:
         self.ready_file = out / ".workload-ready"
         self.ready_file.unlink(missing_ok=True)
-        self.args = ["-m", "collector.workload", "--profile", "service", "--pages", str(WORKLOAD_PAGES),
+        self.args = ["-m", "calm.workloads.groundtruth", "--profile", "service", "--pages", str(WORKLOAD_PAGES),
                      "--interval", str(WORKLOAD_INTERVAL), "--seed", "1"]
         self.proc = subprocess.Popen([sys.executable, *self.args, "--ready-file", str(self.ready_file)],
                                      stdin=subprocess.DEVNULL)
@@ -96,7 +99,7 @@ def _say(quiet: bool, message: str) -> None:
 
 
 def _record(out: Path, duration: float, quiet: bool):
-    from collector.recorder import RecordOptions, record
+    from calm.collector.recorder import RecordOptions, record
 
     trace = out / "trace.h5"
     workload = Workload(out)
@@ -112,10 +115,10 @@ def _record(out: Path, duration: float, quiet: bool):
 
 
 def _analyze(trace: Path, out: Path, quiet: bool):
-    from analyzer import analyze
-    from analyzer.outputs import write_data
-    from analyzer.plots import write_plots
-    from collector.progress import Progress
+    from calm.analyzer import analyze
+    from calm.analyzer.outputs import write_data
+    from calm.analyzer.plots import write_plots
+    from calm.core.progress import Progress
 
     _say(quiet, "calm demo: [2/4] analysing the trace")
     analysis_dir = prepare_output_dir(out / "analysis")
@@ -129,10 +132,10 @@ def _analyze(trace: Path, out: Path, quiet: bool):
 
 
 def _replay(trace: Path, out: Path, quiet: bool):
-    from collector.progress import Progress
-    from replay.outputs import TABLE_COLUMNS, write_csv, write_json
-    from replay.plots import plot_bandwidth, plot_sweep
-    from replay.runner import run_replay
+    from calm.core.progress import Progress
+    from calm.replay.outputs import TABLE_COLUMNS, json_ready, write_csv, write_json
+    from calm.replay.plots import write_replay_plots
+    from calm.replay.runner import run_replay
 
     _say(quiet, "calm demo: [3/4] replaying the trace through calm, clark, xen, qemu and fixed "
                 "in the slides' four scenarios")
@@ -144,14 +147,13 @@ def _replay(trace: Path, out: Path, quiet: bool):
         rows = report.table()
         write_csv(rows, TABLE_COLUMNS, replay_dir / "results.csv")
         results_json = write_json(report.to_dict(), replay_dir / "results.json")
-        plot_bandwidth(report, replay_dir)
-        plot_sweep(report, replay_dir)
+        write_replay_plots(json_ready(report.to_dict()), replay_dir)
     return rows, results_json, replay_dir
 
 
 def _report(analysis, results_json: Path, out: Path, quiet: bool) -> Path:
     from calm.report import build_report, load_results, write_report
-    from collector.progress import Progress
+    from calm.core.progress import Progress
 
     _say(quiet, "calm demo: [4/4] writing the HTML report")
     with Progress(quiet=quiet) as progress:
@@ -162,8 +164,6 @@ def _report(analysis, results_json: Path, out: Path, quiet: bool) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.duration > 0):
-        raise CalmError(f"--duration must be > 0 seconds, got {args.duration:g}")
     started = time.monotonic()
     out = Path(args.output)
     _check_output(out, args.force)
@@ -175,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     rows, results_json, replay_dir = _replay(trace, out, args.quiet)
     report = _report(analysis, results_json, out, args.quiet)
     if not args.quiet:
-        from analyzer.outputs import summary_text
-        from replay.outputs import format_table
+        from calm.analyzer.outputs import summary_text
+        from calm.replay.outputs import format_table
 
         overran = f"; {recorded.overruns} rounds overran the interval" if recorded.overruns else ""
         print(f"calm demo: recorded {recorded.samples} samples over {recorded.seconds:.1f} s with the "

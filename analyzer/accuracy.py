@@ -1,4 +1,4 @@
-"""Compare a recorded trace of `collector.workload` against the workload's own truth.
+"""Compare a recorded trace of `calm.workloads.groundtruth` against the workload's own truth.
 
 Why two comparisons:
 - *Exact*: the workload logs when each write round ran and which pages it wrote. A sample covers
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.trace_reader import Trace
+from calm.trace.reader import Trace
 
 
 @dataclass

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calm.cli import OneLineErrorParser
+from calm.core.argtypes import OneLineErrorParser
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
-        prog="python -m collector.workload",
+        prog="python -m calm.workloads.groundtruth",
         description="Dirty memory with known per-page probabilities (ground truth for calm).",
     )
     parser.add_argument("--pages", type=int, default=4096, help="pages to allocate (default 4096 = 16 MiB)")

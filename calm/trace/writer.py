@@ -4,7 +4,7 @@ Why it buffers: one HDF5 append per (sample, process) would cost more than the s
 samples accumulate in memory and go to disk in one append per column at `flush()`, which the
 recorder calls at least once a second. Between flushes nothing touches the file, so a SIGKILL
 leaves the file as of the last flush; columns are appended in dependency order (events, segments,
-samples) and the reader trims any half-written tail. The layout is in `trace_format`.
+samples) and the reader trims any half-written tail. The layout is in `calm.trace.format`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from calm.errors import CalmError
-from collector import trace_format as tf
-from collector.procfs import MapsTable
+from calm.core.errors import CalmError
+from calm.core.paths import check_output_path
+from calm.trace import format as tf
+from calm.trace.maps import MapsTable
 
 
 def _h5_dtype(code: str) -> np.dtype | h5py.Datatype:
@@ -215,22 +216,3 @@ def _compact(path: Path) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
-
-
-def check_output_path(path: Path, *, force: bool) -> None:
-    """Refuses an output we could not or should not write, before any recording starts."""
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        exists = path.exists()
-        is_dir = path.is_dir()
-        parent_is_dir = parent.is_dir()
-    except OSError as exc:
-        raise CalmError(f"cannot access output {path}: {exc.strerror}") from None
-    if is_dir:
-        raise CalmError(f"output {path} is a directory")
-    if exists and not force:
-        raise CalmError(f"output {path} exists; use --force to overwrite it")
-    if not parent_is_dir:
-        raise CalmError(f"output directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CalmError(f"output directory {parent} is not writable")

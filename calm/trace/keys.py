@@ -1,4 +1,6 @@
-"""One uint64 key per page of the whole service: (process row << 48) | virtual page number.
+"""One uint64 key per page of a trace: (process row << 48) | virtual page number.
+
+The analyzer and the replay both sort, merge and look up pages by this key; it is defined once here.
 
 Why: a page is only identified by its process *and* its address (forked workers reuse the same
 addresses for different physical pages), and numpy sorts, merges and searches one uint64 column far
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calm.errors import CalmError
+from calm.core.errors import CalmError
 
 VPN_BITS = 48
 VPN_MASK = np.uint64((1 << VPN_BITS) - 1)
@@ -22,9 +24,9 @@ def make_keys(process: np.ndarray, vpn: np.ndarray) -> np.ndarray:
     vpn = np.asarray(vpn, dtype=np.uint64)
     process = np.asarray(process, dtype=np.uint64)
     if vpn.size and int(vpn.max()) > int(VPN_MASK):
-        raise CalmError(f"page number {int(vpn.max()):#x} does not fit the analyzer's 48-bit page keys")
+        raise CalmError(f"page number {int(vpn.max()):#x} does not fit calm's 48-bit page keys")
     if process.size and int(process.max()) >= MAX_ROWS:
-        raise CalmError(f"trace has more than {MAX_ROWS} processes; the analyzer supports at most that")
+        raise CalmError(f"trace has more than {MAX_ROWS} processes; calm supports at most that")
     return (process << np.uint64(VPN_BITS)) | vpn
 
 

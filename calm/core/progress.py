@@ -10,10 +10,6 @@ from __future__ import annotations
 import sys
 import time
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
-
 LINE_EVERY_SECONDS = 5.0
 
 
@@ -24,9 +20,14 @@ class Progress:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.interactive = not quiet and self.stream.isatty()
-        self._live: Live | None = None
+        self._live = None  # rich.live.Live, imported only on a terminal (start-up time)
         self._last_line = 0.0
         if self.interactive:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
+            self._text = Text
             self._console = Console(file=self.stream)
             self._live = Live(Text(""), console=self._console, refresh_per_second=4, transient=True)
             self._live.start()
@@ -44,7 +45,7 @@ class Progress:
         if self.quiet:
             return
         if self._live is not None:
-            self._live.update(Text(status))
+            self._live.update(self._text(status))
             return
         now = time.monotonic()
         if now - self._last_line >= LINE_EVERY_SECONDS:
