@@ -23,6 +23,7 @@ KIND_ANON = "anonymous"
 KIND_FILE = "file"
 KIND_SPECIAL = "special"
 KIND_UNMAPPED = "unmapped"
+KIND_NAMED = "named"  # a range named by --region-names (calm.analyzer.names)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def gc_signature(trace_path: Path, pid: int, heap: list[tuple[int, int]], gc_log
 
     One pass over the trace; per sample a bincount of the heap's dirty pages per chunk (no per-page
     Python work), keeping only the (sample, chunk) pairs that were bulk-written."""
-    from collector.trace_reader import Trace
+    from calm.trace.reader import Trace
 
     with Trace(trace_path) as trace:
         rows = [p.row for p in trace.processes if p.pid == pid]
