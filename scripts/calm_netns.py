@@ -9,6 +9,7 @@ run killed with SIGKILL leaves namespaces that the next run recognises as stale 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -93,6 +94,11 @@ class VethNet:
         sh("tc", "-n", self.server_ns, "qdisc", "replace", "dev", self.server_dev, "root", "tbf",
            "rate", f"{int(rate_bps)}bit", "burst", str(burst), "latency", "200ms")
         return sh("tc", "-n", self.server_ns, "qdisc", "show", "dev", self.server_dev).strip()
+
+    def tx_bytes(self) -> int:
+        """Bytes the server's veth has sent (responses with their HTTP, TCP and IP headers)."""
+        link = json.loads(sh("ip", "-n", self.server_ns, "-s", "-j", "link", "show", "dev", self.server_dev))
+        return int(link[0]["stats64"]["tx"]["bytes"])
 
     def unshape(self) -> None:
         subprocess.run(["tc", "-n", self.server_ns, "qdisc", "del", "dev", self.server_dev, "root"],

@@ -35,6 +35,7 @@ class Served:
     """A running service: its pid, the URLs the load picks from, a label, and the response size
     when it is known in advance (None: measured from the responses)."""
 
+    name: str  # the program, as the first line of the script's output names it
     pid: int
     urls: list[str]
     label: str
@@ -44,14 +45,14 @@ class Served:
 @contextmanager
 def serve_apache(net: VethNet, page: str) -> Iterator[Served]:
     with Apache(listen=f"{net.server_ip}:{PORT}", prefix=net.exec_prefix(net.server_ns)) as httpd:
-        yield Served(httpd.pid, [httpd.url(f"/{page}")], f"Apache, {page}", PAGES[page])
+        yield Served("httpd", httpd.pid, [httpd.url(f"/{page}")], f"Apache, {page}", PAGES[page])
 
 
 @contextmanager
 def serve_search(net: VethNet, config: SearchConfig) -> Iterator[Served]:
     with SearchService(config, host=net.server_ip, port=PORT, prefix=net.exec_prefix(net.server_ns),
                        gc_log=False) as svc:
-        yield Served(svc.pid, svc.query_urls(), f"Lucene search service, {config.docs} documents, query log")
+        yield Served("java", svc.pid, svc.query_urls(), f"Lucene search service, {config.docs} documents, query log")
 
 
 @contextmanager
@@ -77,7 +78,8 @@ def serve_command(net: VethNet, command: str, paths: list[str], timeout: float =
                 raise NetnsError(f"the service did not listen on port {PORT} within {timeout:g} s (see {log})")
             time.sleep(0.05)
         urls = [f"http://{net.server_ip}:{PORT}{p if p.startswith('/') else '/' + p}" for p in paths]
-        yield Served(proc.pid, urls, f"{argv[0].rsplit('/', 1)[-1]}, {len(paths)} path(s)")
+        program = argv[0].rsplit("/", 1)[-1]
+        yield Served(program, proc.pid, urls, f"{program}, {len(paths)} path(s)")
     finally:
         _stop(proc)
         log.unlink(missing_ok=True)
