@@ -1,5 +1,6 @@
 """The slides' evaluation table (Nutch under Poisson load, SLA 1 s; ../shared/model.md) and a
-side-by-side view of a `calm replay` results.csv against it.
+side-by-side view of a `calm replay` results.csv against it; and the headline numbers of the
+slides' three dirtying plots (top 100, top 500, over time) from a `calm analyze` directory.
 
 The slides give cost, total time and downtime for Clark, CALM and Fixed in four scenarios; Xen and
 QEMU rows of ours have no slide counterpart. The claim to reproduce is the shape: CALM's cost at or
@@ -9,7 +10,10 @@ below Clark's and Fixed's in every scenario.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
+
+import numpy as np
 
 # scenario (as calm replay spells it) -> algorithm -> (cost, total time s, downtime s)
 SLIDES = {
@@ -52,3 +56,27 @@ def slides_comparison(results_csv: Path) -> str:
             ok = c <= float(mine["clark"]["cost_s"]) and c <= float(mine["fixed"]["cost_s"])
             verdicts.append(f"{scenario}: CALM {'at or below' if ok else 'ABOVE'} Clark and Fixed")
     return "\n".join(lines + [""] + verdicts)
+
+
+def dirtying_headline(analysis: Path) -> dict:
+    """The numbers behind the slides' dirtying plots: mean p of the 100 and 500 most often dirtied
+    pages and p at those ranks (per sample), and the dirty rate over time (mean and max)."""
+    summary = json.loads((analysis / "summary.json").read_text())
+    with (analysis / "pages.csv").open() as f:
+        header = f.readline().rstrip("\n").split(",")
+        column = header.index("p_per_sample")
+        p = np.array([float(line.split(",")[column]) for line in f])  # ranked, most often dirtied first
+    out = {"interval_s": summary["interval_measured_s"], "dirtied_mib": summary["service"]["dirtied_mib"],
+           "dirty_rate_mb_s": summary["dirty_rate_mb_s"]}
+    for n in (100, 500):
+        out[f"top{n}_mean_p"] = float(p[:n].mean()) if p.size else 0.0
+        out[f"p_at_rank_{n}"] = float(p[n - 1]) if p.size >= n else None
+    return out
+
+
+def describe_headline(h: dict) -> str:
+    rank = {n: "-" if h[f"p_at_rank_{n}"] is None else f"{h[f'p_at_rank_{n}']:.3f}" for n in (100, 500)}
+    return (f"top-100 mean p {h['top100_mean_p']:.3f} (p at rank 100: {rank[100]}), top-500 mean p "
+            f"{h['top500_mean_p']:.3f} (rank 500: {rank[500]}) per {h['interval_s']:.2f} s sample; dirty rate "
+            f"mean {h['dirty_rate_mb_s']['mean']:.1f} MB/s, max {h['dirty_rate_mb_s']['max']:.1f} MB/s; "
+            f"{h['dirtied_mib']:.1f} MiB dirtied in all")

@@ -16,30 +16,19 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from calm.collector.backends import soft_dirty_supported
 from calm.trace.reader import Trace
-
-REPO = Path(__file__).resolve().parent.parent
-PROFILE = REPO / "scripts" / "profile-search"
-sys.path.insert(0, str(REPO / "scripts"))
-
-from calm_jvm import gc_pauses, gc_signature  # noqa: E402
-from calm_search import installed  # noqa: E402
+from tests.search_helpers import MIB, assert_stopped, gc_pauses, gc_signature, installed, jvm_of, profile_search
 
 pytestmark = pytest.mark.slow
 
 DURATION, INTERVAL, RATE, DOCS = 20, 0.5, 20, 2000
-SERVICE = ["--docs", str(DOCS), "--reindex-interval", "2", "--no-install"]
-MIB = 1 << 20
+SERVICE = ["--docs", str(DOCS), "--reindex-interval", "2"]
 
 
 @pytest.fixture(autouse=True)
@@ -51,25 +40,8 @@ def _java_available():
     pytest.skip("needs openjdk-17-jdk-headless and liblucene8-java (run scripts/install-deps)")
 
 
-def profile(out: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(PROFILE), "-o", str(out), "--rate", str(RATE), "--duration",
-                           str(DURATION), "--interval", str(INTERVAL), *SERVICE, *extra],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
-
-
-def jvm_of(stdout: str) -> tuple[int, Path]:
-    m = re.search(r"search: JVM (\d+) on .*; runtime (\S+)\)", stdout)
-    assert m, stdout
-    return int(m[1]), Path(m[2])
-
-
-def assert_stopped(pid: int, root: Path) -> None:
-    try:
-        proc = psutil.Process(pid)
-        assert proc.status() == psutil.STATUS_ZOMBIE or proc.name() != "java", "the JVM is still running"
-    except psutil.NoSuchProcess:
-        pass
-    assert not root.exists(), f"runtime directory {root} left behind"
+def profile(out: Path, *extra: str, timeout: float = 600):
+    return profile_search(out, *SERVICE, *extra, rate=RATE, duration=DURATION, interval=INTERVAL, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
