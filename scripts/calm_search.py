@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from calm_apt import apt_install
+
 HERE = Path(__file__).resolve().parent / "search"
 SOURCES = ("Corpus.java", "Json.java", "SearchIndex.java", "SearchService.java")
 MAIN_CLASS = "calm.search.SearchService"
@@ -75,13 +77,7 @@ def ensure_installed() -> None:
     """Installs Debian's JDK 17 and Lucene 8 when missing (idempotent; needs root and apt)."""
     if installed():
         return
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES]):
-        proc = subprocess.run(sudo + cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SearchError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
+    apt_install(DEBIAN_PACKAGES, SearchError)
     if not installed():
         raise SearchError(f"{' '.join(DEBIAN_PACKAGES)} installed but no javac under {JDK_GLOB} "
                           "or no /usr/share/java/lucene-*-8.*.jar")
@@ -136,7 +132,7 @@ class SearchConfig:
     heap: str = "512m"
     gc: str = "g1"
     reindex_interval: float = 10.0  # s between re-index slices, 0 = never
-    reindex_docs: int = 0  # documents per slice; 0 = 1% of the corpus
+    reindex_docs: int = 0  # documents per slice; 0 = 0.2% of the corpus
     threads: int = 8  # HTTP worker threads
     queries: int = 2000  # lines of the query log
     jvm_args: list[str] = field(default_factory=list)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +22,13 @@ import pytest
 
 from calm.collector.backends import soft_dirty_supported
 from calm.trace.reader import Trace
-from tests.search_helpers import MIB, assert_stopped, gc_pauses, gc_signature, installed, jvm_of, profile_search
+from tests.search_helpers import (MIB, assert_stopped, gc_pauses, gc_signature, java_available,  # noqa: F401
+                                  jvm_of, profile_search)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("java_available")]
 
 DURATION, INTERVAL, RATE, DOCS = 20, 0.5, 20, 2000
 SERVICE = ["--docs", str(DOCS), "--reindex-interval", "2"]
-
-
-@pytest.fixture(autouse=True)
-def _java_available():
-    if installed():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("JDK 17 or Lucene 8 missing in CI (scripts/install-deps installs them)")
-    pytest.skip("needs openjdk-17-jdk-headless and liblucene8-java (run scripts/install-deps)")
 
 
 def profile(out: Path, *extra: str, timeout: float = 600):

@@ -7,11 +7,8 @@ A small corpus keeps each start to seconds. Skips when the JDK or Lucene is miss
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.error import HTTPError
 from urllib.parse import quote_plus
 from urllib.request import Request, urlopen
@@ -19,22 +16,12 @@ from urllib.request import Request, urlopen
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+from tests.search_helpers import java_available  # noqa: F401
 
-from calm_search import (MAIN_CLASS, SearchConfig, SearchError, SearchService, classpath,  # noqa: E402
-                         installed, jdk_bin)
+from calm_search import MAIN_CLASS, SearchConfig, SearchError, SearchService, classpath, jdk_bin  # noqa: E402
 
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("java_available")]
 DOCS = 1500
-
-
-@pytest.fixture(autouse=True)
-def _java_available():
-    if installed():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("JDK 17 or Lucene 8 missing in CI (scripts/install-deps installs them)")
-    pytest.skip("needs openjdk-17-jdk-headless and liblucene8-java (run scripts/install-deps)")
 
 
 def get(url: str) -> tuple[int, dict]:

@@ -102,7 +102,7 @@ public final class SearchService {
             return;
         }
         if (indexThreads == 0) indexThreads = Runtime.getRuntime().availableProcessors();
-        if (reindexDocs == 0) reindexDocs = Math.max(1, docs / 100);
+        if (reindexDocs == 0) reindexDocs = Math.max(1, docs / 500); // 0.2%: a crawler refreshing ~1%/min
 
         Corpus corpus = new Corpus(seed, docs, docBytes, vocabulary, zipf);
         Path dir = Path.of(opt.get("index-dir"));
