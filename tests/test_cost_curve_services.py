@@ -89,7 +89,8 @@ def check_curve(out: Path, apart: float = 1.0) -> list[dict]:
                     reason="needs openjdk-17-jdk-headless and liblucene8-java (scripts/install-deps)")
 def test_search_service_auto_steps(tmp_path):
     out = tmp_path / "search"
-    proc = run(out, "--service", "search", "--docs", "1000", "--heap", "128m", "--duration", "8", "--rate", "10")
+    proc = run(out, "--service", "search", "--docs", "1000", "--heap", "128m", "--duration", "8", "--rate", "10",
+               "--warmup", "5")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     service, script = started(proc.stdout)
     assert_gone(service, script)

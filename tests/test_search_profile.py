@@ -15,20 +15,25 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from calm.collector.backends import soft_dirty_supported
 from calm.trace.reader import Trace
-from tests.search_helpers import (MIB, assert_stopped, gc_pauses, gc_signature, java_available,  # noqa: F401
-                                  jvm_of, profile_search)
+from tests.search_helpers import (MIB, PROFILE, assert_stopped, gc_pauses, gc_signature,  # noqa: F401
+                                  java_available, jvm_of, profile_search)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("java_available")]
 
 DURATION, INTERVAL, RATE, DOCS = 20, 0.5, 20, 2000
-SERVICE = ["--docs", str(DOCS), "--reindex-interval", "2"]
+SERVICE = ["--docs", str(DOCS), "--reindex-interval", "2", "--warmup", "5"]
 
 
 def profile(out: Path, *extra: str, timeout: float = 600):
@@ -131,3 +136,26 @@ def test_jvm_stopped_when_recording_fails(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("profile-search: error: calm record"), proc.stderr
     pid, root = jvm_of(proc.stdout)
     assert_stopped(pid, root)
+
+
+def test_sigterm_stops_everything(tmp_path):
+    """SIGTERM while the load runs: exit 130 with one line, the JVM, its runtime directory and the
+    recorder gone."""
+    proc = subprocess.Popen([sys.executable, str(PROFILE), "-o", str(tmp_path / "p"), "--no-install", "--backend",
+                             "hash", "--rate", "5", "--duration", "60", *SERVICE],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # printed once the JVM is ready, before recording starts
+    pid, root = jvm_of(first)
+    deadline = 120
+    trace = tmp_path / "p" / "search.h5"
+    start = time.monotonic()
+    while not trace.exists():  # the recorder's handshake: it has opened the trace
+        assert time.monotonic() - start < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["profile-search: interrupted; the search service is stopped"], stderr
+    assert_stopped(pid, root)
+    recorders = [p for p in psutil.process_iter(["cmdline"]) if str(trace) in " ".join(p.info["cmdline"] or [])]
+    assert not recorders, "calm record still running"
