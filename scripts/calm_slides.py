@@ -53,8 +53,10 @@ def slides_comparison(results_csv: Path) -> str:
                          f"{_num(float(r['total_time_s']))} | {float(r['downtime_s']):.4g} | {slide} |")
         if {"calm", "clark", "fixed"} <= mine.keys():
             c = float(mine["calm"]["cost_s"])
-            ok = c <= float(mine["clark"]["cost_s"]) and c <= float(mine["fixed"]["cost_s"])
-            verdicts.append(f"{scenario}: CALM {'at or below' if ok else 'ABOVE'} Clark and Fixed")
+            above = [f"{alg.capitalize()} ({_num(float(mine[alg]['cost_s']))})" for alg in ("clark", "fixed")
+                     if c > float(mine[alg]["cost_s"])]
+            verdicts.append(f"{scenario}: CALM ({_num(c)}) " + (f"ABOVE {' and '.join(above)}" if above
+                                                                 else "at or below Clark and Fixed"))
     return "\n".join(lines + [""] + verdicts)
 
 

@@ -35,7 +35,7 @@ def test_search_profile_soft_dirty_in_guest(tmp_path):
     assert installed(), "JDK 17 / Lucene 8 not installed on the host root (scripts/install-deps)"
     out = tmp_path / "profile"
     proc = profile_search(out, "--backend", "soft-dirty", "--docs", "300", "--heap", "64m", "--reindex-interval", "5",
-                          "--warmup", "20", "--jvm-option", "-XX:TieredStopAtLevel=1", "--no-plots",
+                          "--warmup", "20", "--jvm-option=-XX:TieredStopAtLevel=1", "--no-plots",
                           "--scenario", "256MiB@256Mbit",
                           rate=RATE, duration=DURATION, interval=INTERVAL, timeout=800)
     print(proc.stdout)  # shown with -s and on failure
