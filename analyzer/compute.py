@@ -25,6 +25,7 @@ from calm.trace.keys import key_process, key_vpn, make_keys
 from calm.analyzer.mapped import ProcessMaps, load_process_maps, mapped_counts, writable_pages_per_sample
 from calm.analyzer.model import (AddressRange, Analysis, Heatmap, PageTable, Timeline, TopRaster,
                             WorkingSet)
+from calm.analyzer.names import NamedRange, apply_region_names
 from calm.analyzer.regions import Region, assign_regions
 from calm.core.errors import CalmError
 from calm.collector.ranges import merge_ranges
@@ -41,20 +42,22 @@ Progress = Callable[[str, int, int], None]  # (stage, samples done, samples tota
 
 
 def analyze(trace_path: str | os.PathLike, *, pids: Sequence[int] | None = None,
-            max_events: int = CHUNK_EVENTS, progress: Progress | None = None) -> Analysis:
-    """Analyses a trace; `pids` restricts it to those processes (default: the whole service).
+            max_events: int = CHUNK_EVENTS, progress: Progress | None = None,
+            region_names: Sequence[NamedRange] = ()) -> Analysis:
+    """Analyses a trace; `pids` restricts it to those processes (default: the whole service);
+    `region_names` names address ranges the maps show as anonymous (calm.analyzer.names).
 
     HDF5 reports damaged files as OSError from whichever read first touches the damage (even
     while opening), so those become one CalmError line here.
     """
     try:
-        return _analyze(trace_path, pids, max_events, progress)
+        return _analyze(trace_path, pids, max_events, progress, list(region_names))
     except OSError as exc:
         raise CalmError(f"{trace_path} is corrupt or truncated: {exc}") from exc
 
 
 def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_events: int,
-             progress: Progress | None) -> Analysis:
+             progress: Progress | None, region_names: list[NamedRange]) -> Analysis:
     with Trace(trace_path) as trace:
         if trace.n_samples == 0:
             raise CalmError(f"{trace_path} holds no complete sample to analyse")
@@ -93,6 +96,11 @@ def _analyze(trace_path: str | os.PathLike, pids: Sequence[int] | None, max_even
         pages = _page_table(counter, pmaps, space, page_size, notes)
         regions: list[Region] = []
         pages.region = _regions_of_pages(pages, pmaps, space, page_size, regions)
+        if region_names:
+            rows_of_pid: dict[int, list[int]] = {}
+            for r in rows:
+                rows_of_pid.setdefault(trace.processes[r].pid, []).append(r)
+            notes += apply_region_names(pages, regions, region_names, rows_of_pid, page_size)
         layout, total_pages = _address_layout(pages, regions, page_size)
         heatmap, raster, top_dirty = _second_pass(trace, events, pages, layout, total_pages, t,
                                                  max_events, progress)

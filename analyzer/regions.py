@@ -24,6 +24,7 @@ KIND_FILE = "file"
 KIND_SPECIAL = "special"
 KIND_SHARED = "shared"  # an object mapped MAP_SHARED: its pages are counted once for the service
 KIND_UNMAPPED = "unmapped"
+KIND_NAMED = "named"  # a range named by --region-names (calm.analyzer.names)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from string import Template
 import numpy as np
 import psutil
 
+from calm_apt import apt_install
+
 HERE = Path(__file__).resolve().parent / "apache"
 APACHE_BIN = Path("/usr/sbin/apache2")
 MODULES = Path("/usr/lib/apache2/modules")
@@ -53,13 +55,7 @@ def ensure_installed() -> None:
     """Installs Debian's apache2 when missing (idempotent; needs root and the apt registry)."""
     if installed():
         return
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *DEBIAN_PACKAGES]):
-        proc = subprocess.run(sudo + cmd, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ApacheError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip().splitlines()[-1:]}")
+    apt_install(DEBIAN_PACKAGES, ApacheError)
     if not installed():
         raise ApacheError(f"apache2 installed but {APACHE_BIN} or the prefork module is missing")
 

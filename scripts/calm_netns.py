@@ -9,6 +9,7 @@ run killed with SIGKILL leaves namespaces that the next run recognises as stale 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -53,6 +54,7 @@ class VethNet:
         self.server_ns, self.client_ns = f"{tag}-srv", f"{tag}-cli"
         self.server_dev, self.client_dev = f"cc{os.getpid()}s", f"cc{os.getpid()}c"
         self.created: list[str] = []
+        self.gso_max: int | None = None
 
     def up(self) -> None:
         if os.geteuid() != 0:
@@ -72,16 +74,31 @@ class VethNet:
     def exec_prefix(self, ns: str) -> list[str]:
         return ["ip", "netns", "exec", ns]
 
+    def limit_gso(self, max_bytes: int) -> None:
+        """Caps the server veth's GSO packets at max_bytes (one frame at 1514), so tbf can shape
+        with a bucket of a few frames instead of 64 KiB; needed at rates of a few hundred kbit/s,
+        where 64 KiB is seconds of traffic that would pass unshaped. Applies to connections opened
+        after the call (TCP reads the limit when a connection starts)."""
+        sh("ip", "-n", self.server_ns, "link", "set", "dev", self.server_dev, "gso_max_size", str(max_bytes))
+        self.gso_max = max_bytes
+
     def shape(self, rate_bps: float) -> str:
         """Limits the server's egress to rate_bps with tbf; returns the qdisc as tc shows it.
 
-        burst: 10 ms at the rate but at least 64 KiB, so one GSO segment of the veth always fits the
-        bucket (tbf would otherwise have to split or drop it); latency 200 ms bounds the queue, past
-        which packets drop and TCP backs off, as on a real congested link."""
-        burst = max(int(rate_bps / 8 * 0.010), 64 * 1024)
+        burst: 10 ms at the rate but at least two of the largest packets the veth hands over (64 KiB
+        GSO segments unless `limit_gso` lowered them), so a packet always fits the bucket (tbf would
+        otherwise have to split or drop it); latency 200 ms bounds the queue, past which packets
+        drop and TCP backs off, as on a real congested link."""
+        floor = 2 * self.gso_max if self.gso_max else 64 * 1024
+        burst = max(int(rate_bps / 8 * 0.010), floor)
         sh("tc", "-n", self.server_ns, "qdisc", "replace", "dev", self.server_dev, "root", "tbf",
            "rate", f"{int(rate_bps)}bit", "burst", str(burst), "latency", "200ms")
         return sh("tc", "-n", self.server_ns, "qdisc", "show", "dev", self.server_dev).strip()
+
+    def tx_bytes(self) -> int:
+        """Bytes the server's veth has sent (responses with their HTTP, TCP and IP headers)."""
+        link = json.loads(sh("ip", "-n", self.server_ns, "-s", "-j", "link", "show", "dev", self.server_dev))
+        return int(link[0]["stats64"]["tx"]["bytes"])
 
     def unshape(self) -> None:
         subprocess.run(["tc", "-n", self.server_ns, "qdisc", "del", "dev", self.server_dev, "root"],

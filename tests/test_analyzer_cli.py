@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -124,3 +125,42 @@ def test_trace_without_dirty_pages_left_unclosed(tmp_path):
         for fmt in FORMATS:
             assert (out / f"{name}.{fmt}").stat().st_size > 1000
     assert json.loads((out / "summary.json").read_text())["service"]["dirtied_pages"] == 0
+
+
+def test_region_names_attribute_anonymous_memory(trace_path, tmp_path):
+    """--region-names names ranges the maps show as anonymous (a JVM's heap, say): pages inside a
+    range move to that name, pages outside keep their mapping, and names for a pid the trace does
+    not hold are a note, not an error."""
+    names = tmp_path / "names.txt"
+    names.write_text("# pid start-end name\n"
+                     f"10 {200 * 4096:x}-{204 * 4096:x} Java heap\n"
+                     f"10 0x{300 * 4096:x}-0x{301 * 4096:x} JVM Code\n"
+                     f"99 {100 * 4096:x}-{104 * 4096:x} elsewhere\n")
+    out = tmp_path / "out"
+    calm("analyze", str(trace_path), "-o", str(out), "--no-plots", "-q", "--region-names", str(names), check=True)
+    regions = {r["region"]: r for r in csv.DictReader((out / "regions.csv").open())}
+    assert regions["Java heap"]["kind"] == "named"
+    assert (regions["Java heap"]["pages"], regions["Java heap"]["dirty_page_samples"]) == ("1", "5")  # page 200
+    assert (regions["JVM Code"]["pages"], regions["JVM Code"]["dirty_page_samples"]) == ("1", "2")  # page 300
+    assert regions["[heap]"]["pages"] == "2"  # pages 100 and 101 of pid 10 are outside every range
+    assert "anonymous" in regions  # pid 11's anonymous pages: pid 99's name does not reach them
+    pages = {(r["pid"], r["address"]): r["region"] for r in csv.DictReader((out / "pages.csv").open())}
+    assert pages[("10", hex(200 * 4096))] == "Java heap" and pages[("11", hex(100 * 4096))] == "anonymous"
+    notes = json.loads((out / "summary.json").read_text())["notes"]
+    assert any("pid(s) [99] ignored" in n for n in notes), notes
+
+
+@pytest.mark.parametrize("content, message", [
+    ("10 c8000-c0000 backwards\n", "names.txt:1: range c8000-c0000 is empty"),
+    ("# nothing\n10 heap-here Java heap\n", "names.txt:2: expected 'PID START-END NAME'"),
+    ("# only comments\n", "names no range"),
+    (None, "cannot read region names"),
+])
+def test_region_names_bad_file_one_line(trace_path, tmp_path, content, message):
+    names = tmp_path / "names.txt"
+    if content is not None:
+        names.write_text(content)
+    line = one_line_error(calm("analyze", str(trace_path), "-o", str(tmp_path / "o"), "--region-names", str(names)),
+                          exit_code=1)
+    assert message in line, line
+    assert not (tmp_path / "o").exists()

@@ -145,7 +145,13 @@ def test_cleanup_on_sigterm(tmp_path):
 @pytest.mark.parametrize("args, code, message", [
     (["--steps", "5Mbit,10Mbit"], 1, "at least 3"),
     (["--steps", "5M,10M,20M"], 1, "ambiguous"),
-    (["--rate", "0"], 2, "argument --rate: must be greater than 0"),  # a usage error (argparse type)
+    (["--rate", "0"], 2, "--rate: must be greater than 0"),
+    (["--service", "command"], 1, "--service command needs --command"),
+    (["--service", "command", "--command", "python3 -m http.server"], 1, "--command must contain {port}"),
+    (["--service", "command", "--command", "srv {port}", "--url-file", "/nonexistent/urls"], 1, "cannot read --url-file"),
+    (["--path", "/x"], 1, "--path only apply to --service command"),
+    (["--service", "search", "--heap", "lots"], 1, "heap size 'lots'"),
+    (["--service", "search", "--docs", "0"], 2, "--docs: must be at least 1"),
 ])
 def test_bad_input_one_line(tmp_path, args, code, message):
     proc = subprocess.run([sys.executable, str(SCRIPT), "-o", str(tmp_path), "--no-install", *args],

@@ -340,3 +340,45 @@ def test_several_urls_split_the_stream(server, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert {r["url"] for r in rows} == {fast, slow}
     assert all(float(r["latency_s"]) >= 0.3 for r in rows if r["url"] == slow)
+
+
+def test_url_file_is_a_weighted_query_log(server, tmp_path):
+    """--url-file adds one URL a line (comments and blanks skipped): a line repeated is asked
+    proportionally more often, as a query log's popular queries are; the human summary lists only
+    the most requested URLs."""
+    url, _ = server
+    log = tmp_path / "queries.txt"
+    popular, rare = f"{url}/?q=popular", f"{url}/?q=rare"
+    lines = ["# a query log", popular, popular, popular, "", rare] + [f"{url}/?q=w{i}" for i in range(12)]
+    log.write_text("\n".join(lines) + "\n")
+    proc = calm("load", "--url-file", str(log), "--rate", "80", "--count", "320", "--seed", "5", "--json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    per = json.loads(proc.stdout)["per_url"]
+    assert len(per) == 14 and sum(u["requests"] for u in per.values()) == 320
+    n = 16  # URL lines in the file
+    for u, weight in ((popular, 3), (rare, 1)):
+        p = weight / n
+        assert abs(per[u]["requests"] - 320 * p) < 4 * np.sqrt(320 * p * (1 - p)), (u, per[u])
+    human = calm("load", url + "/", "-f", str(log), "--rate", "80", "--count", "100", "--seed", "5", timeout=60)
+    assert human.returncode == 0, human.stderr
+    assert "... and 5 more URLs (every one in --json)" in human.stdout, human.stdout
+
+
+@pytest.mark.parametrize("content, code, message", [
+    (None, 1, "cannot read --url-file"),
+    ("# only a comment\n\n", 1, "holds no URL"),
+    ("http://10.9.9.9/\n", 1, "refusing to send to 10.9.9.9"),
+])
+def test_url_file_bad_input_one_line(tmp_path, content, code, message):
+    path = tmp_path / "urls.txt"
+    if content is not None:
+        path.write_text(content)
+    proc = calm("load", "--url-file", str(path), "--rate", "1", "--count", "1", timeout=30)
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("calm load: error:") and message in lines[0], proc.stderr
+
+
+def test_no_url_at_all_is_a_usage_error():
+    proc = calm("load", "--rate", "1", "--count", "1", timeout=30)
+    assert proc.returncode == 2 and "give at least one URL" in proc.stderr, proc.stderr

@@ -13,6 +13,7 @@ COMMANDS = [
     ["scripts/calm-vm", "--cpus", "x", "--", "true"],
     ["scripts/profile-apache", "--bogus"],
     ["scripts/measure-cost-curve", "--bogus"],
+    ["scripts/profile-search", "--bogus"],
     ["scripts/bench_collector.py", "--bogus"],
     ["scripts/bench_analyze.py", "--bogus"],
     ["scripts/bench_replay.py", "--repeat", "x"],

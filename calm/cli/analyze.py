@@ -31,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier analysis")
     parser.add_argument("--pid", type=argtypes.whole(minimum=1), action="append", metavar="PID",
                         help="analyse only this process of the trace (repeatable; default: all)")
+    parser.add_argument("--region-names", metavar="FILE",
+                        help="name address ranges the maps show as anonymous: lines 'PID START-END NAME' in "
+                             "/proc/PID/maps notation, e.g. a JVM's heap from `jcmd PID GC.heap_info`")
     parser.add_argument("--no-plots", action="store_true", help="write only the data files")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -63,12 +66,17 @@ def run(args: argparse.Namespace) -> int:
     from calm.trace.reader import Trace
 
     Trace(trace).close()  # a foreign or broken file is one error line before any output exists
+    names = []
+    if args.region_names:
+        from calm.analyzer.names import load_region_names
+
+        names = load_region_names(args.region_names)
     bar, update = _progress(args.quiet)
     if bar:
         with bar:
-            analysis = analyze(trace, pids=args.pid, progress=update)
+            analysis = analyze(trace, pids=args.pid, progress=update, region_names=names)
     else:
-        analysis = analyze(trace, pids=args.pid)
+        analysis = analyze(trace, pids=args.pid, region_names=names)
     out = prepare_output_dir(out, force=args.force)
     files = outputs.write_data(analysis, out)
     if not args.no_plots:

@@ -10,7 +10,7 @@ import argparse
 import json
 
 from calm.core import argtypes
-from calm.core.errors import UsageError
+from calm.core.errors import CalmError, UsageError
 
 # Without --duration, a load is bounded by --count alone: refuse one expected to run over a day.
 MAX_UNBOUNDED_SECONDS = 86400.0
@@ -26,8 +26,10 @@ DESCRIPTION = (
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("url", metavar="URL", nargs="+", help="http://127.0.0.1:PORT/path (loopback or a calm-* "
+    p.add_argument("url", metavar="URL", nargs="*", help="http://127.0.0.1:PORT/path (loopback or a calm-* "
                    "netns); with several, each request picks one at random (repeat a URL to weight it)")
+    p.add_argument("-f", "--url-file", metavar="FILE", help="more URLs, one a line (a query log: repeated lines "
+                   "weight the mix); blank lines and lines starting with # are skipped")
     p.add_argument("--rate", type=argtypes.number(above=0), metavar="R", required=True,
                    help="mean arrivals per second")
     p.add_argument("--count", type=argtypes.whole(minimum=1), metavar="N", help="send at most N requests")
@@ -46,9 +48,25 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _urls(args: argparse.Namespace) -> list[str]:
+    urls = list(args.url)
+    if args.url_file:
+        try:
+            with open(args.url_file, encoding="utf-8") as f:
+                urls += [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CalmError(f"cannot read --url-file {args.url_file}: {getattr(exc, 'strerror', None) or exc}") from None
+        if len(urls) == len(args.url):
+            raise CalmError(f"--url-file {args.url_file} holds no URL")
+    if not urls:
+        raise UsageError("give at least one URL, or --url-file FILE")
+    return urls
+
+
 def run(args: argparse.Namespace) -> int:
     if args.count is None and args.duration is None:
         raise UsageError("give --count, --duration or both: the load must be bounded")
+    urls = _urls(args)
     if args.duration is None and args.count / args.rate > MAX_UNBOUNDED_SECONDS:
         raise UsageError(f"--count {args.count} at --rate {args.rate:g}/s would take about "
                          f"{args.count / args.rate:.3g} s; give --duration to bound it")
@@ -60,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(Path(args.output), force=args.force)
     from calm.workloads.loadgen import LoadConfig, format_summary, run_load, summarise, write_latencies
 
-    config = LoadConfig(url=args.url, rate=args.rate, count=args.count, duration=args.duration, sla=args.sla,
+    config = LoadConfig(url=urls, rate=args.rate, count=args.count, duration=args.duration, sla=args.sla,
                         timeout=args.timeout if args.timeout is not None else max(10.0, 5 * args.sla),
                         max_inflight=args.max_inflight, seed=args.seed)
     result = run_load(config)

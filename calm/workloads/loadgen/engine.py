@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calm.core.errors import CalmError
-from calm.workloads.loadgen.targets import Target, parse_target
+from calm.workloads.loadgen.targets import Target, parse_targets
 
 LATE_START = 0.010  # s: a request starting later than this after its arrival time is "late"
 LATE_FRACTION = 0.01  # the schedule counts as not kept when more than this fraction starts late
@@ -150,7 +150,7 @@ def run_load(config: LoadConfig) -> LoadResult:
 
     With several URLs each arrival picks one uniformly at random (repeat a URL to weight it): a
     random split of a Poisson stream, so each URL's requests are themselves a Poisson stream."""
-    targets = [parse_target(url) for url in config.urls]
+    targets = parse_targets(config.urls)
     if not targets:
         raise CalmError("give at least one URL")
     _validate(config)

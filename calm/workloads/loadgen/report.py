@@ -18,6 +18,7 @@ from calm.workloads.loadgen.engine import DROPPED, ERROR, LATE_FRACTION, LATE_ST
 # --- reporting ---------------------------------------------------------------------------------
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
+PER_URL_LINES = 10  # the most requested URLs in the human summary; --json has them all
 
 
 def summarise(result: LoadResult) -> dict:
@@ -30,10 +31,12 @@ def summarise(result: LoadResult) -> dict:
     violations = int(np.count_nonzero(~ok | (lat > cfg.sla)))
     per_url = {}
     if len(cfg.urls) > 1:
+        first: dict[str, int] = {}  # URL -> its id; a URL given several times is one URL
         for url in cfg.urls:
-            if url in per_url:
-                continue
-            mask = np.isin(result.target, [j for j, u in enumerate(cfg.urls) if u == url])
+            first.setdefault(url, len(first))
+        url_id = np.array([first[u] for u in cfg.urls])[result.target]
+        for url, i in first.items():  # one pass per distinct URL (a query log has thousands)
+            mask = url_id == i
             m_ok = ok[mask]
             per_url[url] = {"requests": int(mask.sum()), "ok": int(m_ok.sum()),
                             "sla_violations": int(np.count_nonzero(~m_ok | (lat[mask] > cfg.sla))),
@@ -125,9 +128,12 @@ def format_summary(s: dict) -> str:
         lines.append(f"warning: the generator could not keep the schedule: {s['late_starts']} requests started "
                      f"more than {LATE_START * 1e3:g} ms late (p99 lag {ms(lag['p99'])}), {s['dropped']} dropped; "
                      f"lower --rate or raise --max-inflight")
-    for url, u in s.get("per_url", {}).items():
+    per_url = sorted(s.get("per_url", {}).items(), key=lambda kv: -kv[1]["requests"])
+    for url, u in per_url[:PER_URL_LINES]:
         lines.append(f"  {url}: {u['requests']} requests, {u['ok']} ok, {u['sla_violations']} violated, "
                      f"p50 {ms(u['p50'])}, p99 {ms(u['p99'])}")
+    if len(per_url) > PER_URL_LINES:
+        lines.append(f"  ... and {len(per_url) - PER_URL_LINES} more URLs (every one in --json)")
     for err in s["errors"]:
         lines.append(f"  error: {err}")
     return "\n".join(lines)
