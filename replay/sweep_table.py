@@ -13,13 +13,12 @@ import csv
 import io
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from calm.core.paths import private_file
 from calm.replay.compare import tie_limit
 from calm.replay.outputs import json_ready
 from calm.replay.sweep_options import SWEEP_OPTIONS
@@ -36,15 +35,10 @@ COLUMNS: dict[str, str] = {
 
 
 def write_private(path: Path, fill: Callable[[io.BufferedWriter], None]) -> Path:
-    """Writes `path` through a 0600 temporary file in its directory, renamed over it when done."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fill(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Writes `path` privately (0600, never through a symlink, renamed into place when whole:
+    calm.core.paths). The sweep's output directory was checked (and --force given) beforehand."""
+    with private_file(path, force=True) as f:
+        fill(f)
     return path
 
 

@@ -359,7 +359,7 @@ def test_url_file_is_a_weighted_query_log(server, tmp_path):
     for u, weight in ((popular, 3), (rare, 1)):
         p = weight / n
         assert abs(per[u]["requests"] - 320 * p) < 4 * np.sqrt(320 * p * (1 - p)), (u, per[u])
-    human = calm("load", url + "/", "-f", str(log), "--rate", "80", "--count", "100", "--seed", "5", timeout=60)
+    human = calm("load", url + "/", "--url-file", str(log), "--rate", "80", "--count", "100", "--seed", "5", timeout=60)
     assert human.returncode == 0, human.stderr
     assert "... and 5 more URLs (every one in --json)" in human.stdout, human.stdout
 

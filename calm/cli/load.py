@@ -28,7 +28,7 @@ DESCRIPTION = (
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", metavar="URL", nargs="*", help="http://127.0.0.1:PORT/path (loopback or a calm-* "
                    "netns); with several, each request picks one at random (repeat a URL to weight it)")
-    p.add_argument("-f", "--url-file", metavar="FILE", help="more URLs, one a line (a query log: repeated lines "
+    p.add_argument("--url-file", metavar="FILE", help="more URLs, one a line (a query log: repeated lines "
                    "weight the mix); blank lines and lines starting with # are skipped")
     p.add_argument("--rate", type=argtypes.number(above=0), metavar="R", required=True,
                    help="mean arrivals per second")
