@@ -34,6 +34,7 @@ COMMANDS = {
     "report": "calm.cli.report",
     "demo": "calm.cli.demo",
     "load": "calm.cli.load",
+    "migrate": "calm.cli.migrate",
 }
 
 

@@ -16,6 +16,8 @@ from calm.core.errors import CalmError
 from calm.qemu.qmp import Monitor, QmpError
 
 FINAL_STATES = ("completed", "failed", "cancelled")
+# a migration in any of these states is under way: another cannot start
+ACTIVE_STATES = ("setup", "active", "pre-switchover", "device", "postcopy-active", "cancelling", "wait-unplug")
 
 
 @dataclass
@@ -91,7 +93,7 @@ def listen(destination: Monitor, uri: str = "tcp:127.0.0.1:0") -> str:
 
 def start(monitor: Monitor, uri: str) -> None:
     status = query(monitor).status
-    if status in ("setup", "active", "pre-switchover", "device", "postcopy-active", "cancelling"):
+    if status in ACTIVE_STATES:
         raise CalmError(f"a migration is already running on this QEMU (status {status})")
     monitor.execute("migrate", {"uri": uri})
 
