@@ -20,7 +20,7 @@ LAYERS = ["core", "trace", "collector", "analyzer", "replay", "report", "cli"]
 FOLDERS = {"collector": REPO / "collector", "analyzer": REPO / "analyzer", "replay": REPO / "replay"}
 SIDE_PACKAGES = {"workloads": {"core", "trace"},  # synthetic traces are written with calm.trace
                  "qemu": {"core"}}
-COMMANDS = ("record", "analyze", "replay", "sweep", "model", "report", "demo", "load")
+COMMANDS = ("record", "analyze", "replay", "sweep", "model", "report", "demo", "load", "migrate")
 
 
 def _package_of(path: Path) -> str:

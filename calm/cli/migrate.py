@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     summary = record["summary"]
     if args.json:
         print(json.dumps(summary, default=float))
-    elif not args.quiet:
+    elif not args.quiet and result.outcome == "completed":
         print(_summary_text(summary))
     if result.outcome == "interrupted":
         print("calm migrate: interrupted: the migration was cancelled and the guest runs on at the source",
