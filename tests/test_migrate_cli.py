@@ -248,3 +248,25 @@ def test_refusals_are_one_line_and_the_guest_runs_on(pair, tmp_path):
     finally:
         pair.execute("migrate_cancel")
     pair.runs_on(pair.source)
+
+
+def test_a_profile_seeds_the_policy_and_the_replay_predicts_the_same_run(pair, tmp_path):
+    """`calm record --region` of the guest, then `calm migrate --profile`: the policy starts from the
+    profile's write probability and migrate.json holds the simulator's prediction beside QEMU's figures."""
+    trace = tmp_path / "guest.h5"
+    rec = calm("record", "--pid", str(pair.source.pid), "--region", "memfd:memory-backend-memfd", "-i", "0.5s",
+               "-d", "6s", "-o", str(trace), "-q", timeout=300)
+    assert rec.returncode == 0, rec.stderr
+    out = tmp_path / "profiled"
+    proc = _migrate(pair, out, "--policy", "calm", "--profile", str(trace), "--json")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "migrate.json").read_text())
+    real, predicted = record["summary"]["real"], record["summary"]["predicted"]
+    assert real["outcome"] == "completed"
+    assert record["prior"]["source"] == "profile" and 0 < record["prior"]["p_per_step"] < 1
+    assert abs(record["step_s"] - 0.5) < 0.01  # the profile's interval is the control step
+    assert record["prediction"]["ram_bytes"] == MEMORY_MIB << 20  # the profile is this guest's RAM
+    assert not predicted["forced"] and predicted["total_time_s"] > 0
+    # the same run, predicted: generous bounds (the replay's accuracy is the validation grid's business)
+    assert 0.5 < predicted["bytes_sent"] / real["bytes"] < 2, (predicted, real)
+    assert real["modelled_cost_s"] >= real["downtime_s"] and predicted["cost_s"] >= 0
