@@ -15,7 +15,6 @@ except under CI=true, where it fails instead.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -30,10 +29,8 @@ from tests.collector_helpers import REPO, calm, one_line_error
 
 sys.path.insert(0, str(REPO / "scripts"))
 
-from calm_migration import MigrationError  # noqa: E402
 from calm_migration.guest import Guest, Workload, build_initramfs, workdir  # noqa: E402
-from calm_migration.qemu_binary import find  # noqa: E402
-from calm_vm.initramfs import BUSYBOX  # noqa: E402
+from tests.migration_helpers import require_migration_qemu  # noqa: E402
 
 pytestmark = pytest.mark.slow
 MEMORY_MIB = 128
@@ -45,23 +42,9 @@ COST = "mm1:rate=20,size=1MiB,sla=100ms"
 LINK = "600Mbit"
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"calm migrate's real-QEMU tests cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def harness():
-    for tool in ("qemu-system-x86_64", "cc"):
-        if shutil.which(tool) is None:
-            _unavailable(f"{tool} not installed (run scripts/install-vm-deps)")
-    if not BUSYBOX.exists():
-        _unavailable(f"{BUSYBOX} missing (run scripts/install-vm-deps)")
-    try:
-        qemu = find(fetch=False)
-    except MigrationError as exc:
-        _unavailable(str(exc))
+    qemu = require_migration_qemu("calm migrate's real-QEMU tests")
     from calm_vm.kernels import fetch
 
     return qemu, fetch("6.12"), build_initramfs()
@@ -121,7 +104,7 @@ def _migrate(pair: Pair, out: Path, *args: str, timeout: float = 600) -> subproc
 
 def _throughputs(record: dict) -> list[tuple[float, float]]:
     """(rate set, rate QEMU achieved) in bytes/s for each pre-copy step of migrate.json."""
-    pairs, last_t, last_bytes = [], 0.0, 0
+    pairs, last_t, last_bytes, prev_rate = [], 0.0, 0, 0.0
     for s in record["samples"]:
         if s["status"] != "active":
             break

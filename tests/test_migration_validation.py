@@ -12,8 +12,6 @@ fails instead: a skip there would hide that the validation never ran.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,31 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "validate-migration"
 sys.path.insert(0, str(REPO / "scripts"))
 
-from calm_migration import MigrationError  # noqa: E402
-from calm_migration.qemu_binary import find  # noqa: E402
-from calm_vm.initramfs import BUSYBOX  # noqa: E402
+from tests.migration_helpers import require_migration_qemu  # noqa: E402
 
 pytestmark = pytest.mark.slow
 BOUND = 0.25
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"migration validation cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory) -> Path:
-    for tool in ("qemu-system-x86_64", "cc"):
-        if shutil.which(tool) is None:
-            _unavailable(f"{tool} not installed (run scripts/install-vm-deps)")
-    if not BUSYBOX.exists():
-        _unavailable(f"{BUSYBOX} missing (run scripts/install-vm-deps)")
-    try:
-        find(fetch=False)
-    except MigrationError as exc:
-        _unavailable(str(exc))
+    require_migration_qemu("migration validation")
     out = tmp_path_factory.mktemp("grid")
     proc = subprocess.run([sys.executable, str(SCRIPT), "grid", "-o", str(out), "--workloads", "uniform",
                            "--bandwidths", "100,200", "--downtimes", "300", "--repeats", "1", "--record", "10s"],

@@ -105,11 +105,10 @@ def run(args: argparse.Namespace) -> int:
         current = migration.query(monitor)
         if current.status in migration.ACTIVE_STATES:
             raise CalmError(f"a migration is already running on this QEMU (status {current.status})")
-        from calm.qemu.steer import ram_bytes
+        from calm.qemu.steer import parameters, ram_bytes
 
         ram = ram_bytes(monitor)
-        params = monitor.execute("query-migrate-parameters")
-        current_params = {"max-bandwidth": int(params["max-bandwidth"]), "downtime-limit": int(params["downtime-limit"])}
+        current_params = parameters(monitor)
         prediction, prior = {}, {}
         if mapped is not None:
             say("calm migrate: replaying the profile for the prediction")
@@ -189,12 +188,14 @@ def _record(args, result, controller, cost, prior: dict, prediction: dict, step_
 
     final = result.final
     samples = [vars(s) for s in result.samples]
-    real = {"outcome": result.outcome, "status": final.get("status"), "total_time_s": final.get("total_time_ms", 0) / 1000,
+    real = {"outcome": result.outcome, "status": final.get("status"),
+            "total_time_s": final.get("total_time_ms", 0) / 1000,
             "downtime_s": final.get("downtime_ms", 0) / 1000, "bytes": final.get("transferred"),
             "syncs": final.get("dirty_sync_count"), "normal_pages": final.get("normal"),
             "zero_pages": final.get("duplicate"),
             "rates_set": len(result.rates), "switchover_at_s": result.switchover_at_s,
-            "stop_reason": result.switchover_reason or ("QEMU's own switch-over" if result.outcome == "completed" else "")}
+            "stop_reason": result.switchover_reason or ("QEMU's own switch-over" if result.outcome == "completed"
+                                                        else "")}
     if result.outcome == "completed":
         real["modelled_cost_s"] = modelled_cost(samples, real["downtime_s"], args.link, cost)
     summary = {"policy": args.policy, "link_bps": args.link, "real": real}

@@ -98,7 +98,8 @@ class _Interrupts:
         return False
 
 
-def _parameters(monitor: Monitor) -> dict:
+def parameters(monitor: Monitor) -> dict:
+    """The source's max-bandwidth (bytes/s) and downtime-limit (ms) as they are now."""
     params = monitor.execute("query-migrate-parameters")
     return {"max-bandwidth": int(params["max-bandwidth"]), "downtime-limit": int(params["downtime-limit"])}
 
@@ -124,7 +125,7 @@ def steer(monitor: Monitor, uri: str, controller, *, interval_s: float, link_byt
     if monitor.execute("query-status").get("status") not in ("running", "paused"):
         raise CalmError("the source QEMU is not running a guest (status "
                         f"{monitor.execute('query-status').get('status')}); nothing to migrate")
-    before = _parameters(monitor)
+    before = parameters(monitor)
     total = ram_bytes(monitor)
     result = SteerResult(uri=uri, outcome="", final={}, parameters_before=before, ram_bytes=total)
     first = controller.begin(total)
