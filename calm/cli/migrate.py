@@ -207,6 +207,7 @@ def _record(args, result, controller, cost, prior: dict, prediction: dict, step_
             "cost": cost.describe(), "prior": prior, "controller": controller.describe(), "summary": summary,
             "rates": result.rates, "samples": samples, "qemu_final": final,
             "parameters_before": result.parameters_before, "ram_bytes": result.ram_bytes,
+            "started_monotonic": result.started_monotonic,
             "prediction": prediction, "units": {"time": "s", "rates": "bytes/s as QEMU takes them",
                                                 "cost": "seconds of violated SLA", "link_bps": "bit/s"}}
 

@@ -66,6 +66,7 @@ class SteerResult:
     switchover_reason: str = ""
     parameters_before: dict = field(default_factory=dict)
     ram_bytes: int = 0
+    started_monotonic: float = 0.0  # CLOCK_MONOTONIC at `migrate` (one clock for every process here)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,7 +144,7 @@ def steer(monitor: Monitor, uri: str, controller, *, interval_s: float, link_byt
         try:
             migration.start(monitor, uri)
             started = True
-            t0 = time.monotonic()
+            t0 = result.started_monotonic = time.monotonic()
             switched = False
             step = 0
             while True:
