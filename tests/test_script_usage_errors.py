@@ -25,6 +25,8 @@ COMMANDS = [
     ["scripts/refresh-readme-figures", "--only", "nothing"],
     ["scripts/validate-migration", "grid", "-o", "x", "--bandwidths", "0"],
     ["scripts/validate-migration", "bogus"],
+    ["scripts/inband-migration", "-o", "x", "--link", "fast"],
+    ["scripts/inband-migration", "-o", "x", "--policies", "xen"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 
