@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             current=current_params, rate_bytes_s=None if args.rate is None else args.rate / 8.0,
             downtime_limit_ms=None if args.downtime_limit is None else round(args.downtime_limit * 1000),
             clark_min_bps=args.clark_min, clark_increment_bps=args.clark_increment)
-        say(f"calm migrate: migrating to {args.to} with {args.policy}, a step every {step_s:g} s (Ctrl-C cancels)")
+        say(f"calm migrate: migrating to {args.to} with {args.policy}, a step every {step_s:.3g} s (Ctrl-C cancels)")
         progress = None if args.quiet else _progress
         result = steer(monitor, args.to, controller, interval_s=step_s, link_bytes_s=args.link / 8.0,
                        deadline_s=args.deadline, log=progress)
