@@ -54,8 +54,19 @@ def test_xen_stops_after_three_times_ram(tmp_path):
 def test_xen_stops_when_a_round_sends_fewer_than_50(tmp_path):
     src = source(tmp_path, hot_set(0, 10), 4096)
     r = simulate(src, Xen(), 1000.0, F)
-    assert r.stop_reason == "Xen: fewer than 50 pages sent in the last round"
+    assert r.stop_reason == "Xen: fewer than 50 pages sent or skipped in the last round"
     assert r.final_pages <= 10 and r.rounds == 2
+
+
+def test_xen_counts_skipped_pages_in_its_stop_rule(tmp_path):
+    """xc_domain_save stops on sent_this_iter + skip_this_iter < 50, not on the pages sent alone:
+    600 hot pages at 40 pages a step make round 2 send 40 and skip 560, which is no reason to stop."""
+    src = source(tmp_path, hot_set(0, 600), 4096)
+    policy = Recording()
+    r = simulate(src, policy, 40.0, F)
+    second = [v for v in policy.views if v.round_done][1]
+    assert second.last_round_sent < 50 and second.last_round_sent + second.last_round_skipped >= 50
+    assert r.stop_reason == "Xen: 29 rounds done" and r.rounds == 29
 
 
 def test_xen_skips_pages_dirtied_before_their_turn(tmp_path):
