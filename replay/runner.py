@@ -25,7 +25,7 @@ from calm.replay.defaults import ALGORITHMS
 from calm.replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_cost
 from calm.replay.dirty import DirtySource, TraceSource, UniformSource
 from calm.replay.model import fixed_cost_curve
-from calm.replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
+from calm.replay.policies import POLICIES, Calm, Clark, ClarkAdaptive, Fixed, Policy, Qemu, Xen
 from calm.core.units import format_size
 from calm.replay.scenario import SLIDE_SCENARIOS, Scenario, check_rate, pages_to_rate, parse_scenario
 from calm.replay.simulator import SimResult, simulate
@@ -66,13 +66,15 @@ class PolicyOptions:
         if name == "clark":
             return Clark(self.clark_min_bps, self.clark_max_bps, self.clark_increment_bps,
                          max_rounds=self.clark_max_rounds)
+        if name == "clark-adaptive":
+            return ClarkAdaptive()
         if name == "xen":
             return Xen()
         if name == "qemu":
             return Qemu(self.qemu_max_bandwidth_bps, self.qemu_downtime_limit_s, self.qemu_switchover_bandwidth_bps)
         if name == "fixed":
             return Fixed()
-        raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
+        raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(POLICIES)}")
 
 
 def parse_algorithms(text: str | Sequence[str]) -> list[str]:
@@ -84,7 +86,7 @@ def parse_algorithms(text: str | Sequence[str]) -> list[str]:
             if not name:
                 raise CalmError(f"empty algorithm name in '{item}'")
             if name not in POLICIES:
-                raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
+                raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(POLICIES)}")
             if name not in names:
                 names.append(name)
     return names

@@ -17,6 +17,7 @@ from calm.replay.policies.base import Hold, Policy, Stop, View
 
 class Xen(Policy):
     name = "xen"
+    label = "Xen"  # how stop reasons name the policy
     skip_redirtied = True
 
     def __init__(self, min_sent: int = 50, max_rounds: int = 29, max_factor: float = 3.0) -> None:
@@ -27,11 +28,11 @@ class Xen(Policy):
     def decide(self, view: View) -> Hold | Stop:
         if view.round_done:
             if view.last_round_sent + view.last_round_skipped < self.min_sent:
-                return Stop(f"Xen: fewer than {self.min_sent} pages sent or skipped in the last round")
+                return Stop(f"{self.label}: fewer than {self.min_sent} pages sent or skipped in the last round")
             if view.rounds >= self.max_rounds:
-                return Stop(f"Xen: {self.max_rounds} rounds done")
+                return Stop(f"{self.label}: {self.max_rounds} rounds done")
             if view.total_sent > self.max_factor * self.ctx.n_pages:
-                return Stop(f"Xen: more than {self.max_factor:g} x RAM sent")
+                return Stop(f"{self.label}: more than {self.max_factor:g} x RAM sent")
         return Hold(self.ctx.bandwidth)  # full rate until the round ends
 
     def describe(self) -> dict:
