@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-
-from calm.core.errors import CalmError
 from calm.replay.cost import PagesCost
 from calm.replay.sim_result import SimResult
+
+from calm.core.errors import CalmError
 
 CHARGES = ("absolute", "extra")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from calm.core.errors import CalmError
 from calm.replay.charge import Charge
 from calm.replay.cost import parse_cost
 from calm.replay.runner import run_replay
+
+from calm.core.errors import CalmError
 
 # A service that misses its SLA now and then even with the whole 256 Mbit/s link: F(B) > 0.
 COST = parse_cost("mm1:rate=28,size=1MiB,sla=1s")
