@@ -115,7 +115,7 @@ def test_replay_table_matches_results_json(made, tmp_path: Path) -> None:
         n = len(costs)
         assert [cls == "best" for cls in classes[i * n:(i + 1) * n]] == tie_rule(costs, scenario["bandwidth_bps"])
         fixed = next(row for row in rows[i * n:(i + 1) * n] if row[-8].startswith("fixed"))
-        assert "plan:" in fixed[-8] and "uniform model" in fixed[-8]
+        assert "plan:" in fixed[-8] and "per-page write probabilities" in fixed[-8]  # a trace: its profile
     assert rows[0][:2] == ["1 MiB", "8 Mbit/s"]
 
 

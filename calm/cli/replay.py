@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                             max_time_s=args.max_time, skip_seconds=skip,
                             progress=lambda msg: progress.update(f"replaying {msg}"),
                             charge=Charge(args.charge or "absolute", args.price_per_second or 0.0))
-    from calm.replay.outputs import TABLE_COLUMNS, format_table, write_csv, write_json
+    from calm.replay.outputs import TABLE_COLUMNS, format_table, with_oracle_rows, write_csv, write_json
 
     out = prepare_output_dir(out, force=args.force)
     rows = report.table()
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         if args.charge or args.price_per_second:
             step_info += f", charge {report.cost['charge']}, {report.cost['price_per_s']:g} s per s of migration"
         print(f"{'uniform p=' + format(args.uniform, 'g') if uniform else trace}: {step_info}")
-        print(format_table(rows))
+        print(format_table(with_oracle_rows(rows, report.to_dict()["scenarios"])))
     if not args.quiet:
         for note in report.notes:
             print(f"calm replay: note: {note}", file=sys.stderr)

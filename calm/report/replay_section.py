@@ -4,7 +4,8 @@ Why its own module: the replay part reads only results.json (replay/outputs.py),
 it makes about which algorithm is cheapest goes through one rule (`calm.replay.compare`), so the
 badges, the overview card and the text under the figures never disagree. Two rows of the table
 are easy to misread and are labelled for what they are: `fixed` is the bandwidth planned in
-advance from the uniform model, and the sweep's cheapest point is an oracle (bandwidth and stop
+advance (from the trace's per-page write probabilities, or the uniform model), and the sweep's
+cheapest point is an oracle (bandwidth and stop
 chosen knowing the whole trace), shown as a row of its own that never competes for "lowest".
 """
 
@@ -76,6 +77,8 @@ def fixed_plan(result: dict, results: dict) -> str:
     rate = options.get("bandwidth_pages_per_step")
     speed = (f" {units.mbit_s(rate * results['page_size'] * 8 / results['step_seconds'])}"
              if isinstance(rate, (int, float)) else "")
+    if options.get("planned_from") == "per-page profile":
+        return f"plan:{speed} from the trace's per-page write probabilities"
     if "planned_p" in options:
         return (f"plan:{speed} from the uniform model at the trace's mean p = "
                 f"{float(options['planned_p']):.3g} per step")
