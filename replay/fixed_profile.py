@@ -23,7 +23,6 @@ one class (a uniform p) this is the uniform model's recursion with the cap at M.
 from __future__ import annotations
 
 import numpy as np
-
 from calm.replay.cost import PagesCost
 from calm.replay.model import FixedPlan
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from replay_helpers import hot_set, write_trace
-
 from calm.replay import model
 from calm.replay.cost import in_pages, parse_cost
 from calm.replay.dirty import TraceSource
@@ -14,6 +12,7 @@ from calm.replay.fixed_profile import page_classes, plan_from_profile
 from calm.replay.policies import Fixed
 from calm.replay.simulator import simulate
 from calm.replay.trace_map import map_trace
+from replay_helpers import hot_set, write_trace
 
 STEP = 0.1
 F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), 4096, STEP)
