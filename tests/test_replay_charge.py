@@ -56,3 +56,28 @@ def test_bad_charges_are_refused():
         Charge("relative")
     with pytest.raises(CalmError, match="price per second"):
         Charge("extra", -1.0)
+
+
+def model_json(tmp_path, *args):
+    import json
+
+    from collector_helpers import calm
+
+    out = tmp_path / ("m" + "".join(a.strip("-")[:2] for a in args))
+    r = calm("model", "-o", str(out), "--no-plots", "--json", *args, check=True)
+    return json.loads(r.stdout)
+
+
+def test_calm_model_takes_the_same_charges(tmp_path):
+    # the slides' example: F ~ 0 over most bandwidths, so time is nearly free until priced
+    free, priced = model_json(tmp_path), model_json(tmp_path, "--price-per-second", "0.01")
+    assert priced["parameters"]["price_per_s"] == 0.01
+    assert priced["calm"]["precopy_time"] < free["calm"]["precopy_time"]
+    assert priced["calm"]["cost"] > free["calm"]["cost"]
+    # 512 MiB at 256 Mbit/s for a service that misses its SLA 8% of the time at the full link:
+    # pre-copy never pays, the cost is the downtime, and extra leaves out what happens anyway
+    args = ("--ram", "512MiB", "--bandwidth", "256Mbit", "--time-unit", "100ms", "--cost", "mm1:rate=28,size=1MiB,sla=1s")
+    absolute, extra = model_json(tmp_path, *args), model_json(tmp_path, *args, "--charge", "extra")
+    f_full = float(parse_cost("mm1:rate=28,size=1MiB,sla=1s")(256e6))
+    assert absolute["fixed"]["n_clean"] == extra["fixed"]["n_clean"] == 0
+    assert extra["fixed"]["cost"] == pytest.approx(absolute["fixed"]["cost"] * (1 - f_full))
