@@ -248,3 +248,15 @@ def test_bad_input_is_one_line_and_writes_nothing(made, tmp_path: Path) -> None:
         line = one_line_error(calm(*args))
         assert message in line, (args, line)
         assert not (tmp_path / "o.html").exists()
+
+
+def test_report_says_what_a_charged_replay_charged(made, tmp_path: Path) -> None:
+    replay = tmp_path / "extra"
+    calm("replay", str(made["trace"]), "-s", "1MiB@8Mbit", "-a", "calm,xen", "--charge", "extra",
+         "--price-per-second", "0.01", "-q", "--no-plots", "-o", str(replay), check=True)
+    charged, plain = tmp_path / "charged.html", tmp_path / "plain.html"
+    calm("report", str(made["trace"]), "--replay", str(replay), "-o", str(charged), "-q", check=True)
+    calm("report", str(made["trace"]), "--replay", str(made["results"]), "-o", str(plain), "-q", check=True)
+    text = charged.read_text()
+    assert "(--charge extra)" in text and "also costs 0.01 s (--price-per-second)" in text
+    assert "--charge" not in plain.read_text()  # the slides' charge needs no word
