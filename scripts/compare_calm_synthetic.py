@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Online CALM with and without its first-pass evidence check, beside Fixed, on synthetic traces.
+"""Online CALM with and without its issue-14 fixes, beside Fixed, on synthetic traces.
 
 The traces are written with calm.workloads.synthetic (known per-page probabilities, 64 Ki pages,
 0.1 s samples) in shapes that stress a migration policy: a hot set larger than a step's
 bandwidth with cold memory around it, two milder hot/cold mixes, a hot set inside cold memory,
-and a ramp of uniform rates. Each is replayed in four scenarios with calm replay's default cost
+a ramp of uniform rates replayed in loops, and a 60 s ramp that the migration does not outlive. Each is replayed in four scenarios with calm replay's default cost
 (F = mm1:rate=12,size=1MiB,sla=1s). Prints one row per (trace, scenario): the costs in seconds of
-violated SLA of `Calm(finish_first_pass=False)` (the policy before issue 14's fix), `Calm()` and
+violated SLA of `Calm(finish_first_pass=False, follow_trend=False)` (the policy before issue 14's
+fixes: the first-pass evidence check and the trend of saturated dirty counts), `Calm()` and
 `Fixed()` (planned from the per-page profile). Deterministic (fixed seeds); about 30 s.
 
 Usage: python scripts/compare_calm_synthetic.py [--out DIR]
@@ -38,6 +39,7 @@ TRACES = {  # name: (profile, samples)
     "hotcold-0.3-0.3": ("hotcold:0.3:0.3:0.0", 200),
     "hotcold-0.1-0.5": ("hotcold:0.1:0.5:0.0", 200),
     "ramp": (RAMP, 300),
+    "ramp-60s": ("phases:1:" + "/".join(f"uniform:{p:.6f}" for p in np.linspace(0.0005, 0.03, 60)), 600),
 }
 SCENARIOS = [(262144, 1e9), (131072, 512e6), (131072, 256e6), (65536, 256e6)]  # pages, bit/s
 
@@ -59,7 +61,7 @@ def main() -> int:
             for pages, bps in SCENARIOS:
                 src, B = TraceSource(mapped, pages), bps / 8 / 4096 * STEP
                 costs = [simulate(src, policy, B, F).cost
-                         for policy in (Calm(finish_first_pass=False), Calm(), Fixed())]
+                         for policy in (Calm(finish_first_pass=False, follow_trend=False), Calm(), Fixed())]
                 scenario = f"{pages * 4096 >> 20}MiB@{bps / 1e6:g}Mbit"
                 print(f"{name:18}{scenario:>18}" + "".join(f"{c:>10.4g}   "[:13 if i == 0 else 10]
                                                          for i, c in enumerate(costs)), flush=True)

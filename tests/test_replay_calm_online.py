@@ -33,3 +33,26 @@ def test_a_prior_held_low_by_cold_memory_does_not_stop_the_first_pass(tmp_path):
     assert now.rounds >= 2 and now.final_pages < 0.3 * 32768
     assert now.cost < 0.4 * before.cost
     assert now.cost == pytest.approx(fixed.cost, rel=0.25)
+
+
+def test_a_ramping_dirty_rate_does_not_keep_calm_waiting_into_the_peak(tmp_path):
+    """Mechanism (b): every page's write probability rises from 0.0005 to 0.03 over 60 s. Once all
+    dirty pages fit in a step CALM waits for a quiet step; drawn from the past, each new dirty
+    count looks worse than the ones before, the threshold never fires, and the plateau rule stops
+    it 30 s later with ten times the dirty pages it had at first. Following the significant trend
+    of the saturated counts, it stops while they are still low."""
+    import numpy as np
+
+    path = tmp_path / "ramp.h5"
+    profile = "phases:1:" + "/".join(f"uniform:{p:.6f}" for p in np.linspace(0.0005, 0.03, 60))
+    write_profile_trace(path, pages=65536, samples=600, interval=STEP, profile=profile)
+    src = TraceSource(map_trace(path), 65536)
+    F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), 4096, STEP)
+    B = 1e9 / 8 / 4096 * STEP
+    before = simulate(src, Calm(follow_trend=False), B, F)
+    assert before.stop_reason.startswith("CALM: clean count saturated")  # the failure, reproduced
+    assert before.precopy_time > 30 and before.final_pages > 1000
+    now = simulate(src, Calm(), B, F)
+    assert now.stop_reason.startswith("CALM: i = M") and now.precopy_time < 12
+    assert now.cost < 0.3 * before.cost
+    assert now.cost < simulate(src, Fixed(), B, F).cost

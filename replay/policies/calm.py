@@ -12,7 +12,8 @@ In the first pass the "one more clean page does not pay" stop is checked again w
 under a prior worth one step of sending instead of M page-steps (`finish_first_pass`): the pages
 made clean so far are often the cold ones, and a prior at the mean p of a workload with a big
 hot set otherwise stops the migration with most of the RAM never sent (issue 14, mechanism (a);
-tests/test_replay_calm_online.py). Passing `p` fixes both probabilities
+tests/test_replay_calm_online.py). Once saturated, a significant upward trend of the dirty
+counts moves the optimal-stopping threshold to the counts to come (`next_draws`, mechanism (b)). Passing `p` fixes both probabilities
 (an oracle, used by the tests against the uniform model).
 """
 
@@ -26,6 +27,7 @@ from calm.replay.model import best_step_one
 from calm.replay.policies.base import Policy, Stop, View
 
 _P_MAX = 0.999999
+TREND_DRAWS = 30  # saturated dirty counts a trend is fitted on
 
 
 class Calm(Policy):
@@ -33,12 +35,14 @@ class Calm(Policy):
     continuous = True
 
     def __init__(self, p: float | None = None, window: float = 20.0, clean_window: float | None = 100.0,
-                 plateau: float | None = 300.0, min_draws: int = 10, finish_first_pass: bool = True) -> None:
+                 plateau: float | None = 300.0, min_draws: int = 10, finish_first_pass: bool = True,
+                 follow_trend: bool = True) -> None:
         if window < 1 or (clean_window is not None and clean_window < 1):
             raise ValueError("CALM's estimation windows must be at least one step")
         self.p, self.window, self.clean_window, self.plateau = p, window, clean_window, plateau
         self.min_draws = min_draws
         self.finish_first_pass = finish_first_pass
+        self.follow_trend = follow_trend
 
     def begin(self, ctx) -> None:
         super().begin(ctx)
@@ -108,7 +112,7 @@ class Calm(Policy):
         busy = min(n_dirty / b, 1.0) if b > 0 else 1.0
         c_wait = float(ctx.cost(B - b)) * busy + float(ctx.cost(B)) * (1.0 - busy)
         budget = c_wait * B
-        x = np.sort(np.fromiter(self._saturated, dtype=float))
+        x = np.sort(self.next_draws())
         n = x.size
         # mean((t - X)+) at t = x[j] is (j + 1) x[j] / n - cumsum(x)[j] / n, increasing in j
         csum = np.cumsum(x)
@@ -116,7 +120,27 @@ class Calm(Policy):
         j = int(np.searchsorted(at_knots, budget, side="right")) - 1  # last knot within budget
         return float(x[j] + (budget - at_knots[j]) * n / (j + 1)), budget
 
+    def next_draws(self) -> np.ndarray:
+        """What the next saturated dirty count may be: the counts seen so far, or, when the last
+        `TREND_DRAWS` of them rise significantly (slope above 3 standard errors: a dirty rate
+        that ramps up), their residuals around the fitted line moved to its next value. Drawn
+        from the past alone, a rising series always looks worse than what came before, the
+        threshold never fires, and CALM waits into the peak (issue 14, mechanism (b))."""
+        x = np.fromiter(self._saturated, dtype=float)
+        if not self.follow_trend or x.size < TREND_DRAWS:
+            return x
+        y = x[-TREND_DRAWS:]
+        k = np.arange(TREND_DRAWS, dtype=float) - (TREND_DRAWS - 1) / 2.0
+        slope = float(k @ (y - y.mean()) / (k @ k))
+        fit = y.mean() + slope * k
+        resid = y - fit
+        se = float(np.sqrt((resid @ resid) / (TREND_DRAWS - 2) / (k @ k)))
+        if not slope > 3.0 * se:
+            return x
+        return np.maximum(resid + y.mean() + slope * (k[-1] + 1.0), 0.0)
+
     def describe(self) -> dict:
         return {"p": self.p if self.p is not None else "online estimate (p_clean pooled, p_sent windowed)",
                 "window_steps": self.window, "clean_window_steps": self.clean_window,
-                "plateau_steps": self.plateau, "min_draws": self.min_draws}
+                "plateau_steps": self.plateau, "min_draws": self.min_draws,
+                "finish_first_pass": self.finish_first_pass, "follow_trend": self.follow_trend}
