@@ -48,8 +48,14 @@ class DirtySource:
 
     @property
     def mean_p(self) -> float:
-        """The uniform-equivalent per-step write probability (what Fixed and CALM's prior use)."""
+        """The uniform-equivalent per-step write probability (what CALM's prior uses)."""
         raise NotImplementedError
+
+    @property
+    def page_p(self) -> np.ndarray | None:
+        """Per-step write probability of each footprint page (the profile Fixed plans from), or
+        None where every page has the same `mean_p` (a uniform workload)."""
+        return None
 
     def describe(self) -> dict:
         raise NotImplementedError
@@ -85,6 +91,10 @@ class TraceSource(DirtySource):
     @property
     def mean_p(self) -> float:
         return self.mapped.mean_p(self.n_pages)
+
+    @property
+    def page_p(self) -> np.ndarray:
+        return self._p
 
     def describe(self) -> dict:
         return {"kind": "trace", **self.mapped.describe(), "extend": self.extend, "n_pages": self.n_pages,

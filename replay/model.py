@@ -77,14 +77,22 @@ def time_between(n1, n2, b, p: float, p_sent: float | None = None):
         return np.where((frac < 1.0) & (gap > 0), t, np.inf)
 
 
+def max_clean(n_pages: int, p: float) -> float:
+    """q M: the most clean pages copy-then-dirty can expect. The page copied last may be written
+    in the same unit, so even a step that sends every dirty page leaves about p M of them dirty
+    (docs/model.md, section 2: Nmax)."""
+    return (1.0 - p) * n_pages
+
+
 def best_stop(b, n_pages: int, p: float, bandwidth: float, cost: PagesCost):
-    """N*(b) = clip(Ninf(b) - B F(B - b) / (-ln q), 0, M): where one more clean page stops paying."""
+    """N*(b) = clip(Ninf(b) - B F(B - b) / (-ln q), 0, Nmax), Nmax = min(q M, Ninf(b)): where one
+    more clean page stops paying, or the most clean pages there can be."""
     b = np.asarray(b, dtype=float)
     f = cost(bandwidth - b)
     if p == 0:  # cost linear in N: all pages if copying one is cheaper than sending it in downtime
         return np.where(f / np.maximum(b, 1e-300) < 1.0 / bandwidth, float(n_pages), 0.0)
     back = np.maximum(bandwidth * f / -np.log1p(-p), _ASYMPTOTE_MARGIN)
-    return np.clip(n_inf(b, p) - back, 0.0, float(n_pages))
+    return np.clip(n_inf(b, p) - back, 0.0, max_clean(n_pages, p))
 
 
 def fixed_cost(b, n, n_pages: int, p: float, bandwidth: float, cost: PagesCost):
@@ -373,12 +381,13 @@ def calm_plan(n_pages: int, p: float, bandwidth: float, cost: PagesCost, batch: 
     if batch < 1:
         raise CalmError(f"CALM batch must be at least 1 page (got {batch})")
     starts, sizes, bs, cs = [], [], [], []
-    n_steps = -(-n_pages // batch)
+    top = int(np.floor(max_clean(n_pages, p)))  # Nmax: no step can reach beyond q M
+    n_steps = -(-top // batch)
     stop = n_steps
     for j0 in range(0, n_steps, _CALM_BLOCK):
         j = np.arange(j0, min(j0 + _CALM_BLOCK, n_steps), dtype=np.int64)
         i = j * batch
-        k = np.minimum(batch, n_pages - i)
+        k = np.minimum(batch, top - i)
         b, c = _block_steps(i, k, p, bandwidth, cost)
         over = np.flatnonzero(c >= k / bandwidth)
         if over.size:
@@ -391,7 +400,7 @@ def calm_plan(n_pages: int, p: float, bandwidth: float, cost: PagesCost, batch: 
     size = np.concatenate(sizes) if sizes else np.empty(0, np.int64)
     b = np.concatenate(bs) if bs else np.empty(0)
     c = np.concatenate(cs) if cs else np.empty(0)
-    n_clean = int(min(stop * batch, n_pages))
+    n_clean = int(min(stop * batch, top))
     t = time_between(start, start + size, b, p) if len(start) else np.empty(0)
     downtime = (n_pages - n_clean) / bandwidth
     return CalmPlan(batch, start, size, b, c, t, n_clean, float(c.sum() + downtime),

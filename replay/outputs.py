@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 from calm.core.paths import private_file, write_private
-from calm.core.units import format_rate, format_size
+from calm.core.units import format_rate, format_size, mbit_s
 
 TABLE_COLUMNS = ("scenario", "ram_bytes", "bandwidth_bps", "algorithm", "cost_s", "total_time_s",
                  "downtime_s", "precopy_time_s", "pages_sent", "rounds", "forced", "stop_reason",
@@ -55,8 +55,9 @@ def format_table(rows: list[dict]) -> str:
         ram = f"trace ({size})" if r.get("own_memory") else size
         ram, bw = (ram, format_rate(r["bandwidth_bps"])) if key != prev else ("", "")
         prev = key
-        if r["cost_s"] is None:  # a scenario that could not run: its reason in the last column
-            lines.append((ram, bw, r["algorithm"], "-", "-", "-", r["stop_reason"]))
+        if r["cost_s"] is None or r.get("oracle"):  # a scenario that could not run, or the oracle
+            cost = f"{r['cost_s']:.4g}" if r["cost_s"] is not None else "-"
+            lines.append((ram, bw, r["algorithm"], cost, "-", "-", r["stop_reason"]))
             continue
         lines.append((ram, bw, r["algorithm"], f"{r['cost_s']:.4g}", f"{r['total_time_s']:.2f}",
                       f"{r['downtime_s']:.4f}", ("forced: " if r["forced"] else "") + r["stop_reason"]))
@@ -68,3 +69,25 @@ def format_table(rows: list[dict]) -> str:
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def with_oracle_rows(rows: list[dict], scenarios: list[dict]) -> list[dict]:
+    """The printed table's rows plus, after each scenario swept with --sweep, an `oracle` row: the
+    cheapest swept fixed bandwidth stopped at its best moment, both chosen in hindsight on the
+    replayed trace. A bound on what one bandwidth could do, not a policy (results.csv keeps the
+    policies only; results.json has the whole sweep)."""
+    out: list[dict] = []
+    for i, r in enumerate(rows):
+        out.append(r)
+        last = i + 1 == len(rows) or rows[i + 1]["scenario"] != r["scenario"]
+        sc = next((s for s in scenarios if s["name"] == r["scenario"]), None)
+        if not (last and sc and sc.get("sweep")):
+            continue
+        points = [(c, b) for c, b in zip(sc["sweep"]["simulated_cost"], sc["sweep"]["bandwidth_bps"])
+                  if c is not None]
+        if points:
+            cost, rate = min(points)
+            out.append({**r, "algorithm": "oracle", "oracle": True, "cost_s": cost,
+                        "stop_reason": f"hindsight bound, not a policy: best of {len(points)} fixed "
+                                       f"bandwidths ({mbit_s(rate)}) at its best stop"})
+    return out

@@ -32,7 +32,7 @@ from calm.core.paths import private_file  # noqa: E402
 from calm.replay.model import CalmPlan, FixedPlan  # noqa: E402
 
 FORMATS = ("png", "svg")
-ALGORITHM_COLORS = {"calm": "#1b9e77", "clark": "#d95f02", "xen": "#7570b3", "qemu": "#e7298a",
+ALGORITHM_COLORS = {"calm": "#1b9e77", "clark": "#d95f02", "clark-adaptive": "#a6761d", "xen": "#7570b3", "qemu": "#e7298a",
                     "fixed": "#666666"}
 
 
@@ -149,7 +149,8 @@ def cost_sweep(results: dict) -> Figure | None:
 
     Two points are labelled for what they are: the sweep's cheapest point is an oracle (bandwidth
     and stop chosen knowing the whole trace), and the `fixed` row of the table is the bandwidth
-    the uniform model plans in advance, drawn at the cost it had on the trace. The model's curve
+    planned in advance (from the per-page profile, `replay.fixed_profile`), drawn at the cost it
+    had on the trace. The model's curve
     falls to 1e-30 and below where F vanishes; it is drawn at the axis floor there, with markers,
     rather than leaving the axes."""
     scenarios = [sc for sc in results["scenarios"] if sc.get("sweep")]
@@ -187,7 +188,7 @@ def cost_sweep(results: dict) -> Figure | None:
         ax.grid(alpha=0.3)
     labels = {"sim": "fixed bandwidth, simulated on the trace (stopped at its best moment)",
               "oracle": "oracle: the cheapest of these bandwidths, chosen in hindsight",
-              "plan": "the table's fixed row: bandwidth planned by the uniform model, cost on the trace",
+              "plan": "the table's fixed row: bandwidth planned before the migration, cost on the trace",
               "model": "the uniform model at the trace's mean p", "below": "the model, below the axis",
               "calm": "CALM on the trace"}
     handles = [plt.Line2D([], [], **_SWEEP_STYLE[k]) for k in labels]

@@ -21,11 +21,12 @@ import numpy as np
 
 from calm.core.version import __version__
 from calm.core.errors import CalmError
+from calm.replay.charge import Charge, scale_result
 from calm.replay.defaults import ALGORITHMS
 from calm.replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_cost
 from calm.replay.dirty import DirtySource, TraceSource, UniformSource
 from calm.replay.model import fixed_cost_curve
-from calm.replay.policies import POLICIES, Calm, Clark, Fixed, Policy, Qemu, Xen
+from calm.replay.policies import POLICIES, Calm, Clark, ClarkAdaptive, Fixed, Policy, Qemu, Xen
 from calm.core.units import format_size
 from calm.replay.scenario import SLIDE_SCENARIOS, Scenario, check_rate, pages_to_rate, parse_scenario
 from calm.replay.simulator import SimResult, simulate
@@ -66,13 +67,15 @@ class PolicyOptions:
         if name == "clark":
             return Clark(self.clark_min_bps, self.clark_max_bps, self.clark_increment_bps,
                          max_rounds=self.clark_max_rounds)
+        if name == "clark-adaptive":
+            return ClarkAdaptive()
         if name == "xen":
             return Xen()
         if name == "qemu":
             return Qemu(self.qemu_max_bandwidth_bps, self.qemu_downtime_limit_s, self.qemu_switchover_bandwidth_bps)
         if name == "fixed":
             return Fixed()
-        raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
+        raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(POLICIES)}")
 
 
 def parse_algorithms(text: str | Sequence[str]) -> list[str]:
@@ -84,7 +87,7 @@ def parse_algorithms(text: str | Sequence[str]) -> list[str]:
             if not name:
                 raise CalmError(f"empty algorithm name in '{item}'")
             if name not in POLICIES:
-                raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(ALGORITHMS)}")
+                raise CalmError(f"unknown algorithm '{name}': choose from {', '.join(POLICIES)}")
             if name not in names:
                 names.append(name)
     return names
@@ -168,12 +171,13 @@ def _max_steps(max_time_s: float | None, step_seconds: float) -> int | None:
 
 
 def sweep_fixed(source: DirtySource, bandwidth: float, cost_pages, n_points: int,
-                max_steps: int | None = None) -> SweepResult:
+                max_steps: int | None = None, factor: float = 1.0) -> SweepResult:
     """Simulated fixed-bandwidth cost at `n_points` bandwidths (log-spaced from B/200 to B).
 
     Each run keeps its bandwidth and is cut at the stop point that was best in hindsight
     (min over steps of pre-copy cost so far + remaining pages / B), the trace analogue of the
-    model's C(b, N*(b)). Runs last 3 RAM transfers at that bandwidth (or `max_steps`)."""
+    model's C(b, N*(b)). Runs last 3 RAM transfers at that bandwidth (or `max_steps`). `factor`
+    turns costs of a charged (normalised) `cost_pages` back into seconds (`replay.charge`)."""
     M, s = source.n_pages, source.step_seconds
     bs = np.geomspace(bandwidth / 200.0, bandwidth, n_points)
     sim = np.empty(n_points)
@@ -184,7 +188,7 @@ def sweep_fixed(source: DirtySource, bandwidth: float, cost_pages, n_points: int
         stop_now = np.concatenate(([0.0], r.cost_so_far)) + np.concatenate(([M], r.dirty)) / bandwidth * s
         sim[j] = stop_now.min()
     analytic = fixed_cost_curve(bs, M, source.mean_p, bandwidth, cost_pages) * s
-    return SweepResult(pages_to_rate(bs, source.page_size, s), sim, analytic)
+    return SweepResult(pages_to_rate(bs, source.page_size, s), sim * factor, analytic * factor)
 
 
 def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scenario | str] | None = None,
@@ -192,13 +196,14 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
                uniform_p: float | None = None, uniform_step_seconds: float = 0.1, extend: str = "loop",
                seed: int = 0, options: PolicyOptions | None = None, sweep_points: int = 0,
                max_time_s: float | None = None, skip_seconds: float = 0.0,
-               progress: Callable[[str], None] | None = None) -> ReplayReport:
+               progress: Callable[[str], None] | None = None, charge: Charge | None = None) -> ReplayReport:
     """Replays a trace (path or MappedTrace) or, with `uniform_p`, a synthetic uniform workload.
 
     `skip_seconds` leaves out the start of a trace given as a path (see `replay.trace_map`).
     Without `scenarios`, a trace is replayed on a RAM sized from the recorded service (its resident
     memory, rounded up: `service_scenario`) and on the slides' four scenarios. A scenario whose RAM
-    is smaller than the trace's footprint is reported as such and the others still run."""
+    is smaller than the trace's footprint is reported as such and the others still run.
+    `charge` says what the cost charges (`replay.charge`; default: the slides' absolute cost)."""
     if (trace is None) == (uniform_p is None):
         raise CalmError("give either a trace or a uniform dirtying probability (--uniform P), not both")
     default_scenarios = not scenarios
@@ -229,7 +234,8 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
     for scenario in scenarios:
         options.check(scenario, algorithms)
     cost_pages = in_pages(cost_fn, page_size, step_seconds)
-    report = ReplayReport(workload, cost_fn.describe(), step_seconds, page_size)
+    charge = charge or Charge()
+    report = ReplayReport(workload, {**cost_fn.describe(), **charge.describe()}, step_seconds, page_size)
     if trace is not None:
         report.notes += mapped.notes
     max_steps = _max_steps(max_time_s, step_seconds)
@@ -250,15 +256,16 @@ def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scena
                 skipped=f"too small: RAM < the service's dirtied footprint "
                         f"({format_size(mapped.footprint * page_size)})"))
             continue
+        charged, factor = charge.apply(cost_pages, bandwidth)
         results = []
         for name in algorithms:
             where = f"{scenario.name}: {name}"
             if progress:
                 progress(where)
             step_progress = (lambda msg, where=where: progress(f"{where}, {msg}")) if progress else None
-            results.append(simulate(source, options.make(name), bandwidth, cost_pages, max_steps,
-                                    progress=step_progress))
-        sweep = sweep_fixed(source, bandwidth, cost_pages, sweep_points, max_steps) if sweep_points else None
+            results.append(scale_result(simulate(source, options.make(name), bandwidth, charged, max_steps,
+                                                 progress=step_progress), factor))
+        sweep = sweep_fixed(source, bandwidth, charged, sweep_points, max_steps, factor) if sweep_points else None
         report.scenarios.append(ScenarioResult(scenario, source.n_pages, bandwidth, source.mean_p, results, sweep,
                                                ram_bytes=source.n_pages * page_size,
                                                layout=source.layout.describe(), origin=origin.get(scenario, "")))

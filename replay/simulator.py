@@ -67,7 +67,8 @@ class Migration:
         self.M, self.F, self.B = lay.n_pages, lay.footprint, float(bandwidth)
         if not self.B > 0:
             raise CalmError("the total bandwidth must be positive")
-        self.ctx = MigrationContext(self.M, self.B, source.page_size, source.step_seconds, cost, source.mean_p)
+        self.ctx = MigrationContext(self.M, self.B, source.page_size, source.step_seconds, cost, source.mean_p,
+                                    source.page_p)
         policy.begin(self.ctx)
         P = source.page_size
         wire = policy.wire

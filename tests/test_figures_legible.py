@@ -168,7 +168,7 @@ def test_sweep_labels_the_oracle_and_the_plan_and_keeps_the_model_on_the_axes(re
     fig = FIGURES["sweep"][0](replayed)
     legend = " | ".join(t.get_text() for t in fig.legends[0].get_texts())
     assert "oracle: the cheapest of these bandwidths, chosen in hindsight" in legend
-    assert "the table's fixed row: bandwidth planned by the uniform model" in legend
+    assert "the table's fixed row: bandwidth planned before the migration" in legend
     for ax in fig.axes:
         low, high = ax.get_ylim()
         for line in ax.get_lines():

@@ -9,7 +9,7 @@ from replay_helpers import hot_set, write_trace
 from calm.core.errors import CalmError
 from calm.replay.cost import in_pages, parse_cost
 from calm.replay.dirty import TraceSource
-from calm.replay.policies import Calm, Clark, Fixed, Qemu, Xen
+from calm.replay.policies import Calm, Clark, ClarkAdaptive, Fixed, Qemu, Xen
 from calm.replay.simulator import simulate
 from calm.replay.trace_map import map_trace
 
@@ -54,8 +54,19 @@ def test_xen_stops_after_three_times_ram(tmp_path):
 def test_xen_stops_when_a_round_sends_fewer_than_50(tmp_path):
     src = source(tmp_path, hot_set(0, 10), 4096)
     r = simulate(src, Xen(), 1000.0, F)
-    assert r.stop_reason == "Xen: fewer than 50 pages sent in the last round"
+    assert r.stop_reason == "Xen: fewer than 50 pages sent or skipped in the last round"
     assert r.final_pages <= 10 and r.rounds == 2
+
+
+def test_xen_counts_skipped_pages_in_its_stop_rule(tmp_path):
+    """xc_domain_save stops on sent_this_iter + skip_this_iter < 50, not on the pages sent alone:
+    600 hot pages at 40 pages a step make round 2 send 40 and skip 560, which is no reason to stop."""
+    src = source(tmp_path, hot_set(0, 600), 4096)
+    policy = Recording()
+    r = simulate(src, policy, 40.0, F)
+    second = [v for v in policy.views if v.round_done][1]
+    assert second.last_round_sent < 50 and second.last_round_sent + second.last_round_skipped >= 50
+    assert r.stop_reason == "Xen: 29 rounds done" and r.rounds == 29
 
 
 def test_xen_skips_pages_dirtied_before_their_turn(tmp_path):
@@ -100,6 +111,38 @@ def test_clark_alone_may_never_stop_and_its_round_cap(tmp_path):
     assert r.forced and r.rounds > 30
     r = simulate(src, Clark(min_bps=100 * PAGE_BPS, increment_bps=50 * PAGE_BPS, max_rounds=5), 1000.0, F)
     assert r.stop_reason == "Clark: 5 rounds done" and r.rounds == 5 and not r.forced
+
+
+MIBIT_PAGES = (1 << 20) / PAGE_BPS  # pages per step of one of ratewrite's Mbit/s (2^20 bit/s)
+
+
+def test_clark_adaptive_terminates_where_clark_as_written_does_not(tmp_path):
+    """Xen's ADAPTIVE_SAVE: 100 -> 500 Mbit/s, a rate that rises to the measured dirtying rate +
+    50 only when that is above it, and a stop at the maximum once a round sent more than the one
+    before. 3000 hot pages: round 2 runs at 100, sends 320 pages and skips 2680 (dirtied at
+    3000 x 32 Kibit / 0.2 s = 491 Mbit/s), so round 3 runs at 500 (the cap), sends more than 320,
+    and the migration stops; Clark as written goes on until the time limit."""
+    src = source(tmp_path, hot_set(0, 3000), 8192)
+    policy = recording(ClarkAdaptive)()
+    r = simulate(src, policy, 2000.0, F)
+    ends = [v for v in policy.views if v.round_done]
+    assert r.stop_reason == "Clark (Xen ADAPTIVE_SAVE): at the maximum rate and the round sent more than the last"
+    assert r.rounds == 3 and not r.forced
+    assert np.allclose(r.rate_bps[: sum(v.last_round_steps for v in ends[:2])] / PAGE_BPS, 100 * MIBIT_PAGES)
+    assert np.allclose(r.rate_bps[-ends[2].last_round_steps:] / PAGE_BPS, 500 * MIBIT_PAGES)
+    assert ends[2].last_round_sent > ends[1].last_round_sent
+    assert r.downtime == pytest.approx(r.final_pages / (500 * MIBIT_PAGES) * STEP)  # the limiter stays on
+    clark = simulate(src, Clark(), 2000.0, F, max_steps=3000)
+    assert clark.forced
+
+
+def test_clark_adaptive_rate_only_rises_above_the_dirtying_rate(tmp_path):
+    # 300 hot pages a 0.1 s step dirty 98.3 Mbit/s (10^6 bit/s, as print_stats counts): below the
+    # starting 100, so the rate stays at 100 and Xen's 29-round cap ends the migration
+    src = source(tmp_path, hot_set(0, 300), 8192)
+    r = simulate(src, ClarkAdaptive(), 2000.0, F)
+    assert r.stop_reason == "Clark (Xen ADAPTIVE_SAVE): 29 rounds done" and r.rounds == 29
+    assert np.allclose(r.rate_bps / PAGE_BPS, 100 * MIBIT_PAGES)
 
 
 def test_clark_stops_below_256_kib(tmp_path):

@@ -12,7 +12,7 @@ from calm.replay.cost import in_pages, parse_cost
 M, P, B = 10_000, 0.001, 100.0
 # Interior optimum (N* < M): a service using 80 % of the link.
 HEAVY = in_pages(parse_cost("mm1:rate=20,size=16KiB,sla=1s"), 4096, 1.0)
-# The slides' example default: N* = M.
+# The optimum at the corner N* = Nmax = q M.
 LIGHT = in_pages(parse_cost("mm1:rate=15,size=16KiB,sla=1s"), 4096, 1.0)
 COSTS = {"heavy": HEAVY, "light": LIGHT}
 
@@ -42,7 +42,9 @@ def test_best_stop_minimises_over_n(name):
     F = COSTS[name]
     for b in (6.0, 12.0, 30.0):
         n_star = float(model.best_stop(b, M, P, B, F))
-        ns = np.linspace(0, min(M, model.n_inf(b, P) - 1e-6), 20001)
+        top = min(model.max_clean(M, P), model.n_inf(b, P) - 1e-6)  # Nmax: q M clean pages at most
+        assert n_star <= top
+        ns = np.linspace(0, top, 20001)
         brute = model.fixed_cost(b, ns, M, P, B, F)
         assert float(model.fixed_cost(b, n_star, M, P, B, F)) <= brute.min() * (1 + 1e-9)
 
@@ -185,3 +187,17 @@ def test_negligible_cost_differences_resolve_to_the_fastest():
     # and the same choice through the vectorised path that `calm model` uses
     bv, cv = model.best_step(np.array([50_000.0]), np.array([1.0]), 1e-4, B1, F)
     assert bv[0] > 0.4 * B1 and cv[0] <= literal.min() + model.NEGLIGIBLE_PAGES / B1
+
+
+def test_the_slides_example_stops_at_q_m_with_downtime_left():
+    """The slides' example priced with calm's default cost (20 ms time unit) has its optimum at
+    the corner: both plans stop at Nmax = floor(q M) clean pages, leaving p M pages (0.002 s) for
+    the copy phase, not the zero downtime a clip at M promised."""
+    light = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), 4096, 0.02)
+    n_max = model.max_clean(M, P)
+    fixed = model.optimal_fixed(M, P, B, light)
+    calm = model.calm_plan(M, P, B, light)
+    assert fixed.n_clean == pytest.approx(n_max) and calm.n_clean == int(np.floor(n_max))
+    assert fixed.downtime == pytest.approx(P * M / B) and calm.downtime == pytest.approx(P * M / B)
+    for k in (7, 100):  # batching stops at the same corner
+        assert model.calm_plan(M, P, B, light, batch=k).n_clean == int(np.floor(n_max))

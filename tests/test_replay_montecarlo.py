@@ -68,3 +68,25 @@ def test_calm_schedule_in_the_simulator_rises():
     assert len(rate) > 100
     head, tail = rate[: len(rate) // 10].mean(), rate[-len(rate) // 10:].mean()
     assert tail > 1.2 * head
+
+
+def test_at_the_corner_the_clean_count_saturates_at_q_m():
+    """The model's corner (docs/model.md, section 2): once a step can send every dirty page, the
+    clean count hovers at q M, not M, because the pages sent last are written in the same step.
+    The best stop of a cheap fixed bandwidth is therefore Nmax = q M (an earlier model said M:
+    zero downtime, unreachable), and a migration told to stop there gets there."""
+    def light(bs):  # a service that hardly notices a migration below 80 pages a step
+        return np.exp(-np.asarray(bs, dtype=float) / 3.0)
+
+    b = 40.0  # above the ~10 +- 3 pages a step writes: every step sends all dirty pages once there
+    n_max = float(model.best_stop(b, M, P, B, light))
+    assert n_max == pytest.approx(model.max_clean(M, P)) and n_max < M
+    horizon = 1500  # the corner is reached after about M / b = 250 steps
+    results = runs(lambda: Fixed(b, n_clean=None, precopy_time=horizon), max_steps=horizon)
+    saturated = [np.mean(M - r.dirty[600:]) for r in results]
+    agree(saturated, n_max)
+    stopped = runs(lambda: Fixed(b, n_clean=n_max, precopy_time=None), max_steps=horizon)
+    assert all(not r.forced and r.stop_reason == "Fixed: planned clean pages reached" for r in stopped)
+    # it stops within a few steps of the corner, on a draw of at most p M dirty pages
+    assert all(r.precopy_time <= 2 * M / b for r in stopped)
+    assert all(0 < r.downtime * B <= P * M for r in stopped)

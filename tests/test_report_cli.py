@@ -115,7 +115,7 @@ def test_replay_table_matches_results_json(made, tmp_path: Path) -> None:
         n = len(costs)
         assert [cls == "best" for cls in classes[i * n:(i + 1) * n]] == tie_rule(costs, scenario["bandwidth_bps"])
         fixed = next(row for row in rows[i * n:(i + 1) * n] if row[-8].startswith("fixed"))
-        assert "plan:" in fixed[-8] and "uniform model" in fixed[-8]
+        assert "plan:" in fixed[-8] and "per-page write probabilities" in fixed[-8]  # a trace: its profile
     assert rows[0][:2] == ["1 MiB", "8 Mbit/s"]
 
 
@@ -248,3 +248,15 @@ def test_bad_input_is_one_line_and_writes_nothing(made, tmp_path: Path) -> None:
         line = one_line_error(calm(*args))
         assert message in line, (args, line)
         assert not (tmp_path / "o.html").exists()
+
+
+def test_report_says_what_a_charged_replay_charged(made, tmp_path: Path) -> None:
+    replay = tmp_path / "extra"
+    calm("replay", str(made["trace"]), "-s", "1MiB@8Mbit", "-a", "calm,xen", "--charge", "extra",
+         "--price-per-second", "0.01", "-q", "--no-plots", "-o", str(replay), check=True)
+    charged, plain = tmp_path / "charged.html", tmp_path / "plain.html"
+    calm("report", str(made["trace"]), "--replay", str(replay), "-o", str(charged), "-q", check=True)
+    calm("report", str(made["trace"]), "--replay", str(made["results"]), "-o", str(plain), "-q", check=True)
+    text = charged.read_text()
+    assert "(--charge extra)" in text and "also costs 0.01 s (--price-per-second)" in text
+    assert "--charge" not in plain.read_text()  # the slides' charge needs no word

@@ -22,6 +22,8 @@ COMMANDS = [
     ["scripts/bench_loadgen.py", "--bogus"],
     ["scripts/bench_pagemap_scan.py", "--bogus"],
     ["scripts/bench_startup.py", "--bogus"],
+    ["scripts/compare_calm_synthetic.py", "--bogus"],
+    ["scripts/corner_montecarlo.py", "--seeds", "x"],
     ["scripts/refresh-readme-figures", "--only", "nothing"],
     ["scripts/validate-migration", "grid", "-o", "x", "--bandwidths", "0"],
     ["scripts/validate-migration", "bogus"],

@@ -202,3 +202,29 @@ def test_newer_format_version_is_refused(tmp_path):
 def test_missing_trace(tmp_path):
     with pytest.raises(CalmError, match="does not exist"):
         Trace(tmp_path / "nope.h5")
+
+
+def test_two_snapshots_at_one_sample_read_as_the_later_one(tmp_path):
+    """The recorder stores the baseline's map at sample 0 and, when the first round finds the map
+    changed (ld.so's RELRO mprotect splits a region), another one at sample 0: the reader must
+    give the later map, not both merged (their overlap halved every page's probability)."""
+    from calm.trace.maps import MapsTable
+
+    def table(regions):
+        return MapsTable(np.array([r[0] for r in regions], dtype=np.uint64),
+                         np.array([r[1] for r in regions], dtype=np.uint64), [r[2] for r in regions],
+                         np.zeros(len(regions), dtype=np.uint64), np.zeros(len(regions), dtype=np.uint64),
+                         ["/bin/p"] * len(regions))
+
+    path = tmp_path / "m.h5"
+    writer = TraceWriter(path, force=True, attrs=ATTRS)
+    row = writer.open_process(pid=1, ppid=0, start_time_unix=0.0, name="p", cmdline=[], exe="/bin/p")
+    vsyscall = (0xFFFFFFFFFF600000, 0xFFFFFFFFFF601000, "--xp")  # above 2**63: compared unsigned
+    writer.add_maps(row, 0, table([(0x1000, 0x3000, "rw-p"), vsyscall]))
+    writer.add_maps(row, 0, table([(0x1000, 0x2000, "r--p"), (0x2000, 0x3000, "rw-p"), vsyscall]))
+    writer.add_sample(0.0, 1.0, {row: (np.array([1, 2], dtype=np.uint64), 2)})
+    writer.close(status="complete", end_reason="test")
+    with Trace(path) as trace:
+        snapshots = trace.map_snapshots(row)
+    assert [s for s, _ in snapshots] == [0]
+    assert snapshots[0][1].perms == ["r--p", "rw-p", "--xp"]

@@ -44,6 +44,11 @@ def configure(m: argparse.ArgumentParser) -> None:
     m.add_argument("--page-size", type=argtypes.size(), default=4096, metavar="SIZE", help="page size (default 4KiB)")
     m.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
                    help=f"cost function F, as for calm replay (default {DEFAULT_COST_SPEC})")
+    m.add_argument("--charge", choices=("absolute", "extra"), default="absolute",
+                   help="what the cost charges: every SLA violation (absolute, the slides' default) or only "
+                        "those the migration adds to what the service violates at the full bandwidth (extra)")
+    m.add_argument("--price-per-second", type=argtypes.number(minimum=0.0, maximum=1e6), default=0.0, metavar="X",
+                   help="also charge X seconds of violated SLA per second of migration (default 0)")
     m.add_argument("--batch", type=argtypes.whole(minimum=1), default=1, metavar="K",
                    help="CALM: pages per optimisation step (default 1)")
     m.add_argument("--points", type=argtypes.whole(minimum=2, maximum=MAX_POINTS), default=400, metavar="N",
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     from calm.core import units
     from calm.replay import model
+    from calm.replay.charge import Charge
     from calm.replay.cost import in_pages, parse_cost
     from calm.replay.outputs import write_csv, write_json
     from calm.replay.scenario import rate_to_pages
@@ -85,14 +91,18 @@ def run(args: argparse.Namespace) -> int:
     p = args.p
     bandwidth = rate_to_pages(args.bandwidth, page_size, unit) if args.bandwidth else (args.bandwidth_pages or 100.0)
     cost_fn = parse_cost(args.cost)
-    F = in_pages(cost_fn, page_size, unit)
+    charge = Charge(args.charge, args.price_per_second)  # a rate, like F: the same per second or per unit
+    # the plans see the charge's normalised rate G and their costs are scaled back by d (replay/charge.py)
+    F, d = charge.apply(in_pages(cost_fn, page_size, unit), bandwidth)
     fixed = model.optimal_fixed(n_pages, p, bandwidth, F)
     calm = model.calm_plan(n_pages, p, bandwidth, F, batch=args.batch)
+    fixed.cost, calm.cost, calm.step_cost = fixed.cost * d, calm.cost * d, calm.step_cost * d
     bs = np.linspace(bandwidth / args.points, bandwidth, args.points)
-    costs = model.fixed_cost_curve(bs, n_pages, p, bandwidth, F)
+    costs = model.fixed_cost_curve(bs, n_pages, p, bandwidth, F) * d
     stops = model.best_stop(bs, n_pages, p, bandwidth, F)
     params = {"n_pages": n_pages, "p": p, "bandwidth_pages": bandwidth, "time_unit_s": unit,
-              "page_size": page_size, "cost": cost_fn.describe(), "batch": args.batch}
+              "page_size": page_size, "cost": cost_fn.describe(), "batch": args.batch,
+              "charge": args.charge, "price_per_s": args.price_per_second}
     summary = {"tool": "calm model", "parameters": params, "fixed": fixed.to_dict(), "calm": calm.to_dict()}
     out = prepare_output_dir(out, force=args.force)
     files = [

@@ -51,10 +51,18 @@ def configure(p: argparse.ArgumentParser) -> None:
                         f"@1Gbit, and the slides' {', '.join(SLIDE_SCENARIOS)}; a scenario smaller than the "
                         f"trace's footprint is reported, not run)")
     p.add_argument("-a", "--algorithm", action="append", metavar="LIST",
-                   help="comma-separated: calm,clark,xen,qemu,fixed (default: all)")
+                   help="comma-separated: calm,clark,xen,qemu,fixed (the default) and clark-adaptive (Clark as Xen's "
+                        "ADAPTIVE_SAVE implemented it: 100-500 Mbit/s, terminates)")
     p.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
                    help=f"cost function F: mm1:rate=REQ_PER_S,size=SIZE,sla=DURATION or csv:PATH "
                         f"(rows 'bandwidth,probability'; default {DEFAULT_COST_SPEC})")
+    p.add_argument("--charge", choices=("absolute", "extra"),
+                   help="what the cost charges: every SLA violation during the migration (absolute, the "
+                        "slides' default) or only those it adds to what the service violates at the full "
+                        "bandwidth (extra)")
+    p.add_argument("--price-per-second", type=argtypes.number(minimum=0.0, maximum=1e6), metavar="X",
+                   help="also charge X seconds of violated SLA per second of migration, downtime included "
+                        "(a reserved destination, dirty logging; default 0: time is free where F is ~0)")
     p.add_argument("--extend", choices=EXTEND_MODES, help="past the trace's end: loop it (default) or "
                    "resample each page from its observed per-step probability")
     p.add_argument("--skip", type=argtypes.duration(allow_zero=True), metavar="DURATION",
@@ -113,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     _check_modes(args)
     from calm.core.paths import check_input_trace, check_output_dir, default_output, prepare_output_dir
     from calm.core.progress import Progress  # live on a terminal, a line every 5 s otherwise
+    from calm.replay.charge import Charge
     from calm.replay.cost import parse_cost
     from calm.replay.runner import PolicyOptions, parse_algorithms, run_replay
     from calm.replay.scenario import parse_scenario
@@ -155,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
                             uniform_step_seconds=args.interval or 0.1, extend=args.extend or "loop",
                             seed=args.seed or 0, options=options, sweep_points=args.sweep,
                             max_time_s=args.max_time, skip_seconds=skip,
-                            progress=lambda msg: progress.update(f"replaying {msg}"))
-    from calm.replay.outputs import TABLE_COLUMNS, format_table, write_csv, write_json
+                            progress=lambda msg: progress.update(f"replaying {msg}"),
+                            charge=Charge(args.charge or "absolute", args.price_per_second or 0.0))
+    from calm.replay.outputs import TABLE_COLUMNS, format_table, with_oracle_rows, write_csv, write_json
 
     out = prepare_output_dir(out, force=args.force)
     rows = report.table()
@@ -169,8 +179,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
     elif not args.quiet:
         step_info = f"step {report.step_seconds:.4g} s, page {report.page_size} B, cost {report.cost['spec']}"
+        if args.charge or args.price_per_second:
+            step_info += f", charge {report.cost['charge']}, {report.cost['price_per_s']:g} s per s of migration"
         print(f"{'uniform p=' + format(args.uniform, 'g') if uniform else trace}: {step_info}")
-        print(format_table(rows))
+        print(format_table(with_oracle_rows(rows, report.to_dict()["scenarios"])))
     if not args.quiet:
         for note in report.notes:
             print(f"calm replay: note: {note}", file=sys.stderr)

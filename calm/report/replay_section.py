@@ -4,7 +4,8 @@ Why its own module: the replay part reads only results.json (replay/outputs.py),
 it makes about which algorithm is cheapest goes through one rule (`calm.replay.compare`), so the
 badges, the overview card and the text under the figures never disagree. Two rows of the table
 are easy to misread and are labelled for what they are: `fixed` is the bandwidth planned in
-advance from the uniform model, and the sweep's cheapest point is an oracle (bandwidth and stop
+advance (from the trace's per-page write probabilities, or the uniform model), and the sweep's
+cheapest point is an oracle (bandwidth and stop
 chosen knowing the whole trace), shown as a row of its own that never competes for "lowest".
 """
 
@@ -70,12 +71,26 @@ def winners_text(results: dict, with_rule: bool = True) -> str:
     return f"Lowest cost{f' ({TIE_RULE})' if with_rule else ''}: " + "; ".join(parts) + "."
 
 
+def charge_text(cost: dict) -> str:
+    """What the cost charged, when the replay was not run with the slides' absolute charge."""
+    mode, price = cost.get("charge", "absolute"), float(cost.get("price_per_s") or 0.0)
+    parts = []
+    if mode == "extra":
+        parts.append("only the violations the migration adds are charged (--charge extra): F(B − b(t)) − F(B) "
+                     "while pre-copying and 1 − F(B) per second of downtime")
+    if price:
+        parts.append(f"every second of migration also costs {price:g} s (--price-per-second)")
+    return (" In this replay " + "; ".join(parts) + ".") if parts else ""
+
+
 def fixed_plan(result: dict, results: dict) -> str:
     """What the `fixed` row is: a bandwidth planned before the migration, not the best one."""
     options = result.get("options") or {}
     rate = options.get("bandwidth_pages_per_step")
     speed = (f" {units.mbit_s(rate * results['page_size'] * 8 / results['step_seconds'])}"
              if isinstance(rate, (int, float)) else "")
+    if options.get("planned_from") == "per-page profile":
+        return f"plan:{speed} from the trace's per-page write probabilities"
     if "planned_p" in options:
         return (f"plan:{speed} from the uniform model at the trace's mean p = "
                 f"{float(options['planned_p']):.3g} per step")
@@ -171,7 +186,7 @@ def replay_section(a, results: dict, source: str) -> Raw:
             "the migration takes b(t) of the link and the service keeps the rest; the cost grows by "
             f"F(B − b(t)), the probability that a request misses its SLA ({cost.get('spec', 'see results.json')}), "
             "and by 1 per second of downtime. The trace's pages are laid onto the RAM of each scenario; "
-            "pages it never wrote are copied once.")
+            "pages it never wrote are copied once." + charge_text(cost))
     figs = [figure(images["cost_bars"], "Cost per algorithm and scenario", [
                 "The SLA cost of each algorithm in each scenario, on a log scale: one step up the axis "
                 "is ten times the violation.", winners_text(results),

@@ -319,6 +319,13 @@ class Trace:
         out: dict[int, list[tuple[int, MapsTable]]] = {}
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):  # one iteration per snapshot
             idx = order[a:b]
+            # Two snapshots may share a sample (the baseline's, then the map the first round found
+            # changed, e.g. after ld.so's RELRO mprotect): each is sorted by address, so the last
+            # one begins where the addresses restart. It is the map that sample was read with.
+            starts = cols["start"][idx].astype(np.uint64)  # unsigned: [vsyscall] is above 2**63
+            restart = np.flatnonzero(starts[1:] <= starts[:-1])
+            if restart.size:
+                idx = idx[int(restart[-1]) + 1:]
             table = MapsTable(cols["start"][idx], cols["end"][idx], [perms[i] for i in idx],
                               cols["offset"][idx], cols["inode"][idx], [paths[i] for i in idx], dev[idx])
             out.setdefault(int(cols["process"][idx[0]]), []).append((int(cols["sample"][idx[0]]), table))
@@ -377,7 +384,7 @@ def _open_trace_file(path: Path) -> tuple[h5py.File, EoaRepairedFile | None]:
         else:
             is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
             problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # RuntimeError: HDF5 found a damaged heap
         problem = f"{path} is corrupt or truncated: {exc}"
     if problem:
         f.close()

@@ -44,7 +44,10 @@ class MigrationContext:
     page_size: int  # bytes
     step_seconds: float  # seconds per step
     cost: PagesCost  # F(service bandwidth in pages per step)
-    mean_p: float  # uniform-equivalent per-step write probability of the workload (Fixed's plan)
+    mean_p: float  # uniform-equivalent per-step write probability of the workload
+    # per-step write probability of each page the trace writes (the rest of RAM: never), from the
+    # recorded profile; None for a synthetic uniform workload (Fixed's plan, see policies.fixed)
+    page_p: np.ndarray | None = None
 
     def pages_per_step(self, bits_per_s: float) -> float:
         return bits_per_s / 8.0 / self.page_size * self.step_seconds
