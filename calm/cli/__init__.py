@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_INTERRUPTED = False
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Python's own SIGINT handler, remembering that it ran (see the ImportError case in main)."""
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -70,14 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         import calm
 
         if signal.getsignal(signal.SIGINT) is calm.early_interrupt:  # start-up is over
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, _interrupt)
         return int(args.func(args) or 0)
     except CalmError as exc:
+        if _INTERRUPTED:  # an error the interrupt itself caused
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except ImportError:
+        # Ctrl-C inside a C extension's import (numpy's PyCapsule_Import) surfaces as an ImportError
+        # of the interrupted module, not as KeyboardInterrupt: it is still the interrupt
+        if _INTERRUPTED:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        raise
     except BrokenPipeError:
         return 1
 
