@@ -304,8 +304,14 @@ class Trace:
 
     def _all_maps(self) -> dict[int, list[tuple[int, MapsTable]]]:
         """Every process's snapshots, read from the file once (the maps group is small)."""
-        if self._maps_cache is not None:
-            return self._maps_cache
+        if self._maps_cache is None:
+            try:
+                self._maps_cache = self._read_all_maps()
+            except (OSError, ValueError, RuntimeError) as exc:  # a damaged chunk or heap (see _read)
+                raise CalmError(f"{self.path} is corrupt: cannot read its memory maps ({exc})") from None
+        return self._maps_cache
+
+    def _read_all_maps(self) -> dict[int, list[tuple[int, MapsTable]]]:
         g = self._file["maps"]
         present = {c: code for c, code in tf.MAP_COLUMNS.items() if c in g}  # dev: 1.1
         n = self._readable_rows(g, present, min(g[c].shape[0] for c in present))
@@ -329,7 +335,6 @@ class Trace:
             table = MapsTable(cols["start"][idx], cols["end"][idx], [perms[i] for i in idx],
                               cols["offset"][idx], cols["inode"][idx], [paths[i] for i in idx], dev[idx])
             out.setdefault(int(cols["process"][idx[0]]), []).append((int(cols["sample"][idx[0]]), table))
-        self._maps_cache = out
         return out
 
     def residency(self) -> dict[str, np.ndarray] | None:
