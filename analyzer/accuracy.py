@@ -149,6 +149,8 @@ class BinomialReport:
         return abs(self.total_z) <= self.z_bound
 
     z_bound: float = 3.29
+    # (page index, count, expected count) of up to 10 pages outside: what a failing test shows
+    worst: tuple[tuple[int, int, float], ...] = ()
 
 
 def binomial_comparison(trace: Trace, row: int, truth: Truth, confidence: float = 0.999,
@@ -196,8 +198,11 @@ def poisson_binomial_check(counts: np.ndarray, p: np.ndarray, patterns: dict[tup
     expected_out = n * (1 - confidence)
     allowed = int(math.ceil(expected_out + z_bound * math.sqrt(max(expected_out, 1e-9)) + 1))
     total_z = float((counts.sum() - mean.sum()) / math.sqrt(max(var.sum(), 1e-12)))
+    pages = np.flatnonzero(matters)[np.argsort(-z_cc)[:10]]
+    worst = tuple((int(i), int(counts[i]), round(float(mean[i]), 2)) for i in pages
+                  if abs(counts[i] - mean[i]) - 0.5 > z_bound * math.sqrt(var[i]))
     return BinomialReport(n, outside, allowed, float(z.max()) if z.size else 0.0, samples,
-                          total_z, z_bound)
+                          total_z, z_bound, worst)
 
 
 # -- the service mode (`groundtruth --workers`): shared pages once, private pages per worker -----
