@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from calm.cli.output_options import add_output_options
 from calm.core import argtypes
 from calm.core.paths import DEFAULT_TRACE
 
@@ -26,17 +27,14 @@ DESCRIPTION = (
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace", nargs="?", default=DEFAULT_TRACE, metavar="TRACE",
                         help=f"trace written by `calm record` (default {DEFAULT_TRACE})")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="directory for plots and data files (default: TRACE-analysis next to the trace)")
-    parser.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier analysis")
+    add_output_options(parser, output_help="directory for plots and data files (default: TRACE-analysis next "
+                                           "to the trace)",
+                       earlier="analysis", json_help="print the summary as JSON on stdout")
     parser.add_argument("--pid", type=argtypes.whole(minimum=1), action="append", metavar="PID",
                         help="analyse only this process of the trace (repeatable; default: all)")
     parser.add_argument("--region-names", metavar="FILE",
                         help="name address ranges the maps show as anonymous: lines 'PID START-END NAME' in "
                              "/proc/PID/maps notation, e.g. a JVM's heap from `jcmd PID GC.heap_info`")
-    parser.add_argument("--no-plots", action="store_true", help="write only the data files")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
 def _progress(quiet: bool):

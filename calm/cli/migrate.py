@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from calm.cli.output_options import add_output_options
 from calm.core import argtypes
 from calm.core.errors import CalmError, UsageError
 
@@ -62,12 +63,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="clark policy: rate increment per round")
     p.add_argument("--deadline", type=argtypes.duration(), default=DEFAULT_DEADLINE_S, metavar="DURATION",
                    help=f"cancel a migration still running after this long (default {DEFAULT_DEADLINE_S:g}s)")
-    p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="DIR",
-                   help=f"output directory (default {DEFAULT_OUTPUT})")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier run")
-    p.add_argument("--no-plots", action="store_true", help="write only migrate.json")
-    p.add_argument("--json", action="store_true", help="print migrate.json's summary as JSON on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_options(p, default=DEFAULT_OUTPUT, output_help=f"output directory (default {DEFAULT_OUTPUT})",
+                       earlier="run", no_plots_help="write only migrate.json",
+                       json_help="print migrate.json's summary as JSON on stdout")
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from calm.cli.output_options import add_output_options
 from calm.core import argtypes
 from calm.core.errors import UsageError
 from calm.replay.defaults import DEFAULT_COST_SPEC
@@ -53,12 +54,8 @@ def configure(m: argparse.ArgumentParser) -> None:
                    help="CALM: pages per optimisation step (default 1)")
     m.add_argument("--points", type=argtypes.whole(minimum=2, maximum=MAX_POINTS), default=400, metavar="N",
                    help="bandwidths on the fixed-cost curve (default 400)")
-    m.add_argument("-o", "--output", metavar="DIR", default=DEFAULT_OUTPUT,
-                   help=f"output directory (default {DEFAULT_OUTPUT}/)")
-    m.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier run")
-    m.add_argument("--no-plots", action="store_true", help="write only the data files")
-    m.add_argument("--json", action="store_true", help="print model.json's content on stdout")
-    m.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_options(m, default=DEFAULT_OUTPUT, output_help=f"output directory (default {DEFAULT_OUTPUT}/)",
+                       earlier="run", json_help="print model.json's content on stdout")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from calm.cli.output_options import add_output_options
 from calm.core import argtypes
 from calm.core.errors import UsageError
 from calm.core.paths import DEFAULT_TRACE
@@ -93,12 +94,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qemu-switchover-bandwidth", type=argtypes.rate(), metavar="RATE",
                    help="QEMU: avail-switchover-bandwidth, used instead of the measured bandwidth for the "
                         "switch-over threshold (QEMU 8.2+; default unset)")
-    p.add_argument("-o", "--output", metavar="DIR",
-                   help="output directory (default TRACE-replay next to the trace, or replay-uniform-P)")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier replay")
-    p.add_argument("--no-plots", action="store_true", help="write only the data files")
-    p.add_argument("--json", action="store_true", help="print the table as JSON rows on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_options(p, output_help="output directory (default TRACE-replay next to the trace, or "
+                                      "replay-uniform-P)",
+                       earlier="replay", json_help="print the table as JSON rows on stdout")
 
 
 def _check_modes(args: argparse.Namespace) -> None:

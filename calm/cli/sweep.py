@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from calm.cli.output_options import add_output_options
 from calm.cli.replay import scenario_type
 from calm.core import argtypes
 from calm.core.errors import CalmError, UsageError
@@ -75,11 +76,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                        help="run on the Dask cluster whose scheduler is at ADDRESS (tcp://HOST:PORT) instead")
     where.add_argument("--scheduler-file", metavar="PATH",
                        help="run on the Dask cluster whose scheduler wrote PATH (dask scheduler --scheduler-file)")
-    p.add_argument("-o", "--output", metavar="DIR", help=f"output directory (default ./{DEFAULT_OUTPUT})")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite the files of an earlier sweep")
-    p.add_argument("--no-plots", action="store_true", help="write only the data files")
-    p.add_argument("--json", action="store_true", help="print the table as JSON rows on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_output_options(p, output_help=f"output directory (default ./{DEFAULT_OUTPUT})", earlier="sweep",
+                       json_help="print the table as JSON rows on stdout")
 
 
 def _check_modes(args: argparse.Namespace) -> None:
