@@ -57,7 +57,7 @@ def markdown_table(cells: list[CellVerdict], algorithms: list[str]) -> str:
         miss += [] if v.near_oracle else [f">{WITHIN:.0%} over oracle"]
         costs = [(f"**{_fmt(v.costs[a])}**" if a == v.winner else _fmt(v.costs[a])) for a in algorithms]
         lines.append("| " + " | ".join([v.trace, v.half, v.scenario, _cost_label(v.cost), *costs, _fmt(v.oracle),
-                                        v.winner, f"{v.ratio:.3f}", "; ".join(miss) or "met"]) + " |")
+                                        v.winner, f"{v.ratio:.3g}", "; ".join(miss) or "met"]) + " |")
     return "\n".join(lines)
 
 

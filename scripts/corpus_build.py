@@ -66,7 +66,7 @@ class Recording:
     half: str
     seconds: float
     interval: float
-    skip: float  # start-up the replay leaves out (a fill a looped replay would repeat)
+    skip: float  # start-up the replay leaves out (a fill a looped replay would repeat every loop)
     describe: str
     run: Callable[[Path, "Recording"], None] = field(repr=False)
 
@@ -146,7 +146,7 @@ RECORDINGS: dict[str, Recording] = {
     "sqlite": Recording("train", 25, 0.2, 6.0, "scripts/sqlite_fill_update.py (fill 400k rows, then updates)",
                         record_sqlite),
     "groundtruth-workers": Recording(
-        "test", 20, 0.1, 0.0, "python -m calm.workloads.groundtruth --workers 3 --pages 8192 --profile zipf:1.1:0.9",
+        "test", 20, 0.1, 0.5, "python -m calm.workloads.groundtruth --workers 3 --pages 8192 --profile zipf:1.1:0.9",
         record_groundtruth),
     "apache": Recording("train", 20, 0.1, 0.0, "Apache httpd (scripts/calm_apache.py) under calm load at 40 req/s",
                         record_apache),
@@ -214,8 +214,10 @@ def build_corpus(folder: Path, *, synthetic_only: bool = False, small: bool = Fa
         keep(trace)
     if not synthetic_only:
         for name, rec in RECORDINGS.items():
-            spec = {"describe": rec.describe, "seconds": rec.seconds, "interval": rec.interval, "skip": rec.skip}
+            spec = {"describe": rec.describe, "seconds": rec.seconds, "interval": rec.interval}
             trace = reuse(name, spec)
+            if trace is not None:  # the skip is the replay's, not the recording's: no need to re-record
+                trace.skip_seconds = rec.skip
             if trace is None:
                 path = folder / f"{name}.h5"
                 note(f"recording {name} for {rec.seconds:g} s: {rec.describe}")
