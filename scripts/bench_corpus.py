@@ -49,6 +49,11 @@ def _fmt(x: float) -> str:
     return "fail" if math.isnan(x) else f"{x:.4g}"
 
 
+def _short(text: str, width: int = 90) -> str:
+    """A source line for the table (a 60-phase ramp's profile is 1,300 characters; corpus.json has it all)."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def markdown_table(cells: list[CellVerdict], algorithms: list[str]) -> str:
     head = ["trace", "half", "scenario", "cost", *algorithms, "oracle", "won", "CALM/oracle", "goal"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -175,7 +180,7 @@ def main() -> int:
     print("| trace | half | kind | backend | skip | source |\n|---|---|---|---|---|---|")
     for t in corpus:
         print(f"| {t.name} | {t.half} | {t.kind} | {t.backend or '-'} | {t.skip_seconds:g} s | "
-              f"{t.source}{' — NOT IN CORPUS: ' + t.error if t.error else ''}"
+              f"{_short(t.source)}{' — NOT IN CORPUS: ' + t.error if t.error else ''}"
               f"{' (not replayed: --only)' if not t.error and t not in ok else ''} |")
     print(f"\nCosts: mm1 = `{DEFAULT_COST_SPEC}`; measured = {curve_note}.")
     print(f"Parameters: {parameter_note(args.recommended)}\n")
