@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus_build import build_corpus, measured_cost_csv  # noqa: E402
+from corpus_build import RECORDINGS, SYNTHETIC, build_corpus, measured_cost_csv  # noqa: E402
 from corpus_replay import ORACLE_POINTS, WITHIN, CellVerdict, Job, goal_summary, replay_corpus, verdicts  # noqa: E402
 
 from calm.core.argtypes import OneLineErrorParser, whole  # noqa: E402
@@ -54,8 +54,8 @@ def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def markdown_table(cells: list[CellVerdict], algorithms: list[str]) -> str:
-    head = ["trace", "half", "scenario", "cost", *algorithms, "oracle", "won", "CALM/oracle", "goal"]
+def markdown_table(cells: list[CellVerdict], algorithms: list[str], recommended: str) -> str:
+    head = ["trace", "half", "scenario", "cost", *algorithms, "oracle", "won", f"{recommended}/oracle", "goal"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in cells:
         miss = [f"beaten by {','.join(v.beaten_by)}"] if v.beaten_by else []
@@ -116,7 +116,7 @@ def main() -> int:
                     help=f"policies (default: every registered one: {','.join(POLICIES)})")
     ap.add_argument("--recommended", default="calm", metavar="NAME", help="the CALM judged by the goal "
                     "(default calm); the baselines are the other policies whose names do not start with calm")
-    ap.add_argument("--only", metavar="NAMES", help="comma-separated trace names: replay only these")
+    ap.add_argument("--only", metavar="NAMES", help="comma-separated trace names: build and replay only these")
     ap.add_argument("-s", "--scenario", action="append", metavar="RAM@BANDWIDTH",
                     help=f"repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
     ap.add_argument("--oracle-points", type=whole(minimum=2), default=ORACLE_POINTS, metavar="N",
@@ -133,10 +133,20 @@ def main() -> int:
         raise CalmError(f"--recommended {args.recommended} is not among the algorithms ({','.join(algorithms)})")
     if "fixed" not in algorithms:
         algorithms.append("fixed")  # the oracle's grid takes its planned rate
+    from calm.replay.scenario import parse_scenario
+
+    # Everything the user typed is checked before anything is recorded (a recording takes minutes).
+    scenarios = tuple(parse_scenario(s).name for s in (args.scenario or SLIDE_SCENARIOS))
+    only = set(args.only.split(",")) if args.only else None
+    known = set(SYNTHETIC) | (set() if args.synthetic_only else set(RECORDINGS))
+    if only and only - known:
+        raise CalmError(f"--only: no trace named {', '.join(sorted(only - known))} (traces: {', '.join(known)})")
+    if args.cost_csv:
+        parse_cost(f"csv:{args.cost_csv}")
     started = time.time()
     note = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     corpus = build_corpus(args.dir, synthetic_only=args.synthetic_only, small=args.small, rebuild=args.rebuild,
-                          note=note)
+                          only=only, note=note)
     costs = [DEFAULT_COST_SPEC]
     curve_note = "not asked for (--synthetic-only without --cost-csv)"
     if args.cost_csv or not args.synthetic_only:
@@ -144,14 +154,8 @@ def main() -> int:
         if csv_path:
             costs.append(f"csv:{Path(csv_path).resolve()}")
     for spec in costs:
-        parse_cost(spec)  # a bad curve is one line before anything runs
-    from calm.replay.scenario import parse_scenario
-
-    scenarios = tuple(parse_scenario(s).name for s in (args.scenario or SLIDE_SCENARIOS))
-    only = set(args.only.split(",")) if args.only else None
-    if only and only - {t.name for t in corpus}:
-        raise CalmError(f"--only: no trace named {', '.join(sorted(only - {t.name for t in corpus}))} in the corpus")
-    ok = [t for t in corpus if not t.error and (only is None or t.name in only)]
+        parse_cost(spec)  # a measured curve that came out unreadable is one line before anything runs
+    ok = [t for t in corpus if not t.error]
     halves = {t.name: t.half for t in ok}
     jobs = [Job(t.name, t.path, t.skip_seconds, scenarios, tuple(costs), tuple(algorithms), args.oracle_points) for t in ok]
     rows = replay_corpus(jobs, args.workers, note)
@@ -181,10 +185,10 @@ def main() -> int:
     for t in corpus:
         print(f"| {t.name} | {t.half} | {t.kind} | {t.backend or '-'} | {t.skip_seconds:g} s | "
               f"{_short(t.source)}{' — NOT IN CORPUS: ' + t.error if t.error else ''}"
-              f"{' (not replayed: --only)' if not t.error and t not in ok else ''} |")
+              " |")
     print(f"\nCosts: mm1 = `{DEFAULT_COST_SPEC}`; measured = {curve_note}.")
     print(f"Parameters: {parameter_note(args.recommended)}\n")
-    print(markdown_table(cells, algorithms))
+    print(markdown_table(cells, algorithms, args.recommended))
     print("\nGoal: " + args.recommended + " at or below every baseline (" + ", ".join(cells[0].baselines)
           + f") in every cell and within {WITHIN:.0%} of the oracle in at least 90% of cells.")
     print("\n".join(summary_lines(cells, args.recommended)))

@@ -181,8 +181,9 @@ def _backend(path: Path) -> str:
 
 
 def build_corpus(folder: Path, *, synthetic_only: bool = False, small: bool = False, rebuild: bool = False,
-                 note: Callable[[str], None] = print) -> list[CorpusTrace]:
-    """Builds (or reuses) every trace; a recording that fails is kept with its `error`, not lost."""
+                 only: set[str] | None = None, note: Callable[[str], None] = print) -> list[CorpusTrace]:
+    """Builds (or reuses) every trace (or those named in `only`); a recording that fails is kept
+    with its `error`, so the table says why it is missing."""
     from calm.workloads.synthetic import write_profile_trace
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,6 +203,8 @@ def build_corpus(folder: Path, *, synthetic_only: bool = False, small: bool = Fa
         return CorpusTrace(**old)
 
     for name, (profile, samples, half) in SYNTHETIC.items():
+        if only is not None and name not in only:
+            continue
         spec = _synthetic_spec(profile, samples, small)
         trace = reuse(name, spec)
         if trace is None:
@@ -214,6 +217,8 @@ def build_corpus(folder: Path, *, synthetic_only: bool = False, small: bool = Fa
         keep(trace)
     if not synthetic_only:
         for name, rec in RECORDINGS.items():
+            if only is not None and name not in only:
+                continue
             spec = {"describe": rec.describe, "seconds": rec.seconds, "interval": rec.interval}
             trace = reuse(name, spec)
             if trace is not None:  # the skip is the replay's, not the recording's: no need to re-record

@@ -163,7 +163,7 @@ def verdicts(rows: list[dict], halves: dict[str, str], recommended: str) -> list
         else:
             v.costs[r["algorithm"]] = cost
     for v in out.values():
-        v.baselines = tuple(a for a in v.costs if not a.startswith("calm"))
+        v.baselines = tuple(a for a in v.costs if not a.startswith("calm") and a != recommended)
     return list(out.values())
 
 

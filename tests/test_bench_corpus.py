@@ -54,7 +54,8 @@ def test_markdown_table_has_a_cost_for_every_policy(run) -> None:
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if line.startswith("| trace | half | scenario"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert columns[4:4 + len(POLICIES)] == list(POLICIES) and columns[4 + len(POLICIES)] == "oracle"
+    assert columns[4:4 + len(POLICIES)] == list(POLICIES) and columns[4 + len(POLICIES):7 + len(POLICIES)] == [
+        "oracle", "won", "calm/oracle"]
     body = [line for line in lines[lines.index(header) + 2:] if line.startswith("| ")]
     assert len(body) == len(TRACES) * 2
     for line in body:
