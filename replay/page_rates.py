@@ -55,6 +55,8 @@ class PageRates:
         self.writes = (np.bincount(self.cls, weights=self.count, minlength=N_CLASSES) if seeded
                        else np.zeros(N_CLASSES))
         self.exposure = self.n_dirty * seed_steps if seeded else np.zeros(N_CLASSES)
+        # the same for clean pages only: what decides how fast clean pages are lost
+        self.clean_writes, self.clean_exposure = np.zeros(N_CLASSES), np.zeros(N_CLASSES)
 
     def observe(self, sent: np.ndarray, cold_sent: int, written: np.ndarray) -> None:
         """One step: `sent` footprint pages (and `cold_sent` outside ones) became clean, then every
@@ -71,12 +73,16 @@ class PageRates:
             self.n_clean[0] += cold_sent
         self.writes *= self.keep
         self.exposure = self.exposure * self.keep + self.n_dirty + self.n_clean
+        self.clean_writes *= self.keep
+        self.clean_exposure = self.clean_exposure * self.keep + self.n_clean
         if written.size:
             old = self.cls[written]
             self.writes += np.bincount(old, minlength=N_CLASSES)
             was_dirty = self.dirty[written]
+            cleaned = np.bincount(old[~was_dirty], minlength=N_CLASSES)
+            self.clean_writes += cleaned
             self.n_dirty -= np.bincount(old[was_dirty], minlength=N_CLASSES)
-            self.n_clean -= np.bincount(old[~was_dirty], minlength=N_CLASSES)
+            self.n_clean -= cleaned
             self.count[written] += 1.0
             new = class_of(self.count[written])
             self.cls[written] = new
@@ -84,11 +90,19 @@ class PageRates:
             self.n_dirty += np.bincount(new, minlength=N_CLASSES)
 
     def rates(self) -> np.ndarray:
-        """Per-class write probability for the next step (the overall rate where a class has no
-        history yet)."""
+        """Per-class probability that a clean page (or one sent in the step) is written in the
+        next step: measured on the class's clean pages, with the class's rate over all its pages
+        (or the overall rate, where the class has no history) as a prior worth one page-step.
+
+        Measured on clean pages because those are the pages the estimate is used for, and they
+        are a selection: on a looped or periodic trace a page not written for a while is *more*
+        likely to be written soon, and a rate over all of a class's pages underestimated how fast
+        clean pages were lost (measured: 30 predicted against 55 pages a step on a looped trace,
+        which kept the policy at a rate that could never catch up)."""
         total = float(self.exposure.sum())
         overall = float(self.writes.sum()) / total if total > 0 else 0.0
-        r = (self.writes + PRIOR_PAGE_STEPS * overall) / (self.exposure + PRIOR_PAGE_STEPS)
+        prior = (self.writes + PRIOR_PAGE_STEPS * overall) / (self.exposure + PRIOR_PAGE_STEPS)
+        r = (self.clean_writes + PRIOR_PAGE_STEPS * prior) / (self.clean_exposure + PRIOR_PAGE_STEPS)
         return np.clip(r, 0.0, 1.0 - 1e-9)
 
     def after_step(self, rates: np.ndarray, send: float, deferred: np.ndarray) -> tuple[float, float, float]:
