@@ -8,6 +8,10 @@ test asserts only what was measured to hold with a margin (numbers in the commen
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -74,7 +78,16 @@ def test_a_ramping_dirty_rate(tmp_path):
     assert pages.final_pages < 100
 
 
-def test_calm_pages_is_a_replay_algorithm():
+def test_calm_replay_runs_calm_pages(tmp_path):
+    path = tmp_path / "t.h5"
+    write_profile_trace(path, pages=4096, samples=30, interval=STEP, profile="hotcold:0.2:0.5:0.0")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "calm", "replay", str(path), "-s", "64MiB@256Mbit", "-a",
+                           "calm,calm-pages", "-o", str(out), "--no-plots"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((out / "results.json").read_text())["scenarios"][0]["results"]
+    assert [r["algorithm"] for r in rows] == ["calm", "calm-pages"]
+    assert rows[1]["stop_reason"].startswith("calm-pages:") and rows[1]["cost"] > 0
     assert parse_algorithms("calm,calm-pages") == ["calm", "calm-pages"]
 
 
