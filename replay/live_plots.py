@@ -16,6 +16,16 @@ from calm.replay.plots import ALGORITHM_COLORS  # noqa: E402
 
 
 def plot_migration(record: dict, path: Path) -> Path:
+    """migrate.png next to migrate.json (0600, never through a symlink)."""
+    fig = migration_figure(record)
+    with private_file(path, force=True) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def migration_figure(record: dict):
+    """The figure itself, for migrate.png and for `calm report --migrate`."""
     samples = record["samples"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     policy = record["summary"]["policy"]
@@ -49,7 +59,4 @@ def plot_migration(record: dict, path: Path) -> Path:
     bottom.set_ylabel("MiB")
     bottom.set_xlabel("time since migrate (s)")
     bottom.legend(fontsize=8, loc="best")
-    with private_file(path, force=True) as f:
-        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

@@ -126,6 +126,29 @@ def test_three_step_cost_curve(tmp_path):
     assert "calm" in replay.stdout and "fixed" in replay.stdout
 
 
+def test_cost_next_to_a_competing_stream(tmp_path):
+    """--competing: on a 30 Mbit/s link, a QEMU-paced stream at 0, 10 and 25 Mbit/s next to the
+    10.5 Mbit/s the service offers; the points are written at Bs = B - b."""
+    out = tmp_path / "curve"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "-o", str(out), "--no-install", "--link", "30Mbit",
+                           "--competing", "0,10Mbit,25Mbit", "--rate", "10", "--duration", "8", "--sla", "1",
+                           "--no-plot"], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    httpd, pid = script_pid(proc.stdout)
+    assert_gone(httpd, pid)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "calm_bulk.py" in " ".join(p.info["cmdline"] or [])]
+    rows = list(csv.DictReader((out / "cost-measured.csv").open()))
+    assert [float(r["bandwidth_bps"]) for r in rows] == [5e6, 20e6, 30e6]
+    assert [r["competing_bps"] for r in rows][:2] == ["25000000.0", "10000000.0"]
+    assert rows[2]["stream_bps"] == ""  # b = 0: no stream at all
+    # with room on the link the stream keeps its pace (QEMU's windows of b x 100 ms)
+    assert 0.8 * 10e6 <= float(rows[1]["stream_bps"]) <= 1.1 * 10e6, rows[1]
+    assert float(rows[0]["stream_bps"]) <= 25e6 * 1.1, rows[0]
+    p = [float(r["probability"]) for r in rows]
+    assert p[-1] <= 0.05 and float(rows[-1]["ci95_low"]) <= float(rows[0]["ci95_high"]), p
+    load_cost_csv(out / "cost.csv")
+
+
 def test_cleanup_on_sigterm(tmp_path):
     proc = subprocess.Popen([sys.executable, str(SCRIPT), "-o", str(tmp_path / "c"), "--no-install",
                              "--steps", "5Mbit,10Mbit,20Mbit", "--duration", "30"],
@@ -152,6 +175,9 @@ def test_cleanup_on_sigterm(tmp_path):
     (["--path", "/x"], 1, "--path only apply to --service command"),
     (["--service", "search", "--heap", "lots"], 1, "heap size 'lots'"),
     (["--service", "search", "--docs", "0"], 2, "--docs: must be at least 1"),
+    (["--competing", "0,10Mbit,20Mbit"], 1, "--competing and --link go together"),
+    (["--link", "30Mbit", "--competing", "0,10Mbit,30Mbit"], 1, "leaves the service nothing"),
+    (["--link", "30Mbit", "--competing", "0,10Mbit,20Mbit", "--steps", "1Mbit,2Mbit,3Mbit"], 1, "replaces --steps"),
 ])
 def test_bad_input_one_line(tmp_path, args, code, message):
     proc = subprocess.run([sys.executable, str(SCRIPT), "-o", str(tmp_path), "--no-install", *args],

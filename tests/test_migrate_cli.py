@@ -148,6 +148,20 @@ def test_calm_steers_a_real_migration_to_completion(pair, tmp_path):
     pair.runs_on(pair.destination)
     assert pair.execute("query-status")["status"] == "postmigrate"
 
+    # the report puts the real migration in a section of its own, with QEMU's figures
+    trace = tmp_path / "t.h5"
+    calm("record", "-q", "--backend", "auto", "--interval", "0.1", "-o", str(trace), "--", sys.executable, "-m",
+         "calm.workloads.groundtruth", "--pages", "256", "--interval", "0.1", "--duration", "2", check=True)
+    html_path = tmp_path / "report.html"
+    calm("report", str(trace), "--migrate", str(out), "-q", "-o", str(html_path), check=True)
+    html = html_path.read_text()
+    assert 'id="migrations"' in html and "Live migrations" in html
+    section = html[html.index('id="migrations"'):]
+    from calm.core.units import seconds
+
+    assert seconds(real["total_time_s"]) in section and seconds(real["downtime_s"]) in section, section[:3000]
+    assert "calm" in section and "completed" in section and "data:image/png;base64," in section
+
 
 def test_a_fixed_rate_through_qmp_completes_at_that_rate(pair, tmp_path):
     out = tmp_path / "fixed"

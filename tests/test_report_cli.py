@@ -240,6 +240,9 @@ def _bad_inputs(made, tmp: Path) -> list[tuple[list[str], str]]:
         (["report", trace, "--replay", str(foreign), "-o", str(tmp / "o.html")], "not a results.json"),
         (["report", trace, "-o", str(tmp / "no-dir" / "o.html")], "does not exist"),
         (["report", trace, "-o", str(tmp)], "is a directory"),
+        (["report", trace, "--migrate", str(tmp / "none"), "-o", str(tmp / "o.html")], "not found"),
+        (["report", trace, "--migrate", str(foreign), "-o", str(tmp / "o.html")], "not a migrate.json"),
+        (["report", trace, "--migrate", str(not_json), "-o", str(tmp / "o.html")], "is not JSON"),
     ]
 
 

@@ -1,4 +1,4 @@
-"""`calm report [TRACE] [--replay RESULTS]`: one self-contained HTML report.
+"""`calm report [TRACE] [--replay RESULTS] [--migrate RESULT]...`: one self-contained HTML report.
 
 Like `perf report` / `memray flamegraph`: read what was recorded (`calm.h5` by default) and,
 optionally, what `calm replay` computed from it, and leave one file a user can open or mail
@@ -29,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"trace written by `calm record` (default {DEFAULT_TRACE})")
     parser.add_argument("--replay", metavar="RESULTS", help="results.json written by `calm replay` "
                         "(or the directory holding it)")
+    parser.add_argument("--migrate", action="append", metavar="RESULT",
+                        help="migrate.json written by `calm migrate` (or its directory): adds the real "
+                             "migration beside calm's prediction (repeatable)")
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="HTML file to write (default TRACE-report.html next to the trace)")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite an existing output file")
@@ -50,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
 
     results_path = _results_path(args.replay) if args.replay else None
     results = load_results(results_path) if results_path else None
+    from calm.report.migrate_section import load_migration
+
+    migrations = [load_migration(m) for m in args.migrate or []]
     from calm.analyzer import analyze
     from calm.core.progress import Progress
     from calm.trace.reader import Trace
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         analysis = analyze(trace, progress=lambda stage, done, total: progress.update(
             f"calm report: analysing ({stage} {done}/{total} samples)"))
         progress.update("calm report: drawing figures")
-        html = build_report(analysis, results, results_source=str(results_path or ""))
+        html = build_report(analysis, results, results_source=str(results_path or ""), migrations=migrations)
     write_report(html, output, force=args.force)
     if not args.quiet:
         print(f"calm report: wrote {output} ({len(html.encode()) / 2**20:.2f} MiB, self-contained)",

@@ -19,6 +19,7 @@ from calm.core import units
 from calm.core.paths import write_private
 from calm.report.figures import analysis_images
 from calm.report.html import Column, Raw, card, figure, join, key_values, section, table, tag
+from calm.report.migrate_section import migrate_section
 from calm.report.replay_section import no_replay_section, overview_card, replay_section
 from calm.report.style import CSS
 
@@ -31,19 +32,22 @@ BACKEND_MEANING = {
 }
 
 
-def build_report(analysis, results: dict | None = None, *, results_source: str = "") -> str:
-    """The whole report as one HTML string."""
+def build_report(analysis, results: dict | None = None, *, results_source: str = "",
+                 migrations: list | None = None) -> str:
+    """The whole report as one HTML string; `migrations` are (path, record) of migrate.json files
+    (calm.report.migrate_section.load_migration)."""
     from calm.analyzer.outputs import summary_dict
 
     summary = summary_dict(analysis)
     name = Path(analysis.trace_path).name
-    body = [_header(analysis, name), _toc(), "<main><div class=\"wrap\">",
+    body = [_header(analysis, name), _toc(bool(migrations)), "<main><div class=\"wrap\">",
             _overview(analysis, summary, results),
             _recording(analysis, summary),
             _dirtying(analysis, summary),
             _where(analysis, summary),
             (replay_section(analysis, results, results_source) if results is not None
              else no_replay_section(analysis)),
+            migrate_section(migrations) if migrations else "",
             _units(), "</div></main>", _footer()]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -73,9 +77,10 @@ def _span(a) -> str:
     return units.recording_span(a.n_samples, a.duration, a.baseline_read, a.info.interval)
 
 
-def _toc() -> Raw:
+def _toc(with_migrations: bool = False) -> Raw:
     links = [("overview", "Overview"), ("recording", "Recording"), ("dirtying", "How often pages are dirtied"),
-             ("where", "Where memory is dirtied"), ("replay", "Migration replay"), ("units", "Units")]
+             ("where", "Where memory is dirtied"), ("replay", "Migration replay"),
+             *([("migrations", "Live migrations")] if with_migrations else []), ("units", "Units")]
     return tag("nav", tag("div", join(tag("a", label, href=f"#{anchor}") for anchor, label in links),
                           class_="wrap"), class_="toc")
 

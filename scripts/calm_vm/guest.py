@@ -82,6 +82,8 @@ def _guest_environment(options: GuestOptions) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "MPLCONFIGDIR": "/tmp/home/.mpl",
         "CALM_VM_GUEST": "1",
+        # a crash under TCG (seen once: `calm analyze` -11 in the guest) prints Python's stack
+        "PYTHONFAULTHANDLER": "1",
     }
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
@@ -147,11 +149,19 @@ def _mounts_script(writable: list[str], readonly: list[str] = ()) -> str:
     return "".join(lines)
 
 
+# QEMU 7.2 (Debian 12) is the first to emulate AVX/AVX2 under TCG, and NumPy, glibc and HDF5 pick
+# those paths when the CPU offers them. A CI run saw `calm analyze` die of SIGSEGV in a guest, which
+# neither the host nor 5 quiet guest runs reproduce; NumPy's own CI had random segfaults under older
+# QEMU emulation that newer QEMU fixed. The guests exist to test the kernel (soft-dirty, pagemap),
+# not the vector units, so they get the CPU without AVX: the SSE paths TCG has run for years.
+TCG_CPU = "max,avx=off,avx2=off,fma=off,f16c=off,vaes=off,vpclmulqdq=off"
+
+
 def _qemu_command(kernel: Kernel, initrd: Path, status: Path, accel: str, options: GuestOptions) -> list[str]:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise VmError("qemu-system-x86_64 not found: run scripts/install-vm-deps")
-    cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", "max"]
+    cpu = ["-accel", "kvm", "-cpu", "host"] if accel == "kvm" else ["-accel", "tcg", "-cpu", TCG_CPU]
     virtfs = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
     for index, directory in enumerate(options.writable):
         virtfs += ["-virtfs", f"local,path={directory},mount_tag=rw{index},security_model=none,multidevs=remap"]
