@@ -32,8 +32,8 @@ from calm.core.paths import private_file  # noqa: E402
 from calm.replay.model import CalmPlan, FixedPlan  # noqa: E402
 
 FORMATS = ("png", "svg")
-ALGORITHM_COLORS = {"calm": "#1b9e77", "clark": "#d95f02", "clark-adaptive": "#a6761d", "xen": "#7570b3", "qemu": "#e7298a",
-                    "fixed": "#666666"}
+ALGORITHM_COLORS = {"calm": "#1b9e77", "calm-pages": "#66a61e", "clark": "#d95f02", "clark-adaptive": "#a6761d",
+                    "xen": "#7570b3", "qemu": "#e7298a", "fixed": "#666666"}
 
 
 def _color(algorithm: str, i: int) -> str:

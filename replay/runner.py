@@ -26,7 +26,7 @@ from calm.replay.defaults import ALGORITHMS
 from calm.replay.cost import DEFAULT_COST_SPEC, CostFunction, in_pages, parse_cost
 from calm.replay.dirty import DirtySource, TraceSource, UniformSource
 from calm.replay.model import fixed_cost_curve
-from calm.replay.policies import POLICIES, Calm, Clark, ClarkAdaptive, Fixed, Policy, Qemu, Xen
+from calm.replay.policies import POLICIES, Calm, CalmPages, Clark, ClarkAdaptive, Fixed, Policy, Qemu, Xen
 from calm.core.units import format_size
 from calm.replay.scenario import SLIDE_SCENARIOS, Scenario, check_rate, pages_to_rate, parse_scenario
 from calm.replay.simulator import SimResult, simulate
@@ -64,6 +64,8 @@ class PolicyOptions:
     def make(self, name: str) -> Policy:
         if name == "calm":
             return Calm()
+        if name == "calm-pages":
+            return CalmPages()
         if name == "clark":
             return Clark(self.clark_min_bps, self.clark_max_bps, self.clark_increment_bps,
                          max_rounds=self.clark_max_rounds)

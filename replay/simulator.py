@@ -55,6 +55,7 @@ DEFAULT_FOOTPRINT_TIMES = 1000  # after it: this many footprint send times ...
 DEFAULT_LOOPS = 10  # ... or this many loops of the trace, whichever is longer
 MIN_STEPS = 1000
 PROGRESS_EVERY_S = 0.5
+_NONE_SENT = np.empty(0, np.int64)
 
 
 class Migration:
@@ -68,7 +69,7 @@ class Migration:
         if not self.B > 0:
             raise CalmError("the total bandwidth must be positive")
         self.ctx = MigrationContext(self.M, self.B, source.page_size, source.step_seconds, cost, source.mean_p,
-                                    source.page_p)
+                                    source.page_p, self.F)
         policy.begin(self.ctx)
         P = source.page_size
         wire = policy.wire
@@ -76,7 +77,11 @@ class Migration:
         self.zero = self.normal if wire.zero_page_bytes is None else wire.zero_page_bytes / P
         self.track_zero = lay.has_zero_pages
         self.uniform = self.zero == self.normal or not self.track_zero
-        self.strides = strides and source.write_index is not None and self.uniform and not policy.skip_redirtied
+        # a policy that learns from every step's log, or asks for bitmap syncs of its own, sees every step
+        self.observing = type(policy).observe is not Policy.observe
+        self.resyncs = type(policy).wants_sync is not Policy.wants_sync
+        self.strides = (strides and source.write_index is not None and self.uniform and not policy.skip_redirtied
+                        and not self.observing and not self.resyncs)
         self.max_steps = max_steps
         self.first_pass_limit = max(MIN_STEPS, math.ceil(DEFAULT_MAX_RAM_TIMES * self.M / self.B))
         loops = DEFAULT_LOOPS * (source.loop_steps or 0)
@@ -141,8 +146,10 @@ class Migration:
         cold_cursor = self.pass_.c if hasattr(self, "pass_") else 0
         return Pass(self.layout, self.need, cold_cursor, order)
 
-    def begin_pass(self) -> None:
-        if self.first_pass_end is None:
+    def begin_pass(self, resync: bool = False) -> None:
+        """A bitmap sync and a new pass; a policy's own `resync` while the first pass is still
+        scanning the never-written RAM does not end that first pass (the time limit counts from it)."""
+        if self.first_pass_end is None and not (resync and self.pass_.scan):
             self._end_first_pass()
         self.pass_ = self._new_pass()
         self.written_in_round[:] = False
@@ -194,6 +201,8 @@ class Migration:
                 from calm.replay.stride import try_stride
                 if try_stride(self):
                     continue
+            if self.resyncs and policy.continuous and policy.wants_sync(self.step):
+                self.begin_pass(resync=True)  # the policy's order is stale: sync the bitmap and order anew
             stop = self.one_step()
             if stop is not None:
                 reason = stop.reason
@@ -321,8 +330,11 @@ class Migration:
         self._count_sent(n_sent, zeros, skipped)
         s = self.ctx.step_seconds
         d = self._dirty(self.step)
+        sent = _NONE_SENT
         if self._sent_now:
             self.sent_dirtied += int(np.count_nonzero(self.just_sent[d]))
+            if self.observing:
+                sent = self._sent_now[0] if len(self._sent_now) == 1 else np.concatenate(self._sent_now)
             for pages in self._sent_now:
                 self.just_sent[pages] = False
             self._sent_now.clear()
@@ -334,6 +346,8 @@ class Migration:
         else:
             clean_before = self.M - self.n_dirty
             self._write(d)
+        if self.observing:  # what the dirty log shows a real engine: O(pages sent + written)
+            self.policy.observe(sent, n_sent - len(sent), d)
         self.written += len(d)
         self.clean_exposure += clean_before
         self.series.add(self.step * s, b, n_sent, self.n_dirty, self.precopy_cost)

@@ -9,8 +9,11 @@ a ramp of uniform rates replayed in loops, and a 60 s ramp that the migration do
 violated SLA of `Calm(finish_first_pass=False, follow_trend=False)` (the policy before issue 14's
 fixes: the first-pass evidence check and the trend of saturated dirty counts), `Calm()` and
 `Fixed()` (planned from the per-page profile). Deterministic (fixed seeds); about 30 s.
+With --pages also the page-aware `CalmPages()` (calm-pages, learning online, no profile) and the
+oracle: the hindsight-best fixed bandwidth and stop (`replay.runner.sweep_fixed`, 24 bandwidths,
+what `calm replay --sweep 24` shows as the oracle row); several minutes.
 
-Usage: python scripts/compare_calm_synthetic.py [--out DIR]
+Usage: python scripts/compare_calm_synthetic.py [--out DIR] [--pages]
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from calm.replay.cost import in_pages, parse_cost
 from calm.replay.dirty import TraceSource
-from calm.replay.policies import Calm, Fixed
+from calm.replay.policies import Calm, CalmPages, Fixed
+from calm.replay.runner import sweep_fixed
 from calm.replay.simulator import simulate
 from calm.replay.trace_map import map_trace
 
@@ -41,30 +45,36 @@ TRACES = {  # name: (profile, samples)
     "ramp": (RAMP, 300),
     "ramp-60s": ("phases:1:" + "/".join(f"uniform:{p:.6f}" for p in np.linspace(0.0005, 0.03, 60)), 600),
 }
+ORACLE_POINTS = 24
+WIDTHS = (13, 10, 10, 12, 10)  # the columns' widths
 SCENARIOS = [(262144, 1e9), (131072, 512e6), (131072, 256e6), (65536, 256e6)]  # pages, bit/s
 
 
 def main() -> int:
     ap = OneLineErrorParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="keep the traces in DIR (default: a temporary folder)")
+    ap.add_argument("--pages", action="store_true", help="add calm-pages and the hindsight oracle")
     args = ap.parse_args()
     F = in_pages(parse_cost("mm1:rate=12,size=1MiB,sla=1s"), 4096, STEP)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="calm-compare-") as tmp:
         folder = args.out or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"{'trace':18}{'scenario':>18}{'CALM before':>13}{'CALM':>10}{'Fixed':>10}")
+        extra = f"{'calm-pages':>12}{'oracle':>10}" if args.pages else ""
+        print(f"{'trace':18}{'scenario':>18}{'CALM before':>13}{'CALM':>10}{'Fixed':>10}{extra}")
         for name, (profile, samples) in TRACES.items():
             path = folder / f"{name}.h5"
             write_profile_trace(path, pages=65536, samples=samples, interval=STEP, profile=profile)
             mapped = map_trace(path)
             for pages, bps in SCENARIOS:
                 src, B = TraceSource(mapped, pages), bps / 8 / 4096 * STEP
-                costs = [simulate(src, policy, B, F).cost
-                         for policy in (Calm(finish_first_pass=False, follow_trend=False), Calm(), Fixed())]
+                policies = [Calm(finish_first_pass=False, follow_trend=False), Calm(), Fixed()]
+                costs = [simulate(src, policy, B, F).cost for policy in policies + ([CalmPages()] if args.pages else [])]
+                if args.pages:
+                    costs.append(float(sweep_fixed(src, B, F, ORACLE_POINTS).simulated_cost.min()))
                 scenario = f"{pages * 4096 >> 20}MiB@{bps / 1e6:g}Mbit"
-                print(f"{name:18}{scenario:>18}" + "".join(f"{c:>10.4g}   "[:13 if i == 0 else 10]
-                                                         for i, c in enumerate(costs)), flush=True)
+                print(f"{name:18}{scenario:>18}" + "".join(f"{c:>{w}.4g}" for w, c in zip(WIDTHS, costs)),
+                      flush=True)
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0
 

@@ -52,8 +52,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         f"@1Gbit, and the slides' {', '.join(SLIDE_SCENARIOS)}; a scenario smaller than the "
                         f"trace's footprint is reported, not run)")
     p.add_argument("-a", "--algorithm", action="append", metavar="LIST",
-                   help="comma-separated: calm,clark,xen,qemu,fixed (the default) and clark-adaptive (Clark as Xen's "
-                        "ADAPTIVE_SAVE implemented it: 100-500 Mbit/s, terminates)")
+                   help="comma-separated: calm,clark,xen,qemu,fixed (the default), clark-adaptive (Clark as Xen's "
+                        "ADAPTIVE_SAVE implemented it: 100-500 Mbit/s, terminates) and calm-pages (a page-aware "
+                        "CALM: per-page rates learnt from the dirty log, cold pages first, optimal stopping)")
     p.add_argument("--cost", metavar="SPEC", default=DEFAULT_COST_SPEC,
                    help=f"cost function F: mm1:rate=REQ_PER_S,size=SIZE,sla=DURATION or csv:PATH "
                         f"(rows 'bandwidth,probability'; default {DEFAULT_COST_SPEC})")

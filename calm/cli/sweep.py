@@ -55,8 +55,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    metavar="RAM@BANDWIDTH",
                    help=f"e.g. 16GiB@10Gbit; repeatable (default: the slides' {', '.join(SLIDE_SCENARIOS)})")
     p.add_argument("-a", "--algorithm", action="append", metavar="LIST",
-                   help="comma-separated: calm,clark,xen,qemu,fixed (the default) and clark-adaptive (Clark as Xen's "
-                        "ADAPTIVE_SAVE implemented it: 100-500 Mbit/s, terminates)")
+                   help="comma-separated: calm,clark,xen,qemu,fixed (the default), clark-adaptive (Clark as Xen's "
+                        "ADAPTIVE_SAVE implemented it: 100-500 Mbit/s, terminates) and calm-pages (a page-aware "
+                        "CALM: per-page rates learnt from the dirty log, cold pages first, optimal stopping)")
     p.add_argument("--cost", action="append", metavar="SPEC",
                    help=f"cost function F, repeatable: mm1:rate=REQ_PER_S,size=SIZE,sla=DURATION or "
                         f"csv:PATH (default {DEFAULT_COST_SPEC})")

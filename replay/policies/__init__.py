@@ -2,12 +2,13 @@
 
 from calm.replay.policies.base import MigrationContext, Policy, Stop, View
 from calm.replay.policies.calm import Calm
+from calm.replay.policies.calm_pages import CalmPages
 from calm.replay.policies.clark import Clark
 from calm.replay.policies.clark_adaptive import ClarkAdaptive
 from calm.replay.policies.fixed import Fixed
 from calm.replay.policies.qemu import Qemu
 from calm.replay.policies.xen import Xen
 
-POLICIES = {"calm": Calm, "clark": Clark, "clark-adaptive": ClarkAdaptive, "xen": Xen, "qemu": Qemu, "fixed": Fixed}
+POLICIES = {"calm": Calm, "calm-pages": CalmPages, "clark": Clark, "clark-adaptive": ClarkAdaptive, "xen": Xen, "qemu": Qemu, "fixed": Fixed}
 
-__all__ = ["POLICIES", "Calm", "Clark", "ClarkAdaptive", "Fixed", "MigrationContext", "Policy", "Qemu", "Stop", "View", "Xen"]
+__all__ = ["POLICIES", "Calm", "CalmPages", "Clark", "ClarkAdaptive", "Fixed", "MigrationContext", "Policy", "Qemu", "Stop", "View", "Xen"]

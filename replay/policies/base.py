@@ -21,6 +21,11 @@ Optional parts of the interface, each with a default that changes nothing:
   ask every step and may advance many steps at once in closed form (`replay.stride`).
 - `order(log)` lets a policy order the pages of each pass (cold before hot, hot deferred):
   it gets the per-page dirty log so far (`PageLog`) and returns a `replay.passes.PageOrder`.
+- `observe(sent, cold_sent, written)` after every step: the footprint pages the step sent and
+  the ones the trace wrote in it (what dirty logging shows a real engine), so a policy can learn
+  per-page write rates at a cost of O(pages sent + written) a step; `wants_sync(step)` lets a
+  continuous policy ask for a bitmap sync (a new, freshly ordered pass) before a step, when the
+  order of the current pass has gone stale.
 - `wire`: what a page costs on the wire (QEMU: an 8-byte header per page, a zero page as a
   header only); budgets stay in pages of data per step, so `rate` keeps its meaning.
 """
@@ -48,6 +53,7 @@ class MigrationContext:
     # per-step write probability of each page the trace writes (the rest of RAM: never), from the
     # recorded profile; None for a synthetic uniform workload (Fixed's plan, see policies.fixed)
     page_p: np.ndarray | None = None
+    footprint: int | None = None  # pages the simulator keeps state for (indices of `observe`), if known
 
     def pages_per_step(self, bits_per_s: float) -> float:
         return bits_per_s / 8.0 / self.page_size * self.step_seconds
@@ -146,6 +152,15 @@ class Policy:
     def order(self, log: PageLog) -> PageOrder | None:
         """The order of the pass that begins now (None: RAM order)."""
         return None
+
+    def observe(self, sent: np.ndarray, cold_sent: int, written: np.ndarray) -> None:
+        """After each step: footprint pages sent in it (in order), never-written RAM pages sent,
+        and footprint pages the trace wrote in it (after the sending: copy-then-dirty)."""
+
+    def wants_sync(self, step: int) -> bool:
+        """Continuous policies: sync and re-order before this step (a pass otherwise lasts until
+        it runs out, which in the first pass can be the whole RAM)."""
+        return False
 
     def sync_threshold(self, last_step_bytes: float) -> float:
         """Continuous policies: sync (begin a new pass) once the pass has fewer pages left than
