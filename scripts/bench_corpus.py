@@ -192,6 +192,9 @@ def main() -> int:
     print("\nGoal: " + args.recommended + " at or below every baseline (" + ", ".join(cells[0].baselines)
           + f") in every cell and within {WITHIN:.0%} of the oracle in at least 90% of cells.")
     print("\n".join(summary_lines(cells, args.recommended)))
+    for other in [a for a in algorithms if a.startswith("calm") and a != args.recommended]:
+        print(f"\nThe same goal for {other} (not the recommended one; its baselines are the same):")
+        print("\n".join(summary_lines(verdicts(rows, halves, other), other)))
     print(f"\n({len(rows)} rows in {out / 'corpus.csv'}; {time.time() - started:.0f} s)")
     failed = [r for r in rows if r["error"]]
     for r in failed:
