@@ -180,17 +180,26 @@ def sweep_fixed(source: DirtySource, bandwidth: float, cost_pages, n_points: int
     (min over steps of pre-copy cost so far + remaining pages / B), the trace analogue of the
     model's C(b, N*(b)). Runs last 3 RAM transfers at that bandwidth (or `max_steps`). `factor`
     turns costs of a charged (normalised) `cost_pages` back into seconds (`replay.charge`)."""
-    M, s = source.n_pages, source.step_seconds
     bs = np.geomspace(bandwidth / 200.0, bandwidth, n_points)
-    sim = np.empty(n_points)
-    for j, b in enumerate(bs):
+    sim = fixed_hindsight_costs(source, bandwidth, cost_pages, bs, max_steps, factor)
+    analytic = fixed_cost_curve(bs, source.n_pages, source.mean_p, bandwidth, cost_pages) * source.step_seconds
+    return SweepResult(pages_to_rate(bs, source.page_size, source.step_seconds), sim, analytic * factor)
+
+
+def fixed_hindsight_costs(source: DirtySource, bandwidth: float, cost_pages, rates: Sequence[float],
+                          max_steps: int | None = None, factor: float = 1.0) -> np.ndarray:
+    """Cost in seconds of a migration at each fixed rate (pages/step), cut at its best stop in
+    hindsight. Separate from `sweep_fixed` so a benchmark can add the rates policies chose to the
+    grid: an oracle is only a bound on the rates it tried."""
+    M, s = source.n_pages, source.step_seconds
+    sim = np.empty(len(rates))
+    for j, b in enumerate(rates):
         horizon = math.ceil(3 * M / b) if max_steps is None else max_steps
         r = simulate(source, Fixed(b, n_clean=None, precopy_time=None), bandwidth, cost_pages,
                      max_steps=horizon)
         stop_now = np.concatenate(([0.0], r.cost_so_far)) + np.concatenate(([M], r.dirty)) / bandwidth * s
         sim[j] = stop_now.min()
-    analytic = fixed_cost_curve(bs, M, source.mean_p, bandwidth, cost_pages) * s
-    return SweepResult(pages_to_rate(bs, source.page_size, s), sim * factor, analytic * factor)
+    return sim * factor
 
 
 def run_replay(trace: str | MappedTrace | None = None, scenarios: Sequence[Scenario | str] | None = None,

@@ -23,6 +23,7 @@ COMMANDS = [
     ["scripts/bench_pagemap_scan.py", "--bogus"],
     ["scripts/bench_startup.py", "--bogus"],
     ["scripts/compare_calm_synthetic.py", "--bogus"],
+    ["scripts/bench_corpus.py", "x", "--workers", "0"],
     ["scripts/corner_montecarlo.py", "--seeds", "x"],
     ["scripts/refresh-readme-figures", "--only", "nothing"],
     ["scripts/validate-migration", "grid", "-o", "x", "--bandwidths", "0"],
