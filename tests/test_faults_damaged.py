@@ -167,3 +167,23 @@ def test_a_damaged_maps_chunk_is_one_error_line(real_trace, tmp_path, command, c
     assert outcome.kind in ("ok", "error-line"), (outcome.kind, outcome.stderr[-2000:])
     if outcome.kind == "error-line":
         assert "corrupt" in outcome.stderr or "damaged" in outcome.stderr, outcome.stderr
+
+
+@pytest.mark.parametrize("group", ["maps", "residency", "maps/start"])
+@pytest.mark.parametrize("command", fault_campaign.READERS)
+def test_a_damaged_object_header_is_one_error_line(real_trace, tmp_path, command, group):
+    """The first byte of a group's or dataset's object header flipped (the CI trial's flip@18721:
+    h5py raises KeyError "bad object header version number" when a reader first opens it, after
+    the trace is open). Every reader ends with one line or with output that says the file was
+    damaged."""
+    damaged = tmp_path / "damaged.h5"
+    with h5py.File(real_trace, "r") as f:
+        address = h5py.h5o.get_info(f[group].id).addr
+    data = bytearray(real_trace.read_bytes())
+    data[address] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / ("report.html" if command == "report" else "out")
+    outcome = run_calm(*fault_campaign.reader_args(command, damaged, out))
+    assert outcome.kind in ("ok", "error-line"), (outcome.kind, outcome.stderr[-2000:])
+    if outcome.kind == "error-line":
+        assert "corrupt" in outcome.stderr or "damaged" in outcome.stderr, outcome.stderr

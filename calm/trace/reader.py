@@ -307,7 +307,7 @@ class Trace:
         if self._maps_cache is None:
             try:
                 self._maps_cache = self._read_all_maps()
-            except (OSError, ValueError, RuntimeError) as exc:  # a damaged chunk or heap (see _read)
+            except (OSError, KeyError, ValueError, RuntimeError) as exc:  # a damaged chunk, heap or header
                 raise CalmError(f"{self.path} is corrupt: cannot read its memory maps ({exc})") from None
         return self._maps_cache
 
@@ -340,11 +340,15 @@ class Trace:
     def residency(self) -> dict[str, np.ndarray] | None:
         """The residency runs (columns of `tf.RESIDENCY_COLUMNS`), or None for a trace recorded
         before they existed (format minor 0)."""
-        if "residency" not in self._file:
-            return None
-        g = self._file["residency"]
-        n = min(g[c].shape[0] for c in tf.RESIDENCY_COLUMNS)
-        return {c: self._read(g[c], 0, n) for c in tf.RESIDENCY_COLUMNS}
+        try:  # h5py reports a damaged object header as KeyError (CI's flip@18721)
+            if "residency" not in self._file:
+                return None
+            g = self._file["residency"]
+            n = min(g[c].shape[0] for c in tf.RESIDENCY_COLUMNS)
+            columns = {c: g[c] for c in tf.RESIDENCY_COLUMNS}
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise CalmError(f"{self.path} is corrupt: cannot read its residency ({exc})") from None
+        return {c: self._read(d, 0, n) for c, d in columns.items()}
 
     # -- lifetime --------------------------------------------------------------------------------
     def close(self) -> None:
