@@ -140,7 +140,10 @@ def test_calm_steers_a_real_migration_to_completion(pair, tmp_path):
     # the policy changed the rate at least twice, and QEMU sent no faster than it was told
     distinct = {r["max_bandwidth_bytes_s"] for r in record["rates"]}
     assert len(distinct) >= 3, record["rates"]
-    assert record["prior"]["source"] == "calc-dirty-rate" and record["prior"]["p_per_step"] > 0
+    # the prior came from QEMU's calc-dirty-rate; it samples a few pages per GiB, so a guest starved
+    # of CPU for that second (a CI trial with two CPU hogs) may measure 0 MiB/s, which is a measurement
+    prior = record["prior"]
+    assert prior["source"] == "calc-dirty-rate" and prior["dirty_rate_mib_s"] >= 0 and prior["p_per_step"] >= 0
     _check_obeyed(record)
     # what QEMU holds now is the last max-bandwidth calm set
     params = pair.execute("query-migrate-parameters")

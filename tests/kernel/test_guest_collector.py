@@ -68,7 +68,9 @@ def test_children_followed_with_soft_dirty(tmp_path):
     """A shell forks two workloads, the second only once recording runs: both recorded exactly, the
     second from a later sample until it exits."""
     first, truth1, ready1 = workload_command(tmp_path, pages=512, interval=WORK_INTERVAL, name="a", seed=1)
-    second, truth2, ready2 = workload_command(tmp_path, pages=768, interval=WORK_INTERVAL, name="b", seed=2)
+    # the late workload writes a round a second: under TCG on busy cores a round can outlast a
+    # sample, and rounds every 0.33 s left 39 of 40 samples ambiguous (a CI trial with two CPU hogs)
+    second, truth2, ready2 = workload_command(tmp_path, pages=768, interval=1.0, name="b", seed=2)
     trigger = tmp_path / "start-second"
     script = (f"{' '.join(first)} & while [ ! -e {trigger} ]; do sleep 0.1; done; "
               f"{' '.join(second)} & wait")
@@ -86,7 +88,7 @@ def test_children_followed_with_soft_dirty(tmp_path):
             wait_for_file(ready2, launcher, timeout=600)
             ready_at = time.monotonic()
             second_pid = int(ready2.read_text())
-            # 40 samples of its life: under TCG most are ambiguous (write rounds straddle the reads)
+            # 40 samples of its life: under TCG many are ambiguous (write rounds straddle the reads)
             rec.wait_for_samples(rec.samples_so_far() + 40, 600)
             os.kill(second_pid, signal.SIGTERM)  # it exits (saving its truth) while the first goes on
             exited = rec.wait_for_line(f"pid {second_pid} exited", 600)
