@@ -156,11 +156,17 @@ def test_a_damaged_maps_chunk_is_one_error_line(real_trace, tmp_path, command, c
     """A byte flipped inside a compressed chunk of the memory maps (the CI trial's flip@214934:
     replay read the maps after opening the trace, outside the reader's guard, and printed HDF5's
     traceback). Every reader ends with one line or with output that says the file was damaged."""
-    damaged = tmp_path / "damaged.h5"
     with h5py.File(real_trace, "r") as f:
         info = f[f"maps/{column}"].id.get_chunk_info(0)
-    data = bytearray(real_trace.read_bytes())
-    data[info.byte_offset + info.size // 2] ^= 0xFF
+    _flip_and_read(real_trace, tmp_path, command, info.byte_offset + info.size // 2)
+
+
+def _flip_and_read(trace, tmp_path, command: str, offset: int) -> None:
+    """Flips the byte at `offset` of a copy of `trace` and reads the copy with `command`: it must
+    end with one error line that says the file is damaged, or with output."""
+    damaged = tmp_path / "damaged.h5"
+    data = bytearray(trace.read_bytes())
+    data[offset] ^= 0xFF
     damaged.write_bytes(bytes(data))
     out = tmp_path / ("report.html" if command == "report" else "out")
     outcome = run_calm(*fault_campaign.reader_args(command, damaged, out))
@@ -176,14 +182,6 @@ def test_a_damaged_object_header_is_one_error_line(real_trace, tmp_path, command
     h5py raises KeyError "bad object header version number" when a reader first opens it, after
     the trace is open). Every reader ends with one line or with output that says the file was
     damaged."""
-    damaged = tmp_path / "damaged.h5"
     with h5py.File(real_trace, "r") as f:
         address = h5py.h5o.get_info(f[group].id).addr
-    data = bytearray(real_trace.read_bytes())
-    data[address] ^= 0xFF
-    damaged.write_bytes(bytes(data))
-    out = tmp_path / ("report.html" if command == "report" else "out")
-    outcome = run_calm(*fault_campaign.reader_args(command, damaged, out))
-    assert outcome.kind in ("ok", "error-line"), (outcome.kind, outcome.stderr[-2000:])
-    if outcome.kind == "error-line":
-        assert "corrupt" in outcome.stderr or "damaged" in outcome.stderr, outcome.stderr
+    _flip_and_read(real_trace, tmp_path, command, address)

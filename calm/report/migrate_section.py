@@ -10,7 +10,6 @@ the one `calm migrate` draws (calm.replay.live_plots), so the two never disagree
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from calm.core import units
@@ -18,6 +17,7 @@ from calm.core.errors import CalmError
 from calm.replay.live_plots import migration_figure
 from calm.report.figures import to_image
 from calm.report.html import Column, Raw, figure, section, table
+from calm.report.replay_results import read_json
 
 _SUMMARY_KEYS = ("policy", "link_bps", "real")
 _REAL_KEYS = ("outcome", "total_time_s", "downtime_s", "bytes", "syncs", "stop_reason")
@@ -28,14 +28,7 @@ def load_migration(text: str | Path) -> tuple[Path, dict]:
     is not one."""
     path = Path(text)
     path = path / "migrate.json" if path.is_dir() else path
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalmError(f"migration record {path} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalmError(f"cannot read migration record {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CalmError(f"migration record {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    record = read_json(path, "migration record", "migrate.json")
     summary = record.get("summary") if isinstance(record, dict) else None
     if (not isinstance(record, dict) or record.get("tool") != "calm migrate" or not isinstance(summary, dict)
             or any(k not in summary for k in _SUMMARY_KEYS)

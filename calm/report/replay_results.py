@@ -16,19 +16,24 @@ _RESULT_KEYS = ("algorithm", "cost", "total_time", "precopy_time", "downtime", "
 _SCENARIO_KEYS = ("name", "ram_bytes", "bandwidth_bps", "results")
 
 
+def read_json(path: Path, what: str, name: str) -> object:
+    """The JSON in `path` (`what` and the expected file `name` word the errors), or one CalmError."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalmError(f"{what} {path} not found") from None
+    except IsADirectoryError:
+        raise CalmError(f"{what} {path} is a directory; give its {name}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalmError(f"cannot read {what} {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise CalmError(f"{what} {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+
+
 def load_results(path: str | Path) -> dict:
     """Parses and checks a results.json; raises CalmError naming what is wrong."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalmError(f"replay results {path} not found") from None
-    except IsADirectoryError:
-        raise CalmError(f"replay results {path} is a directory; give its results.json") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalmError(f"cannot read replay results {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CalmError(f"replay results {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "replay results", "results.json")
     check_results(data, str(path))
     return data
 
