@@ -86,7 +86,7 @@ class Trace:
         except CalmError:
             self.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError) as exc:
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a damaged datatype
             self.close()
             raise CalmError(f"{self.path} is not a readable calm trace: {exc}") from exc
 
