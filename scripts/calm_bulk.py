@@ -25,15 +25,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from calm.core.ready import announce  # noqa: E402
+
 WINDOW_S = 0.100  # QEMU's BUFFER_DELAY
 CHUNK = 64 * 1024
 
 
 def _announce(ready: str) -> None:
-    tmp = f"{ready}.tmp"
-    with open(tmp, "w") as f:
-        f.write(str(os.getpid()))
-    os.replace(tmp, ready)
+    announce(Path(ready))  # calm's own ready-file handshake: atomic, private, no symlink followed
 
 
 def sink(port: int, ready: str) -> int:

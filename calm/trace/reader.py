@@ -65,6 +65,11 @@ def _text(value: object) -> str:
 # Page sizes a trace may declare: any other value (0 in a damaged file) would make every address
 # computation meaningless, or divide by zero.
 PAGE_SIZES = tuple(1 << k for k in range(9, 31))
+# What h5py raises where a file is damaged, depending on which structure the damage hit: OSError
+# (a chunk's filter, a truncated read), KeyError (an object header: "bad object header version"),
+# RuntimeError (a heap or a datatype), ValueError (a shape or selection). Every lazy read guards
+# with this, so a damaged file is one error line wherever a reader first touches the damage.
+DAMAGE_ERRORS = (OSError, KeyError, ValueError, RuntimeError)
 
 
 class Trace:
@@ -86,7 +91,7 @@ class Trace:
         except CalmError:
             self.close()
             raise
-        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: a damaged datatype
+        except (*DAMAGE_ERRORS, TypeError) as exc:
             self.close()
             raise CalmError(f"{self.path} is not a readable calm trace: {exc}") from exc
 
@@ -264,7 +269,7 @@ class Trace:
         """A slice of a dataset; a damaged chunk becomes one clear error, not an HDF5 traceback."""
         try:
             return dataset[lo:hi]
-        except (OSError, ValueError) as exc:
+        except DAMAGE_ERRORS as exc:
             raise CalmError(f"{self.path} is corrupt: cannot read {dataset.name} rows {lo}-{hi} ({exc})") from None
 
     def _decode(self, s0: int, s1: int, g0: int, g1: int, deltas: np.ndarray) -> TraceChunk:
@@ -307,7 +312,7 @@ class Trace:
         if self._maps_cache is None:
             try:
                 self._maps_cache = self._read_all_maps()
-            except (OSError, KeyError, ValueError, RuntimeError) as exc:  # a damaged chunk, heap or header
+            except DAMAGE_ERRORS as exc:
                 raise CalmError(f"{self.path} is corrupt: cannot read its memory maps ({exc})") from None
         return self._maps_cache
 
@@ -340,13 +345,13 @@ class Trace:
     def residency(self) -> dict[str, np.ndarray] | None:
         """The residency runs (columns of `tf.RESIDENCY_COLUMNS`), or None for a trace recorded
         before they existed (format minor 0)."""
-        try:  # h5py reports a damaged object header as KeyError (CI's flip@18721)
+        try:
             if "residency" not in self._file:
                 return None
             g = self._file["residency"]
             n = min(g[c].shape[0] for c in tf.RESIDENCY_COLUMNS)
             columns = {c: g[c] for c in tf.RESIDENCY_COLUMNS}
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        except DAMAGE_ERRORS as exc:
             raise CalmError(f"{self.path} is corrupt: cannot read its residency ({exc})") from None
         return {c: self._read(d, 0, n) for c, d in columns.items()}
 
@@ -393,7 +398,7 @@ def _open_trace_file(path: Path) -> tuple[h5py.File, EoaRepairedFile | None]:
         else:
             is_trace = _text(f.attrs.get("format", "")) == tf.FORMAT_NAME
             problem = "" if is_trace else f"{path} is an HDF5 file but not a calm trace"
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # RuntimeError: HDF5 found a damaged heap
+    except DAMAGE_ERRORS as exc:
         problem = f"{path} is corrupt or truncated: {exc}"
     if problem:
         f.close()
