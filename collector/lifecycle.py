@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from calm.core.errors import CalmError
+from calm.core.interrupt import pending_signal
 
 PR_SET_PDEATHSIG = 1
 
@@ -32,7 +33,7 @@ class Waiter:
     """SIGINT/SIGTERM set a flag; sleeps end early for them and for exits of watched processes."""
 
     def __init__(self) -> None:
-        self.received: int | None = None
+        self.received: int | None = pending_signal()  # a Ctrl-C that start-up could not raise
         self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._old_wakeup = signal.set_wakeup_fd(self._write_fd)
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}

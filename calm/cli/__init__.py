@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from calm.core.argtypes import OneLineErrorParser
 from calm.core.errors import CalmError
+from calm.core import interrupt
 from calm.core.version import __version__
 
 COMMANDS = {
@@ -57,16 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_INTERRUPTED = False
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """Python's own SIGINT handler, remembering that it ran (see the ImportError case in main)."""
-    global _INTERRUPTED
-    _INTERRUPTED = True
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -80,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         import calm
 
         if signal.getsignal(signal.SIGINT) is calm.early_interrupt:  # start-up is over
-            signal.signal(signal.SIGINT, _interrupt)
+            interrupt.install()
         return int(args.func(args) or 0)
     except CalmError as exc:
-        if _INTERRUPTED:  # an error the interrupt itself caused
+        if interrupt.was_interrupted():  # an error the interrupt itself caused
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -94,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:
         # Ctrl-C inside a C extension's import (numpy's PyCapsule_Import) surfaces as an ImportError
         # of the interrupted module, not as KeyboardInterrupt: it is still the interrupt
-        if _INTERRUPTED:
+        if interrupt.was_interrupted():
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
         raise

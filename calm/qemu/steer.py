@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from calm.core.errors import CalmError
+from calm.core.interrupt import pending_signal
 from calm.qemu import migration
 from calm.qemu.qmp import Monitor, QmpError
 
@@ -80,6 +81,7 @@ class _Interrupts:
 
     def __enter__(self) -> "_Interrupts":
         self._old = {s: signal.signal(s, self._note) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.signal = self.signal or pending_signal()  # a Ctrl-C that start-up could not raise
         return self
 
     def _note(self, signum, frame) -> None:
