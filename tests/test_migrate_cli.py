@@ -47,18 +47,20 @@ def harness():
     qemu = require_migration_qemu("calm migrate's real-QEMU tests")
     from calm_vm.kernels import fetch
 
-    return qemu, fetch("6.12"), build_initramfs()
+    kernel = fetch("6.12")
+    return qemu, kernel, build_initramfs(kernel)  # with virtio_net: a guest may serve HTTP
 
 
 class Pair:
     """A running source guest and a destination QEMU listening for it."""
 
-    def __init__(self, harness) -> None:
+    def __init__(self, harness, http_kib: int | None = None) -> None:
         qemu, kernel, initrd = harness
         self.dir = workdir("calm-migrate-test-")
-        self.source = Guest(qemu, kernel, initrd, WORKLOAD, self.dir, "source", memory_mib=MEMORY_MIB)
+        self.source = Guest(qemu, kernel, initrd, WORKLOAD, self.dir, "source", memory_mib=MEMORY_MIB,
+                            http_kib=http_kib)
         self.destination = Guest(qemu, kernel, initrd, WORKLOAD, self.dir, "destination", memory_mib=MEMORY_MIB,
-                                 incoming=True)
+                                 incoming=True, http_kib=http_kib)
         self.source.wait_for_socket()
         self.destination.wait_for_socket()
         self.source.wait_for_line(r"calm-guest-workload: ready", timeout=600)
@@ -164,6 +166,43 @@ def test_calm_steers_a_real_migration_to_completion(pair, tmp_path):
 
     assert seconds(real["total_time_s"]) in section and seconds(real["downtime_s"]) in section, section[:3000]
     assert "calm" in section and "completed" in section and "data:image/png;base64," in section
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=120) as response:
+        assert response.status == 200
+        return response.read()
+
+
+def test_a_guest_serving_http_migrates_and_serves_the_same_bytes(harness, tmp_path):
+    """The in-band experiment's service (issue 17): busybox httpd inside the guest, on a virtio-net
+    NIC. Its blob is random bytes made in the guest's RAM at boot, so the destination serving the
+    same bytes after a real migration shows that the guest's memory and its NIC moved with it."""
+    pair = Pair(harness, http_kib=64)
+    try:
+        path = pair.source.httpd_path()
+        port = _free_port()
+        pair.source.forward_http("127.0.0.1", port)
+        before = _get(f"http://127.0.0.1:{port}{path}")
+        assert len(before) == 64 * 1024 and len(set(before)) > 200  # random, not a zero page
+        out = tmp_path / "m"
+        proc = _migrate(pair, out, "--policy", "qemu", "--rate", "200Mbit", "--downtime-limit", "300ms", "-q")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((out / "migrate.json").read_text())["summary"]["real"]["outcome"] == "completed"
+        pair.runs_on(pair.destination)
+        port = _free_port()
+        pair.destination.forward_http("127.0.0.1", port)
+        assert _get(f"http://127.0.0.1:{port}{path}") == before
+    finally:
+        pair.stop()
 
 
 def test_a_fixed_rate_through_qmp_completes_at_that_rate(pair, tmp_path):

@@ -2,13 +2,21 @@
 workload in the guest's own RAM, under QEMU TCG with memfd-backed RAM and a QMP socket.
 
 Why not scripts/calm_vm's guest: that one shares the host root over virtio-9p, and QEMU refuses
-to migrate while a 9p export is mounted. This guest has no devices but a serial console; its
+to migrate while a 9p export is mounted. This guest has no devices but a serial console (and a NIC when it serves HTTP); its
 initramfs (busybox, the static workload, /init) is all it runs. The source and the destination
 are started with the same command line, the destination with `-incoming defer`.
 
 Handshakes, not sleeps: the guest's console goes to a host file, and the harness waits for the
 workload's own lines ("ready", then periodic "beat" lines, which also show that a migrated guest
 runs on at the destination).
+
+A guest can also serve HTTP itself (`http_kib`, the in-band experiment): the initramfs then carries
+virtio_net (from the same Debian kernel), the guest gets a virtio-net NIC on QEMU's user-mode
+network (slirp: no tap or bridge on the host, and its state migrates with the guest), and /init
+starts busybox httpd serving one random blob of that many KiB from the guest's own RAM. The host
+reaches it through a port forward added over QMP (`forward_http`) once the guest says httpd is up
+(`httpd_path`): the forward listens at once, so adding it late makes "the port listens" mean "the
+service answers" for whoever waits on the port (scripts/calm_netns_services.serve_command).
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from calm_vm.initramfs import BUSYBOX, Cpio
+from calm.qemu.qmp import Monitor
+from calm_vm.initramfs import BUSYBOX, Cpio, module_load_order
 from calm_vm.kernels import Kernel, cache_dir
 
 from . import MigrationError
@@ -34,6 +43,7 @@ WORKLOAD_SOURCE = Path(__file__).with_name("guest_workload.c")
 # /proc/PID/maps path of QEMU's memory-backend-memfd RAM: what `calm record --region` selects
 RAM_REGION = "memfd:memory-backend-memfd"
 QEMU_NICE = -10
+NET_MODULES = ("virtio_pci", "virtio_net")  # and their dependencies (module_load_order)
 
 INIT_SCRIPT = r"""#!/bin/sh
 /bin/busybox --install -s /bin
@@ -42,9 +52,23 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 W=""
+H=""
 for x in $(cat /proc/cmdline); do
-  case "$x" in calm_workload=*) W="${x#calm_workload=}";; esac
+  case "$x" in
+    calm_workload=*) W="${x#calm_workload=}";;
+    calm_http=*) H="${x#calm_http=}";;
+  esac
 done
+if [ -n "$H" ]; then
+  for m in $(cat /etc/calm-net-modules); do
+    insmod /lib/calm/$m.ko || echo "calm-migration-guest: insmod $m failed"
+  done
+  # QEMU user-mode networking: the guest is 10.0.2.15, its gateway 10.0.2.2
+  ip link set lo up && ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 \
+    && ip route add default via 10.0.2.2 || echo "calm-migration-guest: no network"
+  mkdir -p /www && dd if=/dev/urandom of=/www/blob-${H}k.bin bs=1024 count=$H 2>/dev/null
+  httpd -p 80 -h /www && echo "calm-migration-guest: httpd ready /blob-${H}k.bin"
+fi
 [ -n "$W" ] || { echo "calm-migration-guest: no calm_workload= on the kernel command line"; poweroff -f; }
 IFS=, ; set -- $W ; unset IFS
 echo "calm-migration-guest: workload $*"
@@ -95,19 +119,25 @@ def build_workload() -> Path:
     return target
 
 
-def build_initramfs() -> Path:
-    """busybox + the workload + /init, cached by the digest of what goes in."""
+def build_initramfs(kernel: Kernel | None = None) -> Path:
+    """busybox + the workload + /init, cached by the digest of what goes in; with `kernel`, also
+    its virtio_net modules (a guest that serves HTTP needs them, see the module doc)."""
     if not BUSYBOX.exists():
         raise MigrationError(f"{BUSYBOX} not found: install busybox-static (scripts/install-vm-deps)")
     workload = build_workload()
     busybox = BUSYBOX.read_bytes()
     binary = workload.read_bytes()
-    path = cache_dir() / "migration" / f"initramfs-{_digest(INIT_SCRIPT.encode(), busybox, binary)}.cpio"
+    modules = module_load_order(kernel, NET_MODULES) if kernel is not None else []
+    digest = _digest(INIT_SCRIPT.encode(), busybox, binary, *(data for _, data in modules))
+    path = cache_dir() / "migration" / f"initramfs-{digest}.cpio"
     if path.exists():
         return path
     cpio = Cpio()
-    for directory in ("bin", "dev", "proc", "sys", "tmp"):
+    for directory in ("bin", "dev", "etc", "lib", "lib/calm", "proc", "sys", "tmp"):
         cpio.directory(directory)
+    for name, data in modules:
+        cpio.file(f"lib/calm/{name}.ko", data)
+    cpio.file("etc/calm-net-modules", "".join(f"{name}\n" for name, _ in modules).encode())
     cpio.char_device("dev/console", 5, 1)
     cpio.file("bin/busybox", busybox, 0o755)
     cpio.symlink("bin/sh", "busybox")
@@ -123,13 +153,15 @@ class Guest:
     """One QEMU process (source, or destination with `incoming=True`) and its files."""
 
     def __init__(self, qemu: Qemu, kernel: Kernel, initrd: Path, workload: Workload, workdir: Path,
-                 role: str, *, memory_mib: int = 256, incoming: bool = False) -> None:
+                 role: str, *, memory_mib: int = 256, incoming: bool = False,
+                 http_kib: int | None = None) -> None:
         self.role = role
         self.workdir = workdir
         self.console = workdir / f"{role}-console.log"
         self.qmp_socket = workdir / f"{role}.qmp"
         append = " ".join(["console=ttyS0", "loglevel=4", "panic=-1", "rdinit=/init",
-                           "transparent_hugepage=never", workload.kernel_argument()])
+                           "transparent_hugepage=never", workload.kernel_argument(),
+                           *([f"calm_http={http_kib}"] if http_kib else [])])
         self.command = [
             *qemu.command(), "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", f"{memory_mib}M",
             "-object", f"memory-backend-memfd,id=ram0,size={memory_mib}M",
@@ -139,6 +171,8 @@ class Guest:
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd), "-append", append,
         ]
+        if http_kib:  # the same NIC on both sides: the device set is part of what migrates
+            self.command += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
         if incoming:
             self.command += ["-incoming", "defer"]
         self.log = open(workdir / f"{role}-qemu.log", "wb")
@@ -185,6 +219,18 @@ class Guest:
                 raise MigrationError(f"{self.role} guest printed no /{pattern}/ within {timeout:g} s; "
                                      f"console ends: {tail!r}")
             time.sleep(0.1)
+
+    def httpd_path(self, timeout: float = 300.0) -> str:
+        """Waits until the guest's httpd serves; returns the blob's path."""
+        return self.wait_for_line(r"calm-migration-guest: httpd ready (\S+)", timeout=timeout).group(1)
+
+    def forward_http(self, host: str, port: int) -> None:
+        """Forwards tcp host:port (in QEMU's network namespace) to the guest's httpd (port 80)."""
+        with Monitor(str(self.qmp_socket), name=f"{self.role} QEMU") as monitor:
+            reply = monitor.execute("human-monitor-command",
+                                    {"command-line": f"hostfwd_add net0 tcp:{host}:{port}-:80"})
+        if reply.strip():  # HMP answers errors as text
+            raise MigrationError(f"{self.role} QEMU refused the port forward {host}:{port}: {reply.strip()}")
 
     def _check_alive(self, when: str) -> None:
         code = self.proc.poll()

@@ -103,8 +103,8 @@ def _module_bytes(path: Path) -> bytes:
     return data
 
 
-def module_load_order(kernel: Kernel) -> list[tuple[str, bytes]]:
-    """(name, .ko bytes) for TARGET_MODULES and their dependencies, dependencies first."""
+def module_load_order(kernel: Kernel, targets: tuple[str, ...] = TARGET_MODULES) -> list[tuple[str, bytes]]:
+    """(name, .ko bytes) for `targets` and their dependencies, dependencies first."""
     files = {module_name(p.name): p for p in kernel.modules_dir.iterdir()}
     builtin = kernel.builtin_modules
     order: list[tuple[str, bytes]] = []
@@ -123,7 +123,7 @@ def module_load_order(kernel: Kernel) -> list[tuple[str, bytes]]:
                 visit(dep.replace("-", "_"))
         order.append((name, data))
 
-    for target in TARGET_MODULES:
+    for target in targets:
         visit(target)
     return order
 

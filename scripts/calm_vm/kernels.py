@@ -6,7 +6,7 @@ another suite (trixie for 6.12) is fetched through an extra source that reuses t
 Debian mirror URI, with its own lists and cache directories so the host's apt state is untouched.
 
 Cache layout (never in git): $CALM_VM_CACHE or ~/.cache/calm-vm
-    kernels/<series>/vmlinuz, config, release, modules/<name>.ko, modules.builtin, initramfs-<digest>.cpio
+    kernels/<series>/vmlinuz, config, release, layout, modules/<name>.ko, modules.builtin, initramfs-<digest>.cpio
     apt-<suite>/sources.list, lists/, cache/          (extra apt source, only for that download)
 """
 
@@ -26,8 +26,13 @@ from typing import Iterator
 
 from . import KERNELS, VmError
 
-# Module directories inside the package that hold virtio and 9p (and their dependencies).
-MODULE_DIRS = ("drivers/virtio/", "fs/9p/", "fs/netfs/", "fs/fscache/", "net/9p/")
+# Module paths inside the package that hold virtio and 9p (the calm-vm guest's root), and virtio_net
+# with its dependencies (the migration guest that serves HTTP).
+MODULE_DIRS = ("drivers/virtio/", "fs/9p/", "fs/netfs/", "fs/fscache/", "net/9p/",
+               "drivers/net/virtio_net.", "drivers/net/net_failover.", "net/core/failover.")
+# What a cached kernel holds; a cache written under another layout is fetched again (a kernel
+# cached before virtio_net was extracted would otherwise never get it).
+LAYOUT = "2: virtio, 9p, virtio_net"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
@@ -182,7 +187,7 @@ def fetch(series: str) -> Kernel:
         raise VmError(f"unknown kernel {series!r}: choose one of {', '.join(KERNELS)}")
     root = cache_dir() / "kernels" / series
     with _locked(cache_dir() / f"kernels/.{series}.lock"):
-        if (root / "release").exists():
+        if (root / "release").exists() and _read(root / "layout") == LAYOUT:
             return Kernel(series, (root / "release").read_text().strip(), root)
         suite = KERNELS[series]
         options = _apt_options(suite)
@@ -198,10 +203,18 @@ def fetch(series: str) -> Kernel:
             release = _unpack(debs[0], staging)
             _check_kernel(series, release, staging / "config")
             (staging / "release").write_text(release + "\n")
+            (staging / "layout").write_text(LAYOUT + "\n")
             if root.exists():
                 shutil.rmtree(root)
             staging.rename(root)
         return Kernel(series, release, root)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _check_kernel(series: str, release: str, config: Path) -> None:
