@@ -142,6 +142,29 @@ def record_redis(out: Path, rec: Recording) -> None:
             load.wait(30)
 
 
+def record_postgres(out: Path, rec: Recording) -> None:
+    """PostgreSQL 128 MB shared_buffers, pgbench scale 10, recorded (postmaster and every backend:
+    shared_buffers is one memory) under `pgbench -c 4 -j 2` for the whole recording."""
+    from calm_services import Postgres
+
+    with tempfile.TemporaryDirectory(prefix="calm-corpus-") as tmp, Postgres(shared_buffers="128MB") as pg:
+        pg.pgbench_init(10)
+        ready = Path(tmp) / "ready"
+        proc = _calm_record(out, rec, "--pid", str(pg.pid), children=True, ready=ready)
+        _wait_ready(ready, proc, "postgres")
+        load = pg.client_popen("pgbench", "-c", "4", "-j", "2", "-T", str(int(rec.seconds + 30)), "postgres",
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _finish(proc, "postgres")
+        finally:
+            load.send_signal(signal.SIGINT)
+            try:
+                load.wait(30)
+            except subprocess.TimeoutExpired:
+                load.kill()
+                load.wait()
+
+
 RECORDINGS: dict[str, Recording] = {
     "sqlite": Recording("train", 25, 0.2, 6.0, "scripts/sqlite_fill_update.py (fill 400k rows, then updates)",
                         record_sqlite),
@@ -152,6 +175,8 @@ RECORDINGS: dict[str, Recording] = {
                         record_apache),
     "redis": Recording("test", 20, 0.2, 0.0, "redis-server, 300k keys, redis-benchmark SET -c 4 over them",
                        record_redis),
+    "postgres": Recording("train", 20, 0.2, 0.0, "PostgreSQL 15, shared_buffers 128MB, pgbench -s 10 -c 4 -j 2",
+                          record_postgres),
 }
 
 
