@@ -23,6 +23,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from calm.collector.targets import why_no_memory
 from calm.core.errors import CalmError
 from calm.core.interrupt import pending_signal
 
@@ -104,6 +105,20 @@ def launch(command: list[str]) -> subprocess.Popen:
         raise CalmError(f"command not found: {command[0]}") from None
     except PermissionError:
         raise CalmError(f"command not executable: {command[0]}") from None
+
+
+def command_ended_early(popen: subprocess.Popen, name: str) -> CalmError:
+    """The launched command ended before its first sample: one line, and calm exits with the
+    command's own status as `perf record` does (as a shell reports it, 128 + N for signal N; 1
+    if it was 0, since nothing was recorded)."""
+    try:
+        code = popen.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # alive, but its memory is already gone (exiting)
+        return CalmError(f"command {name} {why_no_memory(popen.pid)}")
+    status = code if code >= 0 else 128 - code
+    error = CalmError(f"command {name} exited with status {status} before recording started (nothing recorded)")
+    error.exit_code = status or 1
+    return error
 
 
 @dataclass(frozen=True)

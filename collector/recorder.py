@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -39,7 +38,7 @@ from calm.collector.procfs import PAGE_SIZE, ProcessGone
 from calm.collector.shared_hash import SharedHashes
 from calm.trace.maps import MapsTable
 from calm.core.progress import Progress
-from calm.collector.lifecycle import ExecImage, Waiter, launch
+from calm.collector.lifecycle import ExecImage, Waiter, command_ended_early, launch
 from calm.collector.recording import RecordOptions, RecordResult, trace_attrs
 from calm.collector.targets import ProcessDetails, ProcessIdentity, TargetSet, check_pid, describe, why_no_memory
 from calm.core.paths import check_output_path
@@ -143,9 +142,10 @@ class Recorder:
                                 f"{' that is writable' if self.backend.name == 'hash' else ''} "
                                 "(see /proc/PID/maps for the paths)")
         except (psutil.NoSuchProcess, psutil.ZombieProcess, ProcessGone):
+            if required and self.popen is not None:
+                raise command_ended_early(self.popen, self.options.command[0]) from None
             if required:
-                who = f"command {self.options.command[0]}" if self.popen else f"pid {proc.pid}"
-                raise CalmError(f"{who} {why_no_memory(proc.pid)}") from None
+                raise CalmError(f"pid {proc.pid} {why_no_memory(proc.pid)}") from None
             return None
         except (CalmError, psutil.AccessDenied) as exc:
             if required:

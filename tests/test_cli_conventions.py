@@ -114,6 +114,23 @@ def test_record_exits_with_the_commands_status(tmp_path: Path) -> None:
     assert (tmp_path / "t.h5").exists()
 
 
+def test_a_command_that_ends_before_the_first_sample_still_gives_its_status(tmp_path: Path) -> None:
+    """Issue 11's `calm record -- sh -c 'exit 3'` exits 3, whether calm caught the shell in time to
+    record it (a trace) or not (one line, nothing recorded); `true`, which leaves nothing to
+    record, is a failed run (1); a command killed by SIGKILL gives 137, as a shell says."""
+    for command, wanted in ((["sh", "-c", "exit 3"], 3), (["sh", "-c", "kill -9 $$"], 137)):
+        for attempt in range(3):
+            out = tmp_path / f"t{attempt}-{wanted}.h5"
+            result = calm("record", "-q", "-o", str(out), "--", *command)
+            assert result.returncode == wanted, (command, result.stderr)
+            lines = result.stderr.splitlines()
+            assert out.exists() or (len(lines) == 1 and f"exited with status {wanted} before recording started"
+                                    in lines[0]), (command, result.stderr)
+    result = calm("record", "-q", "-o", str(tmp_path / "true.h5"), "--", "true")
+    assert result.returncode in (0, 1), result.stderr  # 0 only if calm caught `true` alive and recorded it
+    assert (result.returncode == 0) == (tmp_path / "true.h5").exists(), result.stderr
+
+
 def test_default_trace_json_summaries_and_outputs_next_to_the_trace(tmp_path: Path) -> None:
     """record writes ./calm.h5; analyze and replay read it by default, write next to it, print
     JSON on stdout with --json, and refuse to overwrite without --force."""
