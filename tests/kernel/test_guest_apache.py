@@ -15,7 +15,7 @@ import pytest
 
 from tests.apache_helpers import check_profile, installed, profile
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.newest_kernel]  # see tests/test_kernel_vm.py
 
 DURATION, INTERVAL, RATE = 8, 1.0, 10
 

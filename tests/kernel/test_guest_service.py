@@ -14,7 +14,7 @@ import pytest
 
 from tests.service_helpers import check_service, record_service
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.newest_kernel]  # see tests/test_kernel_vm.py
 
 
 def test_soft_dirty_counts_each_shared_page_once(tmp_path):
