@@ -30,6 +30,9 @@ COMMANDS = [
     ["scripts/validate-migration", "bogus"],
     ["scripts/inband-migration", "-o", "x", "--link", "fast"],
     ["scripts/inband-migration", "-o", "x", "--policies", "xen"],
+    ["scripts/inband-migration", "-o", "x", "--page", "index.html"],
+    ["scripts/guest-httpd", "--host", "127.0.0.1", "--port", "70000"],
+    ["scripts/guest-httpd", "--port", "8080"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 
