@@ -88,6 +88,12 @@ def cache_root() -> Path:
     return Path(base) / "calm" / "search"
 
 
+# A read-only cache of classes compiled elsewhere, looked in first: a calm-vm guest has a tmpfs HOME
+# but sees the host's root, so the host's build saves compiling under TCG (about 20 s per javac run,
+# measured) and keeps a compiler run out of the emulated guest.
+SHARED_CACHE_ENV = "CALM_SEARCH_SHARED_CACHE"
+
+
 def classpath() -> str:
     return os.pathsep.join(str(j) for j in [compile_service(), *lucene_jars()])
 
@@ -104,9 +110,12 @@ def compile_service() -> Path:
         digest.update(name.encode() + b"\0" + (HERE / name).read_bytes())
     for jar in jars:
         digest.update(str(jar).encode() + b"\0")
-    target = cache_root() / digest.hexdigest()[:16] / "classes"
-    if (target / "calm" / "search" / "SearchService.class").exists():
-        return target
+    key = digest.hexdigest()[:16]
+    shared = os.environ.get(SHARED_CACHE_ENV)
+    for root in ([Path(shared)] if shared else []) + [cache_root()]:
+        if (root / key / "classes" / "calm" / "search" / "SearchService.class").exists():
+            return root / key / "classes"
+    target = cache_root() / key / "classes"
     target.parent.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix="classes-", dir=target.parent))
     proc = subprocess.run([str(jdk / "javac"), "-encoding", "UTF-8", "-Xlint:all", "-Werror", "-d", str(build),
@@ -114,7 +123,10 @@ def compile_service() -> Path:
                           capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(build, ignore_errors=True)
-        raise SearchError(f"javac failed: {proc.stderr.strip()[-2000:]}")
+        # a JVM that crashes prints its fatal-error report on stdout, not stderr
+        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        said = " | ".join(line for line in (proc.stderr + proc.stdout).strip().splitlines()[-12:] if line.strip())
+        raise SearchError(f"javac failed ({how}): {said[-2000:] or 'no output'}")
     try:
         build.rename(target)  # atomic: a concurrent build that won the race keeps its copy
     except OSError:

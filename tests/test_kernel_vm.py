@@ -72,12 +72,13 @@ def test_search_profile_in_guest() -> None:
     guest of its own: one kernel only, as it takes about 5 minutes under TCG (measured), and the
     backend code it exercises is the one the other kernel tests cover on both kernels."""
     _kernel("6.12")
-    from calm_search import compile_service, installed
+    from calm_search import SHARED_CACHE_ENV, cache_root, compile_service, installed
 
     if not installed():
         _unavailable("openjdk-17-jdk-headless or liblucene8-java not installed (run scripts/install-deps)")
     compile_service()  # on the host: the guest sees the host root (and this cache) read-only
-    command = [sys.executable, str(CALM_VM), "--kernel", "6.12", "--timeout", str(JVM_GUEST_TIMEOUT), "--",
+    command = [sys.executable, str(CALM_VM), "--kernel", "6.12", "--timeout", str(JVM_GUEST_TIMEOUT),
+               "--env", f"{SHARED_CACHE_ENV}={cache_root()}", "--",
                "python", "-m", "pytest", "-m", "kernel and jvm", "tests/kernel", "-v", "-rs",
                "-p", "no:cacheprovider", "--color=no", "--durations=3"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=JVM_GUEST_TIMEOUT + 60)

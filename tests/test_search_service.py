@@ -158,3 +158,19 @@ def test_start_failure_is_one_error(tmp_path):
     svc.stop()
     with pytest.raises(SearchError, match="heap size"):
         SearchService(SearchConfig(heap="lots")).command()
+
+
+def test_classes_compiled_elsewhere_are_used_read_only(tmp_path, monkeypatch):
+    """A calm-vm guest has an empty tmpfs HOME: it takes the host's compiled classes from the
+    shared cache instead of running javac under emulation (CI once saw javac fail there)."""
+    import calm_search
+
+    host_classes = calm_search.compile_service()  # the host's build, in its own cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-home-cache"))
+    monkeypatch.setenv(calm_search.SHARED_CACHE_ENV, str(host_classes.parent.parent))
+    assert calm_search.compile_service() == host_classes
+    assert not (tmp_path / "empty-home-cache").exists()  # nothing compiled, nothing written
+    monkeypatch.delenv(calm_search.SHARED_CACHE_ENV)
+    own = calm_search.compile_service()  # without it: compiled into the caller's own cache
+    assert own != host_classes and own.is_relative_to(tmp_path / "empty-home-cache")
+    assert (own / "calm" / "search" / "SearchService.class").exists()
