@@ -248,11 +248,11 @@ class HashBackend:
                 if resident is not None:
                     resident.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_SWAPPED)))
                 present_idx = np.flatnonzero(b7 >= procfs.B7_PRESENT)
-                in_shared = shared_region[batch.regions_of(present_idx)]
+                vpns, regions = batch.locate(present_idx)
+                in_shared = shared_region[regions]
                 if in_shared.any():
-                    shared_vpns.append(batch.vpns(present_idx[in_shared]))
-                present_idx = present_idx[~in_shared]
-                vpns = batch.vpns(present_idx)
+                    shared_vpns.append(vpns[in_shared])
+                    present_idx, vpns = present_idx[~in_shared], vpns[~in_shared]
                 hashes, readable = self.reader.read_hash(vpns)
                 self.pages_read += vpns.size
                 fresh = (b7[present_idx] & procfs.B7_FILE) != 0  # a private file page not yet copied

@@ -171,6 +171,11 @@ class PagemapBatch:
     def regions_of(self, idx: np.ndarray) -> np.ndarray:
         return self.region[np.searchsorted(self.offset, idx, side="right") - 1]
 
+    def locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`vpns(idx)` and `regions_of(idx)` from one search (the hash backend needs both per page)."""
+        r = np.searchsorted(self.offset, idx, side="right") - 1
+        return (idx - self.offset[r] + self.first_vpn[r]).astype(np.uint64), self.region[r]
+
 
 def iter_batches(pagemap: Pagemap, maps: MapsTable, budget: int = 1 << 21) -> Iterator[PagemapBatch]:
     """Reads the pagemap of every region of `maps`, in batches of at most `budget` entries."""

@@ -50,6 +50,9 @@ def test_batches_cover_every_page_once_and_map_back_to_vpns():
             starts = scan.start[batch.regions_of(idx)] // procfs.PAGE_SIZE
             ends = scan.end[batch.regions_of(idx)] // procfs.PAGE_SIZE
             assert np.all((batch.vpns(idx) >= starts) & (batch.vpns(idx) < ends))
+            vpns, regions = batch.locate(idx[::3])  # the one-search form agrees with the two
+            np.testing.assert_array_equal(vpns, batch.vpns(idx[::3]))
+            np.testing.assert_array_equal(regions, batch.regions_of(idx[::3]))
     np.testing.assert_array_equal(np.concatenate(seen), expected.astype(np.uint64))
 
 
