@@ -31,7 +31,7 @@ from calm.core.errors import CalmError
 from calm.collector import page_hash, procfs, residency
 from calm.collector.page_reader import PageReader
 from calm.collector.pagemap_scan import scan_soft_dirty, scan_supported
-from calm.collector.procfs import Pagemap, ProcessGone
+from calm.collector.procfs import Pagemap
 from calm.collector.shared_hash import SharedHashes, SharedView, lookup as _lookup
 from calm.trace.maps import MapsTable
 

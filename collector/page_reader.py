@@ -37,6 +37,7 @@ _process_vm_readv = _libc.process_vm_readv
 _process_vm_readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p,
                               ctypes.c_ulong, ctypes.c_ulong]
 _process_vm_readv.restype = ctypes.c_ssize_t
+_pvr = _process_vm_readv  # what the loop calls: numba's compile swaps in libc's symbol as numba sees it
 
 
 def _read_hash_loop(pid, run_addr, run_pages, first_run, first_page, buf, local_iov, remote_iov,

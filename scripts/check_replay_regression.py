@@ -20,7 +20,6 @@ uniform one) and also replays the uniform synthetic workload. Exit 0 when everyt
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import tempfile

@@ -63,6 +63,21 @@ def test_layers_import_downwards_only(path: Path) -> None:
     assert imported <= allowed, f"{path} (calm.{package}) imports {sorted(imported - allowed)}"
 
 
+def test_no_name_is_used_undefined() -> None:
+    """pyflakes over the code calm runs: an undefined name is a NameError waiting for the one path
+    that reaches it (a dropped import made a command that ignored SIGTERM crash calm record)."""
+    from pyflakes.api import checkPath
+    from pyflakes.reporter import Reporter
+    import io
+
+    out = io.StringIO()
+    files = [*_modules(), *sorted((REPO / "scripts").rglob("*.py"))]
+    for path in files:
+        checkPath(str(path), Reporter(out, out))
+    undefined = [line for line in out.getvalue().splitlines() if "undefined name" in line]
+    assert not undefined, "\n".join(undefined)
+
+
 def test_modules_stay_small() -> None:
     big = [f"{p.relative_to(REPO)}: {n}" for p in _modules() if (n := len(p.read_text().splitlines())) > 450]
     assert not big, big
@@ -129,6 +144,16 @@ def test_a_command_that_ends_before_the_first_sample_still_gives_its_status(tmp_
     result = calm("record", "-q", "-o", str(tmp_path / "true.h5"), "--", "true")
     assert result.returncode in (0, 1), result.stderr  # 0 only if calm caught `true` alive and recorded it
     assert (result.returncode == 0) == (tmp_path / "true.h5").exists(), result.stderr
+
+
+def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    """When the recording ends first, calm stops its command: SIGTERM, then SIGKILL after the grace
+    period for one that ignores it (a mistaken import once made that path a NameError traceback)."""
+    out = tmp_path / "t.h5"
+    result = calm("record", "-q", "--duration", "1", "-o", str(out), "--",
+                  "sh", "-c", "trap '' TERM; while :; do sleep 0.2; done")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert out.exists()
 
 
 def test_default_trace_json_summaries_and_outputs_next_to_the_trace(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 
 from calm.core import argtypes
 from calm.core.errors import CalmError

@@ -40,7 +40,7 @@ import numpy as np
 from calm.core import ready
 from calm.core.argtypes import OneLineErrorParser
 from calm.core.errors import CalmError
-from calm.core.paths import private_file, write_private
+from calm.core.paths import private_file
 
 PAGE_SIZE = mmap.PAGESIZE
 
