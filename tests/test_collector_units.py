@@ -121,3 +121,34 @@ def test_close_compacts_space_left_by_frequent_flushes(tmp_path):
         sizes[flush_every] = path.stat().st_size
     # 300 flushes rewrite the growing last chunk 300 times; after close it is as if flushed once
     assert sizes[1] < 1.2 * sizes[10**9], sizes
+
+
+def test_read_hash_of_another_process_equals_the_reference_hash_both_ways():
+    """PageReader copies with process_vm_readv and hashes in the same pass (numba-compiled, or the
+    numpy loop where numba is missing): both give exactly page_hash.hash_pages of the contents, and
+    a page unmapped since the pagemap read is reported unreadable, not hashed."""
+    import mmap
+
+    from calm.collector import page_reader
+
+    region = mmap.mmap(-1, 200 * procfs.PAGE_SIZE)
+    words = np.frombuffer(region, dtype=np.uint64)
+    words[:] = np.random.default_rng(5).integers(0, 2**64, words.size, dtype=np.uint64)
+    first = np.frombuffer(region, dtype=np.uint8).ctypes.data // procfs.PAGE_SIZE
+    vpns = np.concatenate([np.arange(first, first + 70), np.arange(first + 90, first + 200)]).astype(np.uint64)
+    reader = page_reader.PageReader(os.getpid())
+    want = page_hash.hash_pages(words.reshape(200, -1)[(vpns - first).astype(np.int64)].ravel(), reader.keys)
+    hashes, readable = reader.read_hash(vpns)
+    assert readable.all() and page_reader.hash_implementation() != ""
+    np.testing.assert_array_equal(hashes, want)
+    compiled = page_reader._loop
+    try:
+        page_reader._loop = page_reader._read_hash_numpy
+        hashes, _ = reader.read_hash(vpns)
+    finally:
+        page_reader._loop = compiled
+    np.testing.assert_array_equal(hashes, want)
+    gone = np.array([first + 10, 2**35, first + 11], dtype=np.uint64)  # 2**35: no mapping there
+    hashes, readable = reader.read_hash(gone)
+    assert readable.tolist() == [True, False, True] and hashes[0] == want[10] and hashes[2] == want[11]
+    assert reader.unreadable_pages == 1
