@@ -58,6 +58,18 @@ def test_real_migrations_completed_and_the_guest_ran_on(grid):
     assert by_bandwidth[100e6] > 1.5 * by_bandwidth[200e6]  # max-bandwidth was applied
 
 
+def test_the_link_is_timed_on_an_unthrottled_stop_and_copy(grid):
+    """The replay's final-copy speed comes from QEMU's own downtime of a stop-and-copy that sent
+    most of RAM: every measurement far above the throttle that ran before the switch-over (a
+    copy still under the throttle would measure it, 80 Mbit/s)."""
+    from calm_migration.run import LINK_THROTTLE_BYTES_S
+
+    link = json.loads((grid / "link.json").read_text())
+    assert link["method"] == "stop-and-copy" and len(link["measurements_bit_s"]) == 3
+    assert min(link["measurements_bit_s"]) > 5 * LINK_THROTTLE_BYTES_S * 8, link
+    assert all(run["spec"]["link_bit_s"] == link["link_bit_s"] for run in _runs(grid))
+
+
 def test_calm_predicts_the_real_migrations_within_bounds(grid):
     for run in _runs(grid):
         real, calm = run["real"], run["calm"]

@@ -99,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             runs = sorted(Path(args.directory).glob("*/*/*/run.json"))
             if not runs:
                 raise MigrationError(f"no run.json under {args.directory}")
+            link_file = Path(args.directory) / "link.json"  # the grid's link, measured again if its method changed
+            link = float(json.loads(link_file.read_text())["link_bit_s"]) if link_file.exists() else None
             for path in runs:
-                repredict(path.parent)
-            print(f"validate-migration: predictions recomputed for {len(runs)} runs", file=sys.stderr)
+                repredict(path.parent, link)
+            said = f" with the link of {link_file} ({link / 1e9:.2f} Gbit/s)" if link else ""
+            print(f"validate-migration: predictions recomputed for {len(runs)} runs{said}", file=sys.stderr)
             return 0
         from calm_vm.kernels import fetch as fetch_kernel
 

@@ -20,7 +20,7 @@ from calm_vm.kernels import fetch
 from . import MigrationError
 from .guest import Workload, build_initramfs
 from .qemu_binary import Qemu
-from .run import RunSpec, measure_link, run
+from .run import LINK_METHOD, RunSpec, measure_link, run
 
 # The guest workloads (256 MiB guest): dirty rates between the smallest and the largest
 # bandwidth, so that some cells converge in a few passes and some never do.
@@ -53,13 +53,19 @@ def run_dir(out: Path, workload: str, bandwidth_mbit: float, downtime_ms: int, r
 
 
 def link_speed(out: Path, qemu: Qemu, kernel, initrd: Path, memory_mib: int, log=print) -> float:
+    """The grid's link speed: OUT/link.json when it holds a measurement by the current method (an
+    older one is kept beside it as link-<method>.json and measured again)."""
     path = out / "link.json"
     if path.exists():
-        return float(json.loads(path.read_text())["link_bit_s"])
-    log(f"measuring the localhost link ({LINK_MEASUREMENTS} unthrottled migrations of a paused guest full of data)")
+        kept = json.loads(path.read_text())
+        method = kept.get("method", "whole-migration")
+        if method == LINK_METHOD:
+            return float(kept["link_bit_s"])
+        path.replace(out / f"link-{method}.json")
+    log(f"measuring the localhost link ({LINK_MEASUREMENTS} stop-and-copies of a paused guest full of data)")
     speeds = [measure_link(qemu, kernel, initrd, memory_mib) for _ in range(LINK_MEASUREMENTS)]
     speed = statistics.median(speeds)  # the machine is shared: one measurement can land on a busy moment
-    path.write_text(json.dumps({"link_bit_s": speed, "measurements_bit_s": speeds,
+    path.write_text(json.dumps({"link_bit_s": speed, "measurements_bit_s": speeds, "method": LINK_METHOD,
                                 "measured": time.strftime("%Y-%m-%d %H:%M:%S")}))
     log(f"link: {speed / 1e9:.2f} Gbit/s (median of {', '.join(f'{s / 1e9:.2f}' for s in speeds)})")
     return speed
