@@ -41,6 +41,7 @@ def test_batches_cover_every_page_once_and_map_back_to_vpns():
     scan = maps.select(maps.scannable())
     expected = np.concatenate([np.arange(s // procfs.PAGE_SIZE, e // procfs.PAGE_SIZE)
                                for s, e in zip(scan.start.tolist(), scan.end.tolist())])
+    rng = np.random.default_rng(7)
     with Pagemap(os.getpid()) as pagemap:
         seen = []
         for batch in iter_batches(pagemap, scan, budget=37):
@@ -50,9 +51,10 @@ def test_batches_cover_every_page_once_and_map_back_to_vpns():
             starts = scan.start[batch.regions_of(idx)] // procfs.PAGE_SIZE
             ends = scan.end[batch.regions_of(idx)] // procfs.PAGE_SIZE
             assert np.all((batch.vpns(idx) >= starts) & (batch.vpns(idx) < ends))
-            vpns, regions = batch.locate(idx[::3])  # the one-search form agrees with the two
-            np.testing.assert_array_equal(vpns, batch.vpns(idx[::3]))
-            np.testing.assert_array_equal(regions, batch.regions_of(idx[::3]))
+            for subset in (idx[::3], idx[rng.random(idx.size) < 0.2], idx[:0], idx[-1:]):
+                vpns, regions = batch.locate(subset)  # the linear form agrees with the searches
+                np.testing.assert_array_equal(vpns, batch.vpns(subset))
+                np.testing.assert_array_equal(regions, batch.regions_of(subset))
     np.testing.assert_array_equal(np.concatenate(seen), expected.astype(np.uint64))
 
 
