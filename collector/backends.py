@@ -271,13 +271,10 @@ class HashBackend:
         if not parts:
             empty = np.empty(0, np.uint64)
             return maps, empty, empty, np.empty(0, dtype=bool), n_resident, view
-        if len(parts) == 1:  # one batch, nothing swapped: the usual round, no copies
-            vpns, hashes, fresh = parts[0]
-        else:
-            vpns = np.concatenate([p[0] for p in parts])
-            hashes = np.concatenate([p[1] for p in parts])
-            fresh = np.concatenate([p[2] for p in parts])
-        if len(parts) > 1 and vpns.size > 1 and not np.all(vpns[1:] > vpns[:-1]):  # swapped pages appended
+        if len(parts) == 1:  # one batch, nothing swapped: the usual round, sorted, no copies
+            return (maps, *parts[0], n_resident, view)
+        vpns, hashes, fresh = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        if not np.all(vpns[1:] > vpns[:-1]):  # swapped pages were appended
             order = np.argsort(vpns, kind="stable")
             vpns, hashes, fresh = vpns[order], hashes[order], fresh[order]
         return maps, vpns, hashes, fresh, n_resident, view

@@ -99,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             runs = sorted(Path(args.directory).glob("*/*/*/run.json"))
             if not runs:
                 raise MigrationError(f"no run.json under {args.directory}")
-            link_file = Path(args.directory) / "link.json"  # the grid's link, measured again if its method changed
-            link = float(json.loads(link_file.read_text())["link_bit_s"]) if link_file.exists() else None
+            from .grid import kept_link
+
+            kept = kept_link(Path(args.directory))  # the grid's link, as `grid` last measured it
+            link = float(kept["link_bit_s"]) if kept else None
             for path in runs:
                 repredict(path.parent, link)
-            said = f" with the link of {link_file} ({link / 1e9:.2f} Gbit/s)" if link else ""
+            said = f" with the grid's link ({link / 1e9:.2f} Gbit/s, {kept['method']})" if kept else ""
             print(f"validate-migration: predictions recomputed for {len(runs)} runs{said}", file=sys.stderr)
             return 0
         from calm_vm.kernels import fetch as fetch_kernel

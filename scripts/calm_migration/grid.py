@@ -52,13 +52,22 @@ def run_dir(out: Path, workload: str, bandwidth_mbit: float, downtime_ms: int, r
     return out / workload / f"{bandwidth_mbit:g}Mbit-{downtime_ms}ms" / str(repeat)
 
 
+def kept_link(out: Path) -> dict | None:
+    """OUT/link.json (link_bit_s, measurements_bit_s, method, measured), or None before the first
+    measurement; a file from before the method was recorded is a whole-migration one."""
+    path = out / "link.json"
+    if not path.exists():
+        return None
+    return {"method": "whole-migration", **json.loads(path.read_text())}
+
+
 def link_speed(out: Path, qemu: Qemu, kernel, initrd: Path, memory_mib: int, log=print) -> float:
     """The grid's link speed: OUT/link.json when it holds a measurement by the current method (an
     older one is kept beside it as link-<method>.json and measured again)."""
     path = out / "link.json"
-    if path.exists():
-        kept = json.loads(path.read_text())
-        method = kept.get("method", "whole-migration")
+    kept = kept_link(out)
+    if kept is not None:
+        method = kept["method"]
         if method == LINK_METHOD:
             return float(kept["link_bit_s"])
         path.replace(out / f"link-{method}.json")
