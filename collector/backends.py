@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calm.core.errors import CalmError
-from calm.collector import page_hash, procfs, residency
+from calm.collector import page_hash, present_pages, procfs, residency
 from calm.collector.page_reader import PageReader
 from calm.collector.pagemap_scan import scan_soft_dirty, scan_supported
 from calm.collector.procfs import Pagemap
@@ -243,28 +243,21 @@ class HashBackend:
         self.pages_read = 0
         with Pagemap(self.pid) as pagemap:
             for batch in procfs.iter_batches(pagemap, scan):
-                b6, b7 = procfs.flag_bytes(batch.entries)
-                n_resident += int(np.count_nonzero(b7 >= procfs.B7_SWAPPED))
-                if resident is not None:
-                    resident.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_SWAPPED)))
-                present_idx = np.flatnonzero(b7 >= procfs.B7_PRESENT)
-                vpns, regions = batch.locate(present_idx)
-                in_shared = shared_region[regions]
-                if in_shared.any():
-                    shared_vpns.append(vpns[in_shared])
-                    present_idx, vpns = present_idx[~in_shared], vpns[~in_shared]
-                hashes, readable = self.reader.read_hash(vpns)
-                self.pages_read += vpns.size
-                fresh = (b7[present_idx] & procfs.B7_FILE) != 0  # a private file page not yet copied
+                pages = present_pages.classify(batch, shared_region, want_resident=resident is not None)
+                n_resident += pages.n_resident
+                if pages.resident is not None and resident is not None:
+                    resident.append(pages.resident)
+                if pages.shared.size:
+                    shared_vpns.append(pages.shared)
+                hashes, readable = self.reader.read_hash_runs(pages.run_vpn, pages.run_pages)
+                self.pages_read += pages.private.size
                 if readable.all():
-                    parts.append((vpns, hashes, fresh))
+                    parts.append((pages.private, hashes, pages.fresh))
                 else:
-                    parts.append((vpns[readable], hashes[readable], fresh[readable]))
-                swapped_idx = np.flatnonzero((b7 & procfs.B7_SWAPPED) != 0)
-                swapped_idx = swapped_idx[~shared_region[batch.regions_of(swapped_idx)]]
-                if swapped_idx.size:  # cannot change while swapped out: keep the old hash
-                    found, previous = _lookup(self._vpns, self._hashes, batch.vpns(swapped_idx))
-                    kept = batch.vpns(swapped_idx)[found]
+                    parts.append((pages.private[readable], hashes[readable], pages.fresh[readable]))
+                if pages.swapped.size:  # cannot change while swapped out: keep the old hash
+                    found, previous = _lookup(self._vpns, self._hashes, pages.swapped)
+                    kept = pages.swapped[found]
                     parts.append((kept, previous[found], np.zeros(kept.size, dtype=bool)))
         view = SharedView.of(self.reader, scan.select(shared_region),
                              np.concatenate(shared_vpns) if shared_vpns else np.empty(0, np.uint64))

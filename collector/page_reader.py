@@ -28,7 +28,7 @@ import numpy as np
 from calm.collector import page_hash
 from calm.collector.procfs import PAGE_SIZE, ProcessGone, raise_for
 
-BLOCK_PAGES = 64  # 256 KiB with 4 KiB pages: fits L2 with room to spare (tuned in BENCHMARKS.md)
+BLOCK_PAGES = 64  # 256 KiB with 4 KiB pages, in L2; 64-256 equally fast (bench_hash_read.py --blocks)
 IOV_MAX = 1024  # remote iovecs per call (the kernel's UIO_MAXIOV)
 WORDS = PAGE_SIZE // 8
 
@@ -164,23 +164,28 @@ class PageReader:
 
     def read_hash(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of pages `vpns` (sorted uint64) and which of them could be read."""
-        _ensure_compiled()
-        hashes = np.zeros(vpns.size, dtype=np.uint64)
-        readable = np.ones(vpns.size, dtype=bool)
         if vpns.size == 0:
-            return hashes, readable
-        breaks = np.flatnonzero(np.diff(vpns) != 1) + 1
-        starts = np.concatenate(([0], breaks))
+            return np.zeros(0, dtype=np.uint64), np.ones(0, dtype=bool)
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(vpns) != 1) + 1))
         run_pages = np.diff(np.append(starts, vpns.size)).astype(np.int64)
-        run_addr = (vpns[starts] * np.uint64(PAGE_SIZE)).astype(np.uint64)
-        run_first = starts.astype(np.int64)  # out position of each run's first page
+        return self.read_hash_runs(vpns[starts], run_pages)
+
+    def read_hash_runs(self, run_vpn: np.ndarray, run_pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`read_hash` of the pages given as runs: run i is pages run_vpn[i] .. + run_pages[i]."""
+        _ensure_compiled()
+        n = int(run_pages.sum())
+        hashes = np.zeros(n, dtype=np.uint64)
+        readable = np.ones(n, dtype=bool)
+        run_addr = (run_vpn * np.uint64(PAGE_SIZE)).astype(np.uint64)
+        run_first = np.cumsum(run_pages) - run_pages  # out position of each run's first page
         pos = 0
-        while pos < vpns.size:
+        while pos < n:
             r = int(np.searchsorted(run_first, pos, side="right") - 1)
             pos = int(_loop(self.pid, run_addr, run_pages, r, pos - int(run_first[r]), self._buf,
                             self._local, self._remote, self.keys, hashes, pos))
-            if pos < vpns.size:  # a short read: find out why, skip the page, go on
-                self._check_page(int(vpns[pos]))
+            if pos < n:  # a short read: find out why, skip the page, go on
+                r = int(np.searchsorted(run_first, pos, side="right") - 1)
+                self._check_page(int(run_vpn[r]) + pos - int(run_first[r]))
                 readable[pos] = False
                 self.unreadable_pages += 1
                 pos += 1

@@ -99,10 +99,12 @@ class Recorder:
         self.backend = replace(self.backend, regions=tuple(options.regions))
         # the hash backend reads each shared page once per round for all processes
         self.shared = SharedHashes() if self.backend.name == "hash" else None
-        if self.shared is not None:  # load numba and its compiled loop before the clock starts
+        if self.shared is not None:  # load numba and its compiled loops before the clock starts
+            from calm.collector import present_pages
             from calm.collector.page_reader import hash_implementation
 
             hash_implementation()
+            present_pages.implementation()
         self.tracked: dict[ProcessIdentity, _Tracked] = {}
         self.popen: subprocess.Popen | None = None
         self.writer: TraceWriter | None = None

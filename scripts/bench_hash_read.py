@@ -14,7 +14,11 @@ alternately (so load from other jobs hits all alike), after a warm-up:
   hash after that read (the backend before issue 13).
 Medians of wall and CPU time; ratios against the bare read.
 
-Usage: python scripts/bench_hash_read.py [--sizes 64,256,1024] [--repeat 15]
+With --blocks, instead: read + hash of the largest target with the reader's loop compiled for each
+block size (pages copied per syscall and hashed before the next), against the bare read; this is
+how page_reader.BLOCK_PAGES was chosen.
+
+Usage: python scripts/bench_hash_read.py [--sizes 64,256,1024] [--repeat 15] [--blocks 32,64,128]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from calm.core.argtypes import OneLineErrorParser  # noqa: E402
-from calm.collector import page_hash, procfs  # noqa: E402
+from calm.collector import page_hash, present_pages, procfs  # noqa: E402
 from calm.collector.backends import HashBackend  # noqa: E402
 from calm.collector.page_reader import PageReader, _process_vm_readv, hash_implementation  # noqa: E402
 
@@ -125,14 +129,60 @@ def measure(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
+def block_sweep(mib: int, blocks: list[int], repeat: int) -> None:
+    """Read + hash with the loop compiled for each block size, against the bare read."""
+    import types
+
+    import numba
+
+    from calm.collector import page_reader
+
+    external = numba.types.ExternalFunction("process_vm_readv", numba.types.intp(
+        numba.types.int32, numba.types.uintp, numba.types.uintp, numba.types.uintp, numba.types.uintp,
+        numba.types.uintp))
+    pid = start_target(mib)
+    try:
+        vpns = hashed_pages(pid)
+        first, lengths = runs(vpns)
+        run_addr, run_pages = first * np.uint64(PAGE), lengths.astype(np.int64)
+        keys, out, big = page_hash.page_keys(PAGE), np.zeros(vpns.size, np.uint64), np.empty(CHUNK // 8, np.uint64)
+        fns = {"bare": lambda: bare_read(pid, vpns, big)}
+        for pages in blocks:
+            code = types.FunctionType(page_reader._read_hash_loop.__code__,
+                                      {**vars(page_reader), "_pvr": external, "BLOCK_PAGES": pages})
+            loop = numba.njit(nogil=True, boundscheck=False)(code)
+            buf, local, remote = np.empty(pages * PAGE // 8, np.uint64), np.zeros(2, np.uint64), np.zeros(2048, np.uint64)
+            fns[f"{pages} pages"] = (lambda loop=loop, buf=buf, local=local, remote=remote:
+                                     loop(pid, run_addr, run_pages, 0, 0, buf, local, remote, keys, out, 0))
+        r = measure(fns, repeat)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    print(f"| block ({mib} MiB target, {vpns.size:,} pages) | read + hash, CPU | / bare read |")
+    print("|---|---|---|")
+    for name, (_, cpu) in r.items():
+        print(f"| {name} | {cpu * 1e3:.1f} ms | {cpu / r['bare'][1]:.2f}x |")
+
+
 def main() -> None:
     parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,256,1024", help="target sizes in MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--blocks", default="", help="block sizes in pages, comma-separated: sweep them")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else []
+    except ValueError:
+        parser.error("--sizes and --blocks take comma-separated whole numbers")
+    if min(sizes) < 1 or (blocks and min(blocks) < 1) or args.repeat < 1:
+        parser.error("sizes, blocks and --repeat must be at least 1")
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"kernel {platform.release()}, load {os.getloadavg()[0]:.1f}, hash: {hash_implementation()}")
+          f"kernel {platform.release()}, load {os.getloadavg()[0]:.1f}, hash: {hash_implementation()}, "
+          f"pages sorted: {present_pages.implementation()}")
+    if blocks:
+        block_sweep(max(sizes), blocks, args.repeat)
+        return
     print("| target | pages | bare process_vm_readv | read + hash | ratio | backend round | ratio | "
           "/proc/PID/mem read | + numpy hash (before) | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -154,3 +154,78 @@ def test_read_hash_of_another_process_equals_the_reference_hash_both_ways():
     hashes, readable = reader.read_hash(gone)
     assert readable.tolist() == [True, False, True] and hashes[0] == want[10] and hashes[2] == want[11]
     assert reader.unreadable_pages == 1
+    # a page unmapped in the middle of a later run: the rest of that run is still read
+    hole = mmap.mmap(-1, 3 * procfs.PAGE_SIZE)
+    hole.write(b"x" * (3 * procfs.PAGE_SIZE))
+    base = np.frombuffer(hole, dtype=np.uint8).ctypes.data // procfs.PAGE_SIZE
+    import ctypes
+    assert ctypes.CDLL(None).munmap(ctypes.c_void_p((base + 1) * procfs.PAGE_SIZE), procfs.PAGE_SIZE) == 0
+    hashes, readable = reader.read_hash_runs(np.array([first + 3, base], dtype=np.uint64), np.array([2, 3]))
+    assert readable.tolist() == [True, True, True, False, True]
+    assert hashes[:2].tolist() == want[3:5].tolist() and hashes[2] == hashes[4] != 0
+    assert reader.unreadable_pages == 2
+
+
+def test_pages_are_sorted_alike_by_the_compiled_loop_and_by_numpy():
+    """present_pages.classify splits a pagemap batch into private present pages (with runs and the
+    not-yet-copied file flag), shared present pages, swapped private pages and resident pages; the
+    numba loop and the numpy fallback must agree, on a real process's pagemap and on entries with
+    swapped pages (no swap on this machine: those are built by hand)."""
+    import tempfile
+
+    from calm.collector import present_pages
+
+    private = mmap.mmap(-1, 8 * procfs.PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    shared = mmap.mmap(-1, 4 * procfs.PAGE_SIZE, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+    private.madvise(mmap.MADV_NOHUGEPAGE)  # one page per fault, even where the kernel has mTHP
+    for page in (0, 1, 2, 5):
+        private[page * procfs.PAGE_SIZE] = 1
+    shared[procfs.PAGE_SIZE] = 1
+    with tempfile.TemporaryFile() as f:
+        f.write(b"f" * 4 * procfs.PAGE_SIZE)
+        f.flush()
+        mapped = mmap.mmap(f.fileno(), 4 * procfs.PAGE_SIZE, flags=mmap.MAP_PRIVATE)
+        assert mapped[0] == mapped[procfs.PAGE_SIZE] == ord("f")  # resident, still the file's
+        mapped[procfs.PAGE_SIZE] = 2  # copied on write: no longer a file page
+        maps = procfs.read_maps(os.getpid())
+        scan = maps.select(maps.scannable() & maps.writable())
+        is_shared = scan.shared()
+        assert present_pages.implementation().startswith("numba")
+        found = []
+        with Pagemap(os.getpid()) as pm:  # a batch is a view of the reader's buffer: use it at once
+            for batch in iter_batches(pm, scan, budget=4096):
+                found.append(present_pages.classify(batch, is_shared, want_resident=True))
+                _assert_same_pages(found[-1], present_pages._classify_numpy(batch, is_shared, True))
+        assert len(found) > 1  # several batches, pieces of several regions in each
+        address = {name: np.frombuffer(m, dtype=np.uint8).ctypes.data // procfs.PAGE_SIZE
+                   for name, m in (("private", private), ("shared", shared), ("file", mapped))}
+        mine = np.concatenate([p.private for p in found])
+        fresh = np.concatenate([p.fresh for p in found])
+        seen = {int(v): bool(f) for v, f in zip(mine, fresh)}
+        assert [page in seen for page in range(address["private"], address["private"] + 8)] == \
+            [True, True, True, False, False, True, False, False]
+        assert seen[address["file"]] is True and seen[address["file"] + 1] is False
+        assert address["shared"] + 1 in np.concatenate([p.shared for p in found]).tolist()
+        assert address["shared"] + 1 not in seen
+        runs = [(int(v), int(n)) for p in found for v, n in zip(p.run_vpn, p.run_pages)]
+        # a run may begin in a neighbouring region, but it ends at the first absent page
+        assert any(v <= address["private"] and v + n == address["private"] + 3 for v, n in runs)
+        assert (address["private"] + 5, 1) in runs
+        mapped.close()
+    # two pieces (a private region 0, a shared region 1): present, swapped, absent, file pages
+    P, S, F = 1 << 63, 1 << 62, 1 << 61
+    entries = np.array([P, P, 0, S, P | F, S, P, 0, S, P], dtype=np.uint64)
+    batch = procfs.PagemapBatch(entries, np.array([100, 500], np.int64), np.array([0, 6], np.int64),
+                                np.array([0, 1], np.int64))
+    compiled = present_pages.classify(batch, np.array([False, True]), want_resident=True)
+    _assert_same_pages(compiled, present_pages._classify_numpy(batch, np.array([False, True]), True))
+    assert compiled.private.tolist() == [100, 101, 104] and compiled.fresh.tolist() == [False, False, True]
+    assert compiled.run_vpn.tolist() == [100, 104] and compiled.run_pages.tolist() == [2, 1]
+    assert compiled.swapped.tolist() == [103, 105] and compiled.shared.tolist() == [500, 503]
+    assert compiled.n_resident == 8 and compiled.resident.tolist() == [100, 101, 103, 104, 105, 500, 502, 503]
+
+
+def _assert_same_pages(a, b) -> None:
+    for field in ("private", "fresh", "run_vpn", "run_pages", "shared", "swapped", "resident"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    assert a.n_resident == b.n_resident
