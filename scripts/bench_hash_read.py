@@ -18,7 +18,11 @@ With --blocks, instead: read + hash of the largest target with the reader's loop
 block size (pages copied per syscall and hashed before the next), against the bare read; this is
 how page_reader.BLOCK_PAGES was chosen.
 
-Usage: python scripts/bench_hash_read.py [--sizes 64,256,1024] [--repeat 15] [--blocks 32,64,128]
+With --walks, instead: the two ways of finding the largest target's present pages, the full
+pagemap read the backend uses against PAGEMAP_SCAN asking for present-or-swapped ranges (Linux >=
+6.8), over the same regions.
+
+Usage: python scripts/bench_hash_read.py [--sizes 64,256,1024] [--repeat 15] [--blocks 32,64,128 | --walks]
 """
 
 from __future__ import annotations
@@ -164,11 +168,45 @@ def block_sweep(mib: int, blocks: list[int], repeat: int) -> None:
         print(f"| {name} | {cpu * 1e3:.1f} ms | {cpu / r['bare'][1]:.2f}x |")
 
 
+def walks(mib: int, repeat: int) -> None:
+    """Full pagemap read against PAGEMAP_SCAN for present ranges, same regions, same run."""
+    from calm.collector.pagemap_scan import PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PagemapScanner
+
+    pid = start_target(mib)
+    try:
+        maps = procfs.read_maps(pid)
+        scan = maps.select(maps.scannable() & maps.writable())
+        bounds = list(zip(scan.start.tolist(), scan.end.tolist()))
+        wanted = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
+
+        def read() -> None:
+            with procfs.Pagemap(pid) as pagemap:
+                for _ in procfs.iter_batches(pagemap, scan):
+                    pass
+
+        def scan_ranges() -> None:
+            with procfs.Pagemap(pid) as pagemap:
+                scanner = PagemapScanner(pagemap.fd, pid)
+                for a, b in bounds:
+                    scanner.regions(a, b, 0, wanted, wanted | PAGE_IS_FILE)
+
+        r = measure({"pagemap read": read, "PAGEMAP_SCAN": scan_ranges}, repeat)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    print(f"| finding present pages ({mib} MiB target, {len(bounds)} regions) | wall | CPU |")
+    print("|---|---|---|")
+    for name, (wall, cpu) in r.items():
+        print(f"| {name} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms |")
+
+
 def main() -> None:
     parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,256,1024", help="target sizes in MiB, comma-separated")
     parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--blocks", default="", help="block sizes in pages, comma-separated: sweep them")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--blocks", default="", help="block sizes in pages, comma-separated: sweep them")
+    how.add_argument("--walks", action="store_true", help="pagemap read against PAGEMAP_SCAN")
     args = parser.parse_args()
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -182,6 +220,9 @@ def main() -> None:
           f"pages sorted: {present_pages.implementation()}")
     if blocks:
         block_sweep(max(sizes), blocks, args.repeat)
+        return
+    if args.walks:
+        walks(max(sizes), args.repeat)
         return
     print("| target | pages | bare process_vm_readv | read + hash | ratio | backend round | ratio | "
           "/proc/PID/mem read | + numpy hash (before) | ratio |")
