@@ -133,6 +133,18 @@ def measure(fns: dict, repeat: int) -> dict[str, tuple[float, float]]:
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
+def on_target(mib: int, make_fns, repeat: int) -> tuple[dict[str, tuple[float, float]], dict]:
+    """Starts a target, measures what make_fns(pid, facts) returns (filling `facts` for the
+    table's title), stops the target."""
+    pid = start_target(mib)
+    facts: dict = {}
+    try:
+        return measure(make_fns(pid, facts), repeat), facts
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
 def block_sweep(mib: int, blocks: list[int], repeat: int) -> None:
     """Read + hash with the loop compiled for each block size, against the bare read."""
     import types
@@ -141,12 +153,11 @@ def block_sweep(mib: int, blocks: list[int], repeat: int) -> None:
 
     from calm.collector import page_reader
 
-    external = numba.types.ExternalFunction("process_vm_readv", numba.types.intp(
-        numba.types.int32, numba.types.uintp, numba.types.uintp, numba.types.uintp, numba.types.uintp,
-        numba.types.uintp))
-    pid = start_target(mib)
-    try:
-        vpns = hashed_pages(pid)
+    t = numba.types
+    external = t.ExternalFunction("process_vm_readv", t.intp(t.int32, t.uintp, t.uintp, t.uintp, t.uintp, t.uintp))
+
+    def make_fns(pid: int, facts: dict) -> dict:
+        vpns = facts["pages"] = hashed_pages(pid)
         first, lengths = runs(vpns)
         run_addr, run_pages = first * np.uint64(PAGE), lengths.astype(np.int64)
         keys, out, big = page_hash.page_keys(PAGE), np.zeros(vpns.size, np.uint64), np.empty(CHUNK // 8, np.uint64)
@@ -158,11 +169,10 @@ def block_sweep(mib: int, blocks: list[int], repeat: int) -> None:
             buf, local, remote = np.empty(pages * PAGE // 8, np.uint64), np.zeros(2, np.uint64), np.zeros(2048, np.uint64)
             fns[f"{pages} pages"] = (lambda loop=loop, buf=buf, local=local, remote=remote:
                                      loop(pid, run_addr, run_pages, 0, 0, buf, local, remote, keys, out, 0))
-        r = measure(fns, repeat)
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    print(f"| block ({mib} MiB target, {vpns.size:,} pages) | read + hash, CPU | / bare read |")
+        return fns
+
+    r, facts = on_target(mib, make_fns, repeat)
+    print(f"| block ({mib} MiB target, {facts['pages'].size:,} pages) | read + hash, CPU | / bare read |")
     print("|---|---|---|")
     for name, (_, cpu) in r.items():
         print(f"| {name} | {cpu * 1e3:.1f} ms | {cpu / r['bare'][1]:.2f}x |")
@@ -172,12 +182,12 @@ def walks(mib: int, repeat: int) -> None:
     """Full pagemap read against PAGEMAP_SCAN for present ranges, same regions, same run."""
     from calm.collector.pagemap_scan import PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_SWAPPED, PagemapScanner
 
-    pid = start_target(mib)
-    try:
+    wanted = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
+
+    def make_fns(pid: int, facts: dict) -> dict:
         maps = procfs.read_maps(pid)
         scan = maps.select(maps.scannable() & maps.writable())
-        bounds = list(zip(scan.start.tolist(), scan.end.tolist()))
-        wanted = PAGE_IS_PRESENT | PAGE_IS_SWAPPED
+        bounds = facts["regions"] = list(zip(scan.start.tolist(), scan.end.tolist()))
 
         def read() -> None:
             with procfs.Pagemap(pid) as pagemap:
@@ -190,11 +200,10 @@ def walks(mib: int, repeat: int) -> None:
                 for a, b in bounds:
                     scanner.regions(a, b, 0, wanted, wanted | PAGE_IS_FILE)
 
-        r = measure({"pagemap read": read, "PAGEMAP_SCAN": scan_ranges}, repeat)
-    finally:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    print(f"| finding present pages ({mib} MiB target, {len(bounds)} regions) | wall | CPU |")
+        return {"pagemap read": read, "PAGEMAP_SCAN": scan_ranges}
+
+    r, facts = on_target(mib, make_fns, repeat)
+    print(f"| finding present pages ({mib} MiB target, {len(facts['regions'])} regions) | wall | CPU |")
     print("|---|---|---|")
     for name, (wall, cpu) in r.items():
         print(f"| {name} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms |")
