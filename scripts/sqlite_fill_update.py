@@ -11,17 +11,24 @@ scripts/sqlite_fill_update.py` and `calm replay svc.h5 --skip 6s`.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sqlite3
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from calm.core.argtypes import OneLineErrorParser  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=400_000, help="rows to insert first (200 bytes each)")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of random updates after the fill")
     args = parser.parse_args()
+    if args.rows < 1 or not args.seconds >= 0:
+        parser.error("--rows must be at least 1 and --seconds at least 0")
     db = sqlite3.connect(":memory:")
     db.execute("create table t(k integer primary key, v text)")
     db.executemany("insert into t values (?, ?)", ((i, "x" * 200) for i in range(args.rows)))

@@ -33,6 +33,11 @@ COMMANDS = [
     ["scripts/inband-migration", "-o", "x", "--page", "index.html"],
     ["scripts/guest-httpd", "--host", "127.0.0.1", "--port", "70000"],
     ["scripts/guest-httpd", "--port", "8080"],
+    ["scripts/bench_hash_read.py", "--blocks", "0"],
+    ["scripts/bench_hash_read.py", "--walks", "--blocks", "64"],
+    ["scripts/bench_service.py", "--bogus"],
+    ["scripts/bench_footprint.py", "--bogus"],
+    ["scripts/sqlite_fill_update.py", "--rows", "0"],
     ["-m", "calm.workloads.groundtruth", "--pages", "x"],
 ]
 
