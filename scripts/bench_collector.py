@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from calm.core.argtypes import OneLineErrorParser  # noqa: E402
+from calm.core.ready import NotReady, wait_for  # noqa: E402
 from calm.collector import procfs  # noqa: E402
 from calm.collector.backends import HashBackend, SoftDirtyBackend  # noqa: E402
 from calm.trace.reader import Trace  # noqa: E402
@@ -56,10 +57,10 @@ def start_target(tmp: Path, mib: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "calm.workloads.groundtruth", "--pages", str(pages),
                              "--interval", "0.5", "--profile", "uniform:0.01",
                              "--ready-file", str(ready)], cwd=REPO)
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise SystemExit("workload failed to start")
-        time.sleep(0.05)
+    try:
+        wait_for(ready, proc, "the ground-truth workload")
+    except NotReady as exc:
+        raise SystemExit(f"bench_collector.py: {exc}") from None
     return proc
 
 

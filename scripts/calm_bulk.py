@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from calm.core.ready import announce  # noqa: E402
+from calm.core.ready import NotReady, announce, wait_for  # noqa: E402
 
 WINDOW_S = 0.100  # QEMU's BUFFER_DELAY
 CHUNK = 64 * 1024
@@ -102,13 +102,11 @@ class BulkStream:
         proc = subprocess.Popen([*self.net.exec_prefix(ns), sys.executable, __file__, *args, str(ready)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(proc)
-        deadline = time.monotonic() + self.timeout
-        while not ready.exists():  # the process's own handshake; it exits if it cannot set up
-            if proc.poll() is not None:
-                raise RuntimeError(f"bulk stream {args[0]} exited {proc.returncode}: {proc.stderr.read().strip()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"bulk stream {args[0]} not ready after {self.timeout:g} s")
-            time.sleep(0.01)
+        try:  # the process's own handshake; it exits if it cannot set up
+            wait_for(ready, proc, f"bulk stream {args[0]}", self.timeout)
+        except NotReady as exc:
+            tail = f": {proc.stderr.read().strip()}" if exc.exit_status is not None else ""
+            raise RuntimeError(f"{exc}{tail}") from None
         return proc
 
     def __enter__(self) -> "BulkStream":

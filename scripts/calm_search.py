@@ -23,11 +23,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+from calm.core.ready import NotReady, wait_for
 from calm_apt import apt_install
 
 HERE = Path(__file__).resolve().parent / "search"
@@ -224,15 +224,13 @@ class SearchService:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise SearchError(f"the search service exited with status {self.proc.returncode}: "
-                                  f"{self._log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SearchError(f"the search service was not ready within {timeout:g} s (see {self.log_path})")
-            time.sleep(0.05)
+        try:
+            wait_for(ready, self.proc, "the search service", timeout)
+        except NotReady as exc:
+            if exc.exit_status is not None:
+                raise SearchError(f"{exc}: {self._log_tail()}") from None
+            self.stop()
+            raise SearchError(f"{exc} (see {self.log_path})") from None
         self.ready = json.loads(ready.read_text())
         if self.ready.get("pid") != self.proc.pid:
             raise SearchError(f"ready file names pid {self.ready.get('pid')}, not the JVM {self.proc.pid}")

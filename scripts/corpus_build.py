@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from compare_calm_synthetic import RAMP, TRACES as COMPARE_TRACES  # noqa: E402
 
 from calm.core.paths import write_private  # noqa: E402
+from calm.core.ready import NotReady, wait_for  # noqa: E402
 
 SYNTH_PAGES, SYNTH_STEP = 65536, 0.1
 SMALL_PAGES, SMALL_SAMPLES = 4096, 120
@@ -87,11 +87,10 @@ def _finish(proc: subprocess.Popen, what: str) -> None:
 
 def _wait_ready(ready: Path, proc: subprocess.Popen, what: str) -> None:
     """The recorder's own handshake: its ready file appears once the first sample is on disk."""
-    while not ready.exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"calm record of {what} exited before its first sample: "
-                               f"{proc.communicate()[1].strip()[-300:]}")
-        time.sleep(0.05)
+    try:
+        wait_for(ready, proc, f"calm record of {what}")
+    except NotReady as exc:
+        raise RuntimeError(f"{exc}: {proc.communicate()[1].strip()[-300:]}") from None
 
 
 def record_sqlite(out: Path, rec: Recording) -> None:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from calm.trace.reader import Trace
 from tests.collector_helpers import REPO, Recording, calm, one_line_error, stop, wait_for_file, wait_until
@@ -86,3 +87,32 @@ def test_record_loads_no_hdf5_or_plotting_library_before_recording(tmp_path):
             "print(sorted(m for m in ('h5py', 'matplotlib', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_waiting_for_a_ready_file_reports_a_program_that_exits_or_hangs(tmp_path):
+    """calm.core.ready.wait_for, what scripts use to wait on a program's ready file: it returns
+    once the file appears, says the exit status of a program that dies first (at once, not at the
+    deadline), and gives up on one that neither exits nor gets ready."""
+    from calm.core.ready import NotReady, wait_for
+
+    ready = tmp_path / "ready"
+    announcing = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                                   "from calm.core.ready import announce; announce(Path(sys.argv[1])); "
+                                   "sys.stdin.read()", str(ready)], stdin=subprocess.PIPE)
+    try:
+        wait_for(ready, announcing, "the announcer", timeout=120)
+        assert ready.read_text() == f"{announcing.pid}\n"
+    finally:
+        announcing.communicate(b"", timeout=60)
+    failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(NotReady) as failed:
+        wait_for(tmp_path / "never", failing, "the failing program", timeout=600)
+    assert failed.value.exit_status == 3
+    assert str(failed.value) == "the failing program exited with status 3 before it was ready"
+    silent = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        with pytest.raises(NotReady) as hung:
+            wait_for(tmp_path / "never", silent, "the silent program", timeout=0.2)
+    finally:
+        silent.communicate(b"", timeout=60)
+    assert hung.value.exit_status is None and str(hung.value) == "the silent program was not ready within 0.2 s"

@@ -22,6 +22,7 @@ from pathlib import Path
 from calm.core import argtypes
 from calm.core.errors import CalmError
 from calm.core.paths import prepare_output_dir
+from calm.core.ready import NotReady, wait_for
 
 DEFAULT_OUTPUT = "calm-demo"
 DEFAULT_DURATION = 20.0
@@ -70,14 +71,10 @@ class Workload:
                                      stdin=subprocess.DEVNULL)
 
     def wait_ready(self) -> int:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self.ready_file.exists():
-            if self.proc.poll() is not None:
-                raise CalmError(f"the built-in workload exited with status {self.proc.returncode} "
-                                "before it was ready")
-            if time.monotonic() > deadline:
-                raise CalmError(f"the built-in workload was not ready within {READY_TIMEOUT:g} s")
-            time.sleep(0.05)
+        try:
+            wait_for(self.ready_file, self.proc, "the built-in workload", READY_TIMEOUT)
+        except NotReady as exc:
+            raise CalmError(str(exc)) from None
         self.ready_file.unlink(missing_ok=True)
         return self.proc.pid
 

@@ -6,12 +6,15 @@ It works like a daemon's pid file: it holds the program's pid, so `kill -INT $(c
 It is written under a temporary name and renamed into place, so a reader never sees it half
 written; it is private (0600) and never written through a symlink (the rename replaces a symlink
 instead of following it). A stale file left by an earlier run is removed when the program starts,
-so it cannot signal too early.
+so it cannot signal too early. `wait_for` is the other side: what a script waiting on a program's
+ready file calls.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 from calm.core.errors import CalmError
@@ -54,3 +57,27 @@ def announce(path: Path) -> None:
         except OSError:
             pass
         raise CalmError(f"cannot write the ready file {path}: {exc.strerror}") from None
+
+
+class NotReady(Exception):
+    """The program exited, or ran out of time, before its ready file appeared."""
+
+    def __init__(self, message: str, exit_status: int | None) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status  # None when it was still running at the deadline
+
+
+def wait_for(path: Path, proc: subprocess.Popen, what: str, timeout: float | None = None) -> None:
+    """Waits for `proc`'s ready file `path` (see `announce`) instead of sleeping a guessed time.
+
+    Polls the file and the process alike, so a program that fails to start is reported at once
+    rather than at the deadline. Raises NotReady "WHAT exited with status N before it was ready" or
+    "WHAT was not ready within T s"; the caller adds what it knows (the program's stderr, a log).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise NotReady(f"{what} exited with status {proc.returncode} before it was ready", proc.returncode)
+        if deadline is not None and time.monotonic() > deadline:
+            raise NotReady(f"{what} was not ready within {timeout:g} s", None)
+        time.sleep(0.02)
