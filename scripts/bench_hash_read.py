@@ -203,7 +203,8 @@ def walks(mib: int, repeat: int) -> None:
         return {"pagemap read": read, "PAGEMAP_SCAN": scan_ranges}
 
     r, facts = on_target(mib, make_fns, repeat)
-    print(f"| finding present pages ({mib} MiB target, {len(facts['regions'])} regions) | wall | CPU |")
+    print(f"| finding present pages ({mib} MiB target, {len(facts['regions'])} regions; reading only, "
+          "not sorting) | wall | CPU |")
     print("|---|---|---|")
     for name, (wall, cpu) in r.items():
         print(f"| {name} | {wall * 1e3:.1f} ms | {cpu * 1e3:.1f} ms |")
@@ -228,10 +229,18 @@ def main() -> None:
           f"kernel {platform.release()}, load {os.getloadavg()[0]:.1f}, hash: {hash_implementation()}, "
           f"pages sorted: {present_pages.implementation()}")
     if blocks:
-        block_sweep(max(sizes), blocks, args.repeat)
+        try:
+            block_sweep(max(sizes), blocks, args.repeat)
+        except ImportError:
+            parser.error("--blocks compiles the reader's loop and needs numba")
         return
     if args.walks:
-        walks(max(sizes), args.repeat)
+        from calm.collector.pagemap_scan import ScanUnsupported
+
+        try:
+            walks(max(sizes), args.repeat)
+        except ScanUnsupported as exc:
+            parser.error(f"--walks compares with PAGEMAP_SCAN, which this kernel lacks ({exc})")
         return
     print("| target | pages | bare process_vm_readv | read + hash | ratio | backend round | ratio | "
           "/proc/PID/mem read | + numpy hash (before) | ratio |")

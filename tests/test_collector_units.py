@@ -154,16 +154,28 @@ def test_read_hash_of_another_process_equals_the_reference_hash_both_ways():
     hashes, readable = reader.read_hash(gone)
     assert readable.tolist() == [True, False, True] and hashes[0] == want[10] and hashes[2] == want[11]
     assert reader.unreadable_pages == 1
-    # a page unmapped in the middle of a later run: the rest of that run is still read
-    hole = mmap.mmap(-1, 3 * procfs.PAGE_SIZE)
-    hole.write(b"x" * (3 * procfs.PAGE_SIZE))
-    base = np.frombuffer(hole, dtype=np.uint8).ctypes.data // procfs.PAGE_SIZE
+    # a page that cannot be read in the middle of a later run: the rest of that run is still read
+    # (PROT_NONE rather than munmap, so no other mapping can land in the hole meanwhile)
     import ctypes
-    assert ctypes.CDLL(None).munmap(ctypes.c_void_p((base + 1) * procfs.PAGE_SIZE), procfs.PAGE_SIZE) == 0
-    hashes, readable = reader.read_hash_runs(np.array([first + 3, base], dtype=np.uint64), np.array([2, 3]))
-    assert readable.tolist() == [True, True, True, False, True]
-    assert hashes[:2].tolist() == want[3:5].tolist() and hashes[2] == hashes[4] != 0
-    assert reader.unreadable_pages == 2
+
+    hole = mmap.mmap(-1, 3 * procfs.PAGE_SIZE)
+    hole_words = np.frombuffer(hole, dtype=np.uint64)
+    hole_words[:] = np.random.default_rng(6).integers(0, 2**64, hole_words.size, dtype=np.uint64)
+    hole_want = page_hash.hash_pages(hole_words, reader.keys)
+    base = hole_words.ctypes.data // procfs.PAGE_SIZE
+    assert ctypes.CDLL(None).mprotect(ctypes.c_void_p((base + 1) * procfs.PAGE_SIZE), procfs.PAGE_SIZE, 0) == 0
+    for loop in (compiled, page_reader._read_hash_numpy):
+        page_reader._loop = loop
+        try:
+            before = reader.unreadable_pages
+            hashes, readable = reader.read_hash_runs(np.array([first + 3, base], dtype=np.uint64), np.array([2, 3]))
+        finally:
+            page_reader._loop = compiled
+        assert readable.tolist() == [True, True, True, False, True]
+        assert hashes[:2].tolist() == want[3:5].tolist()
+        assert hashes[2] == hole_want[0] and hashes[4] == hole_want[2]
+        assert reader.unreadable_pages == before + 1
+    ctypes.CDLL(None).mprotect(ctypes.c_void_p((base + 1) * procfs.PAGE_SIZE), procfs.PAGE_SIZE, 3)
 
 
 def test_pages_are_sorted_alike_by_the_compiled_loop_and_by_numpy():
@@ -212,17 +224,25 @@ def test_pages_are_sorted_alike_by_the_compiled_loop_and_by_numpy():
         assert any(v <= address["private"] and v + n == address["private"] + 3 for v, n in runs)
         assert (address["private"] + 5, 1) in runs
         mapped.close()
-    # two pieces (a private region 0, a shared region 1): present, swapped, absent, file pages
+    # three pieces (private region 0, an empty piece, shared region 1): present, swapped, absent and
+    # file pages, and present|swapped (never set together by the kernel: counted present)
     P, S, F = 1 << 63, 1 << 62, 1 << 61
-    entries = np.array([P, P, 0, S, P | F, S, P, 0, S, P], dtype=np.uint64)
-    batch = procfs.PagemapBatch(entries, np.array([100, 500], np.int64), np.array([0, 6], np.int64),
-                                np.array([0, 1], np.int64))
+    entries = np.array([P, P, 0, S, P | F, S, P | S, P, 0, S, P], dtype=np.uint64)
+    batch = procfs.PagemapBatch(entries, np.array([100, 300, 500], np.int64), np.array([0, 7, 7], np.int64),
+                                np.array([0, 0, 1], np.int64))
     compiled = present_pages.classify(batch, np.array([False, True]), want_resident=True)
     _assert_same_pages(compiled, present_pages._classify_numpy(batch, np.array([False, True]), True))
-    assert compiled.private.tolist() == [100, 101, 104] and compiled.fresh.tolist() == [False, False, True]
-    assert compiled.run_vpn.tolist() == [100, 104] and compiled.run_pages.tolist() == [2, 1]
+    assert compiled.private.tolist() == [100, 101, 104, 106]
+    assert compiled.fresh.tolist() == [False, False, True, False]
+    assert compiled.run_vpn.tolist() == [100, 104, 106] and compiled.run_pages.tolist() == [2, 1, 1]
     assert compiled.swapped.tolist() == [103, 105] and compiled.shared.tolist() == [500, 503]
-    assert compiled.n_resident == 8 and compiled.resident.tolist() == [100, 101, 103, 104, 105, 500, 502, 503]
+    assert compiled.n_resident == 9
+    assert compiled.resident.tolist() == [100, 101, 103, 104, 105, 106, 500, 502, 503]
+    empty = procfs.PagemapBatch(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64),
+                                np.empty(0, np.int64))
+    for pages in (present_pages.classify(empty, np.array([False]), True),
+                  present_pages._classify_numpy(empty, np.array([False]), True)):
+        assert pages.n_resident == 0 and pages.private.size == pages.run_vpn.size == pages.resident.size == 0
 
 
 def _assert_same_pages(a, b) -> None:

@@ -77,6 +77,8 @@ def wait_for(path: Path, proc: subprocess.Popen, what: str, timeout: float | Non
     deadline = None if timeout is None else time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
+            if path.exists():  # it got ready, then exited, between our two looks
+                return
             raise NotReady(f"{what} exited with status {proc.returncode} before it was ready", proc.returncode)
         if deadline is not None and time.monotonic() > deadline:
             raise NotReady(f"{what} was not ready within {timeout:g} s", None)
