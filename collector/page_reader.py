@@ -27,6 +27,7 @@ import numpy as np
 
 from calm.collector import page_hash
 from calm.collector.procfs import PAGE_SIZE, ProcessGone, raise_for
+from calm.collector.ranges import runs
 
 BLOCK_PAGES = 64  # 256 KiB with 4 KiB pages, in L2; 64-256 equally fast (bench_hash_read.py --blocks)
 IOV_MAX = 1024  # remote iovecs per call (the kernel's UIO_MAXIOV)
@@ -164,11 +165,7 @@ class PageReader:
 
     def read_hash(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hashes of pages `vpns` (sorted uint64) and which of them could be read."""
-        if vpns.size == 0:
-            return np.zeros(0, dtype=np.uint64), np.ones(0, dtype=bool)
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(vpns) != 1) + 1))
-        run_pages = np.diff(np.append(starts, vpns.size)).astype(np.int64)
-        return self.read_hash_runs(vpns[starts], run_pages)
+        return self.read_hash_runs(*runs(vpns))
 
     def read_hash_runs(self, run_vpn: np.ndarray, run_pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`read_hash` of the pages given as runs: run i is pages run_vpn[i] .. + run_pages[i]."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calm.collector import procfs
+from calm.collector.ranges import runs
 
 _PRESENT = np.uint64(procfs.B7_PRESENT)  # byte 7 flags (bits 63, 62, 61) as the loop compares them
 _SWAPPED = np.uint64(procfs.B7_SWAPPED)
@@ -111,11 +112,7 @@ def _classify_numpy(batch: procfs.PagemapBatch, shared_region: np.ndarray,
     present = flags >= procfs.B7_PRESENT
     mine = present & ~in_shared
     private = vpns[mine]
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(private) != 1) + 1)) if private.size else \
-        np.empty(0, np.int64)
-    return PresentPages(private, (flags[mine] & procfs.B7_FILE) != 0, private[starts],
-                        np.diff(np.append(starts, private.size)).astype(np.int64),
-                        vpns[present & in_shared], vpns[~present & ~in_shared], int(resident_idx.size),
+    return PresentPages(private, (flags[mine] & procfs.B7_FILE) != 0, *runs(private), vpns[present & in_shared], vpns[~present & ~in_shared], int(resident_idx.size),
                         vpns if want_resident else None)
 
 

@@ -32,3 +32,11 @@ def expand_ranges(start: np.ndarray, end: np.ndarray) -> np.ndarray:
     offsets = np.cumsum(lengths) - lengths  # position of each range's first page in the output
     base = np.repeat(start.astype(np.int64) - offsets, lengths)
     return (base + np.arange(total, dtype=np.int64)).astype(np.uint64)
+
+
+def runs(pages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique page numbers -> (first page, int64 length) of each run of consecutive ones."""
+    if pages.size == 0:
+        return pages[:0], np.empty(0, dtype=np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(pages) != 1) + 1))
+    return pages[starts], np.diff(np.append(starts, pages.size)).astype(np.int64)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from calm.core.argtypes import OneLineErrorParser  # noqa: E402
 from calm.core.ready import NotReady, wait_for  # noqa: E402
 from calm.collector import procfs  # noqa: E402
+from calm.collector.ranges import runs  # noqa: E402
 from calm.collector.backends import HashBackend, SoftDirtyBackend  # noqa: E402
 from calm.trace.reader import Trace  # noqa: E402
 
@@ -82,9 +83,9 @@ def writable_resident_ranges(pid: int) -> list[tuple[int, int]]:
             present = np.flatnonzero((pm.read(lo, hi) & procfs.PM_PRESENT) != 0)
             if present.size == 0:
                 continue
-            breaks = np.flatnonzero(np.diff(present) != 1) + 1
-            for run in np.split(present, breaks):
-                ranges.append(((lo + int(run[0])) * procfs.PAGE_SIZE, run.size * procfs.PAGE_SIZE))
+            first, lengths = runs(present)
+            ranges.extend(((lo + a) * procfs.PAGE_SIZE, n * procfs.PAGE_SIZE)
+                          for a, n in zip(first.tolist(), lengths.tolist()))
     return ranges
 
 

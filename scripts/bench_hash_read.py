@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from calm.core.argtypes import OneLineErrorParser  # noqa: E402
 from calm.collector import page_hash, present_pages, procfs  # noqa: E402
+from calm.collector.ranges import runs  # noqa: E402
 from calm.collector.backends import HashBackend  # noqa: E402
 from calm.collector.page_reader import PageReader, _process_vm_readv, hash_implementation  # noqa: E402
 
@@ -80,12 +81,6 @@ def hashed_pages(pid: int) -> np.ndarray:
             _, b7 = procfs.flag_bytes(batch.entries)
             found.append(batch.vpns(np.flatnonzero(b7 >= procfs.B7_PRESENT)))
     return np.concatenate(found)
-
-
-def runs(vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    breaks = np.flatnonzero(np.diff(vpns) != 1) + 1
-    starts = np.concatenate(([0], breaks))
-    return vpns[starts], np.diff(np.append(starts, vpns.size))
 
 
 def bare_read(pid: int, vpns: np.ndarray, buf: np.ndarray) -> None:
